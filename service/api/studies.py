@@ -1,0 +1,219 @@
+"""Routes of studies: submit a spec, list, read, trials, summary, cancel, delete, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+
+from lcw import catalog
+from service.api.deps import SettingsDep, StoreDep, WriterDep
+from service.config import Settings
+from service.schemas import (
+    ErrorPublic,
+    StudiesPublic,
+    StudyPublic,
+    SummaryPublic,
+    TrialsPublic,
+)
+from service.spec import load_document, plan_study
+from service.store import Store
+
+router = APIRouter(prefix="/api/studies", tags=["studies"])
+
+StudyStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+TrialStatus = Literal[
+    "pending", "running", "completed", "diverged", "stopped_early", "failed", "cancelled"
+]
+StudyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorPublic}}
+_WRITE: dict[int | str, dict[str, Any]] = {401: {"model": ErrorPublic}}
+_SPEC_SCHEMA = {"$ref": "#/components/schemas/StudyCreate"}
+
+
+def _create(
+    store: Store, settings: Settings, raw: bytes, media_type: str, key: str | None
+) -> tuple[StudyPublic, bool]:
+    data = load_document(raw, media_type)
+    try:
+        spec, trials = plan_study(data, max_trials=settings.max_trials_per_study)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from exc
+    return store.create_study(spec, trials, idempotency_key=key)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=StudyPublic,
+    dependencies=[WriterDep],
+    responses={
+        **_WRITE,
+        413: {"model": ErrorPublic},
+        415: {"model": ErrorPublic},
+        201: {
+            "description": "Created, or the study an earlier call with this Idempotency-Key "
+            "created (then the header Idempotent-Replayed: true is set)"
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _SPEC_SCHEMA},
+                "application/yaml": {"schema": _SPEC_SCHEMA},
+            },
+        }
+    },
+)
+async def create_study(
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Retrying with the same key and spec returns the same study (201).",
+        ),
+    ] = None,
+) -> StudyPublic:
+    """Submit a study spec (JSON or YAML) and queue its trials."""
+    raw = await request.body()
+    media_type = request.headers.get("content-type", "application/json")
+    study, created = await run_in_threadpool(
+        _create, store, settings, raw, media_type, idempotency_key
+    )
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return study
+
+
+@router.get("", response_model=StudiesPublic)
+def list_studies(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    status: StudyStatus | None = None,
+) -> StudiesPublic:
+    """List studies, newest first."""
+    return store.list_studies(limit=limit, offset=offset, status=status)
+
+
+@router.get("/{study_id}", response_model=StudyPublic, responses=_NOT_FOUND)
+def read_study(store: StoreDep, study_id: StudyId) -> StudyPublic:
+    """Get one study with its spec, status and progress."""
+    return store.get_study(study_id)
+
+
+@router.get("/{study_id}/trials", response_model=TrialsPublic, responses=_NOT_FOUND)
+def list_trials(
+    store: StoreDep,
+    study_id: StudyId,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    method: Annotated[str | None, Query(max_length=64)] = None,
+    depth: Annotated[int | None, Query(ge=1, le=catalog.MAX_DEPTH)] = None,
+    width: Annotated[int | None, Query(ge=1, le=65536)] = None,
+    activation: Annotated[str | None, Query(max_length=64)] = None,
+    status: TrialStatus | None = None,
+) -> TrialsPublic:
+    """List a study's trials in expansion order, optionally filtered."""
+    return store.list_trials(
+        study_id,
+        limit=limit,
+        offset=offset,
+        method=method,
+        depth=depth,
+        width=width,
+        activation=activation,
+        status=status,
+    )
+
+
+@router.get("/{study_id}/summary", response_model=SummaryPublic, responses=_NOT_FOUND)
+def read_summary(store: StoreDep, study_id: StudyId) -> SummaryPublic:
+    """Best learning rate per cell, accuracy CIs and paired comparisons of lcw and bn_lcw."""
+    return store.summary(study_id)
+
+
+@router.post(
+    "/{study_id}/cancel",
+    response_model=StudyPublic,
+    dependencies=[WriterDep],
+    responses={**_NOT_FOUND, **_WRITE, 409: {"model": ErrorPublic}},
+)
+def cancel_study(store: StoreDep, study_id: StudyId) -> StudyPublic:
+    """Cancel a study's pending and running trials."""
+    return store.cancel_study(study_id)
+
+
+@router.delete(
+    "/{study_id}",
+    status_code=204,
+    response_class=Response,
+    dependencies=[WriterDep],
+    responses={**_NOT_FOUND, **_WRITE, 409: {"model": ErrorPublic}},
+)
+def delete_study(store: StoreDep, study_id: StudyId) -> Response:
+    """Delete a finished or cancelled study with its trials and metrics."""
+    store.delete_study(study_id)
+    return Response(status_code=204)
+
+
+def _csv_lines(columns: list[str], rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for n, row in enumerate(rows, 1):
+        writer.writerow(row)
+        if n % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _json_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    yield "["
+    for n, row in enumerate(rows):
+        yield ("," if n else "") + json.dumps(row)
+    yield "]"
+
+
+@router.get(
+    "/{study_id}/export",
+    response_class=StreamingResponse,
+    responses={
+        **_NOT_FOUND,
+        200: {"content": {"text/csv": {}, "application/json": {}}},
+    },
+)
+def export_study(
+    store: StoreDep, study_id: StudyId, format: Literal["csv", "json"] = "csv"
+) -> StreamingResponse:
+    """Download one row per trial and epoch, with the trial's config columns (CSV or JSON)."""
+    store.get_study(study_id)  # 404 before the stream starts
+    filename = f"study-{study_id}.{format}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if format == "csv":
+        rows = store.iter_export(study_id)
+        return StreamingResponse(
+            _csv_lines(store.export_columns(), rows), media_type="text/csv", headers=headers
+        )
+    rows = store.iter_export(study_id, diagnostics=True)
+    return StreamingResponse(_json_lines(rows), media_type="application/json", headers=headers)

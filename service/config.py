@@ -1,0 +1,68 @@
+"""Service settings: one pydantic-settings class read from ``LCW_*`` environment variables.
+
+Reach them through :func:`get_settings` (cached; tests pass their own ``Settings`` to
+``create_app`` instead). Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of one service process (API server, `db upgrade`, embedded dispatcher)."""
+
+    model_config = SettingsConfigDict(env_prefix="LCW_", extra="ignore")
+
+    # Where the default SQLite file lives; unused when database_url names another database.
+    data_home: Path = Path("./data")
+    # None: sqlite:///<data_home>/lcw.db. PostgreSQL: postgresql+psycopg://user@host/db
+    # (a plain postgresql:// URL is read as psycopg 3).
+    database_url: str | None = None
+    # Bearer tokens allowed to write (comma-separated in LCW_API_TOKENS). Empty: writes are open.
+    # SecretStr so that a logged or printed Settings never shows them.
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, repr=False)
+    max_trials_per_study: int = Field(default=5000, ge=1)
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)  # 1 MiB: a spec is a few hundred bytes
+    # How long a claimed trial stays leased without a renewal before it returns to the queue.
+    lease_seconds: float = Field(default=60.0, gt=0)
+    # Origins allowed by CORS (comma-separated); empty: no CORS headers, cross-site calls refused.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # SQLite waits this long for another writer instead of failing with "database is locked".
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    # Upgrade the schema to the newest Alembic revision when the API starts.
+    migrate_on_start: bool = True
+
+    @field_validator("api_tokens", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in use, defaults and driver names resolved."""
+        url = self.database_url or f"sqlite:///{self.data_home / 'lcw.db'}"
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+
+    def token_values(self) -> list[str]:
+        """The configured API tokens as plain strings (for comparison only; never log them)."""
+        return [t.get_secret_value() for t in self.api_tokens]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

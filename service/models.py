@@ -1,0 +1,176 @@
+"""SQLAlchemy 2.0 tables: studies, their trials (the queue) and per-epoch trial metrics.
+
+The database is the single source of truth and the queue. A trial row carries its lease
+(``lease_owner``, ``lease_expires_at``) and its final metrics as columns, so that summaries and
+progress never touch ``trial_metrics``. Every change goes through :mod:`service.store`; the
+Alembic migrations in ``service/migrations/versions`` create exactly these tables (a test
+compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+STUDY_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+STUDY_FINISHED = frozenset({"completed", "failed", "cancelled"})
+TRIAL_STATUSES = (
+    "pending",
+    "running",
+    "completed",
+    "diverged",
+    "stopped_early",
+    "failed",
+    "cancelled",
+)
+TRIAL_TERMINAL = frozenset({"completed", "diverged", "stopped_early", "failed", "cancelled"})
+# A trial that ran to a result: its final accuracies count in the summary.
+TRIAL_SCORED = frozenset({"completed", "diverged", "stopped_early"})
+FINAL_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+EPOCH_METRICS = (*FINAL_METRICS, "seconds", "samples_per_s", "lr")
+
+# Deterministic constraint names, so migrations and models agree on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)  # stored as text; compare as UTC text
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Study(Base):
+    """One submitted spec; its status follows its trials (see ``Store.refresh_study_status``)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    dataset: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # the normalized spec, defaults filled in
+    trial_count: Mapped[int] = mapped_column(Integer)
+    # A client's Idempotency-Key and the hash of the normalized spec it came with: a retried
+    # submission with the same key and spec returns this study instead of creating another.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Trial(Base):
+    """One training run of the study grid: the queue entry, its lease and its final result."""
+
+    __tablename__ = "trials"
+    __table_args__ = (
+        UniqueConstraint("study_id", "index", name="uq_trials_study_id_index"),
+        Index("ix_trials_study_status", "study_id", "status"),
+        Index("ix_trials_study_cell", "study_id", "cell_key", "slot"),
+        # The claim query: pending trials, oldest study first, then index. Also serves counts
+        # by status over all studies (/metrics).
+        Index("ix_trials_claim", "status", "study_id", "index"),
+        Index("ix_trials_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)  # position in the deterministic expansion
+    cell_key: Mapped[str] = mapped_column(String(200))  # method|depth|width|activation
+    method: Mapped[str] = mapped_column(String(32))
+    depth: Mapped[int | None] = mapped_column(Integer)  # None: the model has a fixed layout
+    width: Mapped[int | None] = mapped_column(Integer)
+    activation: Mapped[str] = mapped_column(String(32))
+    seed: Mapped[int] = mapped_column(Integer)
+    slot: Mapped[int | None] = mapped_column(Integer)  # lr_search slot; None for a grid LR
+    lr: Mapped[float | None] = mapped_column(Float)  # None until the lr_search fills it in
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # lcw.TrialConfig.to_dict()
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # claims so far (1-based once run)
+    max_retries: Mapped[int] = mapped_column(Integer, default=2)
+    timeout_s: Mapped[float | None] = mapped_column(Float)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    run_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    train_acc: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    val_acc: Mapped[float | None] = mapped_column(Float)
+    test_loss: Mapped[float | None] = mapped_column(Float)
+    test_acc: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TrialMetric(Base):
+    """One epoch of one trial (epoch 0: evaluation at init); written once per epoch."""
+
+    __tablename__ = "trial_metrics"
+    __table_args__ = (UniqueConstraint("trial_id", "epoch", name="uq_trial_metrics_trial_epoch"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    train_acc: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    val_acc: Mapped[float | None] = mapped_column(Float)
+    test_loss: Mapped[float | None] = mapped_column(Float)
+    test_acc: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    samples_per_s: Mapped[float | None] = mapped_column(Float)
+    lr: Mapped[float | None] = mapped_column(Float)
+    # {"layers": [{"layer", "shift", "abs_mean", "grad_norm", "saturated"}, ...]} or None
+    diagnostics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

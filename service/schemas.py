@@ -1,0 +1,299 @@
+"""Request and response bodies (pydantic v2), named by role: ``StudyCreate``, ``StudyPublic``...
+
+``StudyCreate`` is the study spec. Field types carry the per-field rules (names from the lcw
+registries, positive finite numbers, unique axis values); rules that involve several fields
+(one of learning_rates / lr_search, depths only for mlp, the trial cap) live in
+:mod:`service.spec`, which also reuses ``lcw.TrialConfig`` on every expanded trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from lcw import catalog
+from lcw.catalog import choices
+
+
+def _one_of(allowed: Iterable[str]) -> Callable[[str], str]:
+    values = tuple(allowed)
+
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"{value!r} is not one of {choices(values)}")
+        return value
+
+    return check
+
+
+def _enum(allowed: Iterable[str]) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "enum": list(allowed)})
+
+
+DatasetName = Annotated[str, AfterValidator(_one_of(catalog.DATASETS)), _enum(catalog.DATASETS)]
+ModelName = Annotated[str, AfterValidator(_one_of(catalog.MODELS)), _enum(catalog.MODELS)]
+MethodName = Annotated[str, AfterValidator(_one_of(catalog.METHODS)), _enum(catalog.METHODS)]
+ActivationName = Annotated[
+    str, AfterValidator(_one_of(catalog.ACTIVATIONS)), _enum(catalog.ACTIVATIONS)
+]
+OptimizerName = Annotated[
+    str, AfterValidator(_one_of(catalog.OPTIMIZERS)), _enum(catalog.OPTIMIZERS)
+]
+LRScheduleName = Annotated[
+    str, AfterValidator(_one_of(catalog.LR_SCHEDULES)), _enum(catalog.LR_SCHEDULES)
+]
+LCWImplName = Annotated[
+    str, AfterValidator(_one_of(catalog.LCW_IMPLEMENTATIONS)), _enum(catalog.LCW_IMPLEMENTATIONS)
+]
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Depth = Annotated[int, Field(ge=1, le=catalog.MAX_DEPTH)]
+Width = Annotated[int, Field(ge=1, le=65536)]
+
+
+def _unique(values: list[Any] | None) -> list[Any] | None:
+    seen: set[Any] = set()
+    for value in values or ():
+        if value in seen:
+            raise ValueError(f"{value!r} is listed twice; every value must be distinct")
+        seen.add(value)
+    return values
+
+
+class _Spec(BaseModel):
+    # strict: "5" is not an integer and true is not a number; unknown fields are errors.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class OptimizerSpec(_Spec):
+    name: OptimizerName = "sgd"
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # SGD only; the paper's setting
+    nesterov: bool = False
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    betas: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
+        default=[0.9, 0.999], min_length=2, max_length=2
+    )  # Adam/AdamW only
+
+
+class LRSearch(_Spec):
+    """Search the learning rate per cell (Optuna, filled in by the workers) instead of a grid."""
+
+    low: PositiveFinite
+    high: PositiveFinite
+    trials_per_cell: int = Field(default=8, ge=1, le=1000)  # LR slots per cell, each x seeds
+    sampler: Literal["tpe", "random"] = "tpe"
+    log: bool = True  # sample log-uniformly
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LRSearch:
+        if not self.high > self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        return self
+
+
+class Resources(_Spec):
+    """What one trial reserves on a Ray node (fractions pack several trials on one GPU)."""
+
+    cpu: float = Field(default=1.0, gt=0, le=1024, allow_inf_nan=False)
+    gpu: float = Field(default=0.0, ge=0, le=64, allow_inf_nan=False)
+
+
+class SchedulerSpec(_Spec):
+    """Early stopping across the trials of one cell (Ray Tune's ASHA)."""
+
+    name: Literal["asha"] = "asha"
+    grace_period: int = Field(default=1, ge=1)  # epochs every trial runs before it can stop
+    reduction_factor: int = Field(default=3, ge=2)
+
+
+class StudyCreate(_Spec):
+    """A study spec: the grid of trials to run and the settings they share."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    dataset: DatasetName
+    model: ModelName = "mlp"
+    methods: list[MethodName] = Field(min_length=1, max_length=len(catalog.METHODS))
+    # None: [5] hidden layers / [100] units for mlp; must stay unset for fixed-layout models.
+    depths: list[Depth] | None = Field(default=None, min_length=1, max_length=200)
+    widths: list[Width] | None = Field(default=None, min_length=1, max_length=100)
+    activations: list[ActivationName] = Field(
+        default=["sigmoid"], min_length=1, max_length=len(catalog.ACTIVATIONS)
+    )
+    learning_rates: list[PositiveFinite] | None = Field(default=None, min_length=1, max_length=100)
+    lr_search: LRSearch | None = None
+    seeds: int = Field(default=1, ge=1, le=100)  # n: seeds 0..n-1, paired across methods
+    epochs: int = Field(default=5, ge=1, le=10_000)
+    batch_size: int = Field(default=100, ge=1, le=1 << 20)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    lr_schedule: LRScheduleName = "constant"
+    lcw_impl: LCWImplName = "projection"
+    gain: PositiveFinite | None = None  # None: each method's documented init gain
+    train_limit: int | None = Field(default=None, ge=1, le=1 << 31)
+    resources: Resources = Field(default_factory=Resources)
+    max_retries: int = Field(default=2, ge=0, le=20)  # attempts after the first one
+    trial_timeout_s: PositiveFinite | None = None
+    scheduler: SchedulerSpec | None = None
+    diagnostics: bool = True  # per-layer activation shift and gradient norms per epoch
+
+    @field_validator("methods", "depths", "widths", "activations", "learning_rates")
+    @classmethod
+    def _distinct(cls, values: list[Any] | None) -> list[Any] | None:
+        return _unique(values)
+
+
+class Progress(BaseModel):
+    total: int = 0
+    pending: int = 0
+    running: int = 0
+    completed: int = 0
+    diverged: int = 0
+    stopped_early: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class StudyPublic(BaseModel):
+    id: int
+    name: str
+    description: str | None
+    status: str
+    dataset: str
+    model: str
+    trial_count: int
+    spec: dict[str, Any]
+    progress: Progress
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class StudiesPublic(BaseModel):
+    data: list[StudyPublic]
+    count: int
+
+
+class TrialPublic(BaseModel):
+    id: int
+    study_id: int
+    index: int
+    cell_key: str
+    method: str
+    depth: int | None
+    width: int | None
+    activation: str
+    seed: int
+    slot: int | None
+    lr: float | None
+    status: str
+    attempt: int
+    max_retries: int
+    config: dict[str, Any]
+    error: str | None
+    train_loss: float | None
+    train_acc: float | None
+    val_loss: float | None
+    val_acc: float | None
+    test_loss: float | None
+    test_acc: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrialsPublic(BaseModel):
+    data: list[TrialPublic]
+    count: int
+
+
+class EpochMetricPublic(BaseModel):
+    epoch: int
+    train_loss: float | None
+    train_acc: float | None
+    val_loss: float | None
+    val_acc: float | None
+    test_loss: float | None
+    test_acc: float | None
+    seconds: float | None
+    samples_per_s: float | None
+    lr: float | None
+    diagnostics: dict[str, Any] | None
+
+
+class TrialDetailPublic(TrialPublic):
+    resources: dict[str, Any]
+    timeout_s: float | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    result: dict[str, Any] | None
+    run_info: dict[str, Any] | None
+    metrics: list[EpochMetricPublic]
+
+
+class LRSummary(BaseModel):
+    lr: float
+    val_acc_mean: float | None
+    test_acc_mean: float | None
+    n: int  # trials with a result at this LR
+    diverged: int
+    failed: int
+    unfinished: int  # pending or running
+
+
+class CellSummary(BaseModel):
+    method: str
+    depth: int | None
+    width: int | None
+    activation: str
+    best_lr: float | None
+    val_acc_mean: float | None
+    test_acc_mean: float | None
+    test_acc_std: float | None
+    test_acc_ci95: list[float] | None
+    ci95_note: str | None
+    n: int
+    diverged: int
+    lrs: list[LRSummary]
+
+
+class Comparison(BaseModel):
+    method: str  # lcw or bn_lcw
+    baseline: str
+    depth: int | None
+    width: int | None
+    activation: str
+    method_lr: float | None
+    baseline_lr: float | None
+    n: int  # seeds with a result for both
+    mean_diff: float | None  # method minus baseline, test accuracy
+    ci95: list[float] | None
+    ci95_note: str | None
+    p_value: float | None
+    p_value_note: str | None
+
+
+class SummaryPublic(BaseModel):
+    study_id: int
+    status: str
+    cells: list[CellSummary]
+    comparisons: list[Comparison]
+
+
+class HealthPublic(BaseModel):
+    status: str
+    database: str
+
+
+class ErrorPublic(BaseModel):
+    detail: str

@@ -1,0 +1,273 @@
+"""Study specs: parse a JSON or YAML body, check the study-level rules, expand into trials.
+
+Expansion is deterministic: methods x depths x widths x activations x (learning rates, or
+lr_search slots) x seeds, in that nesting order, each trial with its ``index``, a ``cell_key``
+(``method|depth|width|activation``, ``-`` for a fixed-layout model's depth and width) and a
+``config`` that is exactly ``lcw.TrialConfig(...).to_dict()``. lr_search trials start with
+``lr = None``; the workers fill each slot's LR in later (``Store.assign_lr``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from lcw import catalog
+from lcw.config import ConfigError, OptimizerConfig, TrialConfig
+from service.errors import SpecError, UnsupportedMediaTypeError
+from service.schemas import StudyCreate
+
+JSON_TYPES = ("application/json",)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+# ConfigError names a TrialConfig field; the spec field it came from is sometimes plural.
+_SPEC_FIELD = {
+    "method": "methods",
+    "depth": "depths",
+    "width": "widths",
+    "activation": "activations",
+    "lr": "learning_rates",
+    "seed": "seeds",
+}
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial of an expanded study, before it is stored."""
+
+    index: int
+    cell_key: str
+    method: str
+    depth: int | None  # None: the model has a fixed layout (VGG)
+    width: int | None
+    activation: str
+    seed: int
+    slot: int | None  # lr_search slot, None for a grid learning rate
+    lr: float | None
+    config: dict[str, Any]
+
+
+def load_document(raw: bytes, media_type: str) -> Any:
+    """Decode a request body as JSON or YAML (by media type) into plain Python data."""
+    media_type = media_type.split(";", 1)[0].strip().lower() or "application/json"
+    if media_type in JSON_TYPES or media_type.endswith("+json"):
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SpecError((), f"body is not valid JSON: {exc}", kind="json_invalid") from exc
+    if media_type in YAML_TYPES:
+        try:
+            return yaml.safe_load(raw)  # safe_load: plain data only, never Python objects
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SpecError((), f"body is not valid YAML: {exc}", kind="yaml_invalid") from exc
+    raise UnsupportedMediaTypeError(
+        f"Content-Type '{media_type}' is not supported; send application/json or application/yaml"
+    )
+
+
+def parse_spec(data: Any) -> StudyCreate:
+    """Validate decoded data as a StudyCreate; raises pydantic's ValidationError."""
+    if not isinstance(data, dict):
+        raise SpecError((), f"the spec must be an object, got {type(data).__name__}")
+    return StudyCreate.model_validate(data)
+
+
+def normalized(spec: StudyCreate) -> dict[str, Any]:
+    """The spec as JSON data with every default filled in (what the study stores)."""
+    return spec.model_dump(mode="json")
+
+
+def spec_hash(spec: StudyCreate) -> str:
+    """A stable hash of the normalized spec: JSON and YAML of the same spec hash alike."""
+    text = json.dumps(normalized(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _axes(spec: StudyCreate) -> tuple[list[int | None], list[int | None]]:
+    if catalog.MODELS[spec.model].uses_depth:
+        return list(spec.depths or [5]), list(spec.widths or [100])
+    return [None], [None]
+
+
+def lr_slots(spec: StudyCreate) -> int:
+    """Learning rates per cell: the grid's length or lr_search.trials_per_cell."""
+    if spec.lr_search is not None:
+        return spec.lr_search.trials_per_cell
+    return len(spec.learning_rates or ())
+
+
+def trial_count(spec: StudyCreate) -> int:
+    """How many trials the spec expands into (computed without expanding)."""
+    depths, widths = _axes(spec)
+    cells = len(spec.methods) * len(depths) * len(widths) * len(spec.activations)
+    return cells * lr_slots(spec) * spec.seeds
+
+
+def check_spec(spec: StudyCreate, *, max_trials: int) -> None:
+    """The rules that involve several fields; raises SpecError naming the field."""
+    if (spec.learning_rates is None) == (spec.lr_search is None):
+        raise SpecError(("learning_rates",), "give exactly one of learning_rates or lr_search")
+    if not catalog.MODELS[spec.model].uses_depth:
+        for field in ("depths", "widths"):
+            if getattr(spec, field) is not None:
+                raise SpecError(
+                    (field,),
+                    f"only applies to model 'mlp'; model '{spec.model}' has a fixed layout",
+                )
+    if not catalog.model_accepts(spec.model, spec.dataset):
+        shapes = catalog.MODELS[spec.model].input_shapes
+        fits = [d for d in catalog.DATASETS if catalog.model_accepts(spec.model, d)]
+        raise SpecError(
+            ("model",),
+            f"'{spec.model}' needs inputs of shape {shapes}; dataset '{spec.dataset}' has "
+            f"{catalog.DATASETS[spec.dataset].input_shape} (datasets that fit: {choices(fits)})",
+        )
+    if spec.scheduler is not None and spec.scheduler.grace_period > spec.epochs:
+        raise SpecError(
+            ("scheduler", "grace_period"),
+            f"{spec.scheduler.grace_period} exceeds epochs ({spec.epochs})",
+        )
+    count = trial_count(spec)
+    if count > max_trials:
+        depths, widths = _axes(spec)
+        raise SpecError(
+            (),
+            f"the spec expands into {count} trials, more than the cap of {max_trials} "
+            f"(LCW_MAX_TRIALS_PER_STUDY): {len(spec.methods)} methods x {len(depths)} depths x "
+            f"{len(widths)} widths x {len(spec.activations)} activations x {lr_slots(spec)} "
+            f"learning rates x {spec.seeds} seeds",
+            kind="too_many_trials",
+        )
+
+
+def choices(names: list[str]) -> str:
+    return catalog.choices(names) if names else "none"
+
+
+def _config(
+    spec: StudyCreate,
+    *,
+    method: str,
+    depth: int | None,
+    width: int | None,
+    activation: str,
+    lr: float | None,
+) -> dict[str, Any]:
+    opt = spec.optimizer
+    # A placeholder LR validates an lr_search trial; its stored config then says None.
+    check_lr = lr if lr is not None else (spec.lr_search.low if spec.lr_search else 0.1)
+    try:
+        config = TrialConfig(
+            dataset=spec.dataset,
+            model=spec.model,
+            method=method,
+            activation=activation,
+            depth=depth if depth is not None else TrialConfig.depth,
+            width=width if width is not None else TrialConfig.width,
+            lr=check_lr,
+            epochs=spec.epochs,
+            batch_size=spec.batch_size,
+            seed=0,
+            optimizer=OptimizerConfig(
+                name=opt.name,
+                momentum=opt.momentum,
+                nesterov=opt.nesterov,
+                weight_decay=opt.weight_decay,
+                betas=(opt.betas[0], opt.betas[1]),
+            ),
+            lr_schedule=spec.lr_schedule,
+            gain=spec.gain,
+            lcw_impl=spec.lcw_impl,
+            # A trial that reserves a GPU runs on it; its CPU share sets torch's threads.
+            device="cuda" if spec.resources.gpu > 0 else "cpu",
+            threads=max(1, math.floor(spec.resources.cpu)),
+            diagnostics=spec.diagnostics,
+            train_limit=spec.train_limit,
+        )
+    except ConfigError as exc:
+        raise _spec_error(exc) from exc
+    data = config.to_dict()
+    data["lr"] = lr
+    return data
+
+
+def _spec_error(exc: ConfigError) -> SpecError:
+    field, _, message = str(exc).partition(": ")
+    if not message:
+        return SpecError((), str(exc))
+    parts = field.split(".")
+    parts[0] = _SPEC_FIELD.get(parts[0], parts[0])
+    return SpecError(tuple(parts), message)
+
+
+def expand(spec: StudyCreate) -> list[PlannedTrial]:
+    """Every trial of the spec, in a deterministic order (check_spec first)."""
+    depths, widths = _axes(spec)
+    if spec.lr_search is not None:
+        lrs: list[tuple[int | None, float | None]] = [
+            (slot, None) for slot in range(spec.lr_search.trials_per_cell)
+        ]
+    else:
+        lrs = [(None, lr) for lr in spec.learning_rates or ()]
+    trials: list[PlannedTrial] = []
+    for method in spec.methods:
+        for depth in depths:
+            for width in widths:
+                for activation in spec.activations:
+                    cell_key = "|".join((method, _key(depth), _key(width), activation))
+                    for slot, lr in lrs:
+                        base = _config(
+                            spec,
+                            method=method,
+                            depth=depth,
+                            width=width,
+                            activation=activation,
+                            lr=lr,
+                        )
+                        for seed in range(spec.seeds):
+                            trials.append(
+                                PlannedTrial(
+                                    index=len(trials),
+                                    cell_key=cell_key,
+                                    method=method,
+                                    depth=depth,
+                                    width=width,
+                                    activation=activation,
+                                    seed=seed,
+                                    slot=slot,
+                                    lr=lr,
+                                    config={**base, "seed": seed},
+                                )
+                            )
+    return trials
+
+
+def _key(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def plan_study(data: Any, *, max_trials: int) -> tuple[StudyCreate, list[PlannedTrial]]:
+    """Decoded body -> validated spec and its trials; raises ValidationError or SpecError."""
+    spec = parse_spec(data)
+    check_spec(spec, max_trials=max_trials)
+    return spec, expand(spec)
+
+
+__all__ = [
+    "PlannedTrial",
+    "ValidationError",
+    "check_spec",
+    "expand",
+    "load_document",
+    "normalized",
+    "parse_spec",
+    "plan_study",
+    "spec_hash",
+    "trial_count",
+]

@@ -1,0 +1,981 @@
+"""Every query the service and the workers run: studies, the trial queue, metrics, summaries.
+
+``Store(engine)`` is the only code that reads or writes the tables. Each method is one
+transaction (``service.db.session_scope``); methods that write begin with the write lock on
+SQLite (``BEGIN IMMEDIATE``), and on PostgreSQL lock rows in one order (trials, then their
+study) so that concurrent claimers and completers never deadlock.
+
+The queue contract the workers code against (``claim_trials`` ... ``cancelled_or_gone``):
+
+- pending -> running (``claim_trials``: a lease owned by one worker, ``attempt`` + 1)
+- running -> completed | diverged | stopped_early (``complete_trial``)
+- running -> pending while attempts remain, else failed (``fail_trial_attempt``,
+  ``release_expired`` for leases nobody renewed); ``attempt <= max_retries`` means another try
+  is allowed, so a trial runs at most ``max_retries + 1`` times
+- pending | running -> cancelled (``cancel_study``; a running worker learns it from
+  ``renew_leases``, which stops returning the trial)
+
+Every call that changes trials updates their study's status in the same transaction. Calls from
+a worker that no longer holds a trial's lease change nothing. Non-finite floats (a diverged
+loss) are stored as NULL: JSON has no NaN, and the API must be able to serve every row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service import stats
+from service.db import session_scope, writer
+from service.errors import ConflictError, IdempotencyKeyReusedError, NotFoundError
+from service.models import (
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    STUDY_FINISHED,
+    TRIAL_SCORED,
+    TRIAL_STATUSES,
+    Study,
+    Trial,
+    TrialMetric,
+    utcnow,
+)
+from service.schemas import (
+    EpochMetricPublic,
+    Progress,
+    StudiesPublic,
+    StudyCreate,
+    StudyPublic,
+    SummaryPublic,
+    TrialDetailPublic,
+    TrialPublic,
+    TrialsPublic,
+)
+from service.spec import PlannedTrial, normalized, spec_hash
+
+COMPLETE_STATUSES = frozenset(TRIAL_SCORED)
+MAX_ERROR_CHARS = 20_000  # a traceback is kept, a runaway log is cut
+_METRIC_BATCH = 500  # rows per INSERT (SQLite allows 32,766 bound parameters)
+_IN_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class ClaimedTrial:
+    """A trial handed to a worker by ``claim_trials``; the worker holds its lease."""
+
+    id: int
+    study_id: int
+    index: int
+    attempt: int  # 1-based: the how-many-th time this trial runs
+    config: dict[str, Any]  # lcw.TrialConfig.to_dict(); "lr" is None for an unassigned slot
+    cell_key: str  # method|depth|width|activation
+    slot: int | None  # lr_search slot, None for a grid LR
+    seed: int
+    max_retries: int
+    timeout_s: float | None
+    resources: dict[str, Any]  # {"cpu": float, "gpu": float}
+    lr_search: dict[str, Any] | None  # the study's lr_search block
+    scheduler: dict[str, Any] | None  # the study's scheduler block
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None for None, NaN, infinities and non-numbers."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def clean_json(value: Any) -> Any:
+    """Plain JSON data: non-finite floats -> None, tuples -> lists, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    item = getattr(value, "item", None)  # numpy scalar
+    if callable(item):
+        return clean_json(item())
+    return str(value)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Store:
+    """All persistence for one database (``engine``); safe to share between threads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = writer(engine)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _read(self) -> Any:
+        return session_scope(self.engine)
+
+    def _write(self) -> Any:
+        return session_scope(self._writer)
+
+    def _insert(self, table: Any) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    def ping(self) -> None:
+        """Run a trivial query; raises when the database is unreachable."""
+        with self._read() as s:
+            s.execute(text("SELECT 1"))
+
+    # -- studies ------------------------------------------------------------------------------
+
+    def create_study(
+        self,
+        spec: StudyCreate,
+        trials: Sequence[PlannedTrial],
+        *,
+        idempotency_key: str | None = None,
+    ) -> tuple[StudyPublic, bool]:
+        """Store a validated spec and its expanded trials; returns (study, created).
+
+        With an `idempotency_key` already used for the same normalized spec, returns that study
+        and created=False; with a different spec, raises IdempotencyKeyReusedError.
+        """
+        digest = spec_hash(spec)
+        for attempt in range(2):
+            try:
+                with self._write() as s:
+                    if idempotency_key is not None:
+                        existing = s.scalar(
+                            select(Study).where(Study.idempotency_key == idempotency_key)
+                        )
+                        if existing is not None:
+                            if existing.request_hash != digest:
+                                raise IdempotencyKeyReusedError(idempotency_key)
+                            return self._study_public(s, existing), False
+                    study = self._insert_study(s, spec, trials, idempotency_key, digest)
+                    return self._study_public(s, study), True
+            except IntegrityError:
+                # Another request with the same key committed first: read its study.
+                if idempotency_key is None or attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _insert_study(
+        self,
+        s: Session,
+        spec: StudyCreate,
+        trials: Sequence[PlannedTrial],
+        key: str | None,
+        digest: str,
+    ) -> Study:
+        now = utcnow()
+        study = Study(
+            name=spec.name,
+            description=spec.description,
+            status="queued",
+            dataset=spec.dataset,
+            model=spec.model,
+            spec=normalized(spec),
+            trial_count=len(trials),
+            idempotency_key=key,
+            request_hash=digest,
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(study)
+        s.flush()
+        resources = spec.resources.model_dump()
+        rows = [
+            {
+                "study_id": study.id,
+                "index": t.index,
+                "cell_key": t.cell_key,
+                "method": t.method,
+                "depth": t.depth,
+                "width": t.width,
+                "activation": t.activation,
+                "seed": t.seed,
+                "slot": t.slot,
+                "lr": t.lr,
+                "config": t.config,
+                "status": "pending",
+                "attempt": 0,
+                "max_retries": spec.max_retries,
+                "timeout_s": spec.trial_timeout_s,
+                "resources": resources,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for t in trials
+        ]
+        for chunk in _chunks(rows, 2000):
+            s.execute(insert(Trial), list(chunk))
+        return study
+
+    def _progress(self, s: Session, study_ids: Sequence[int]) -> dict[int, Progress]:
+        out = {sid: Progress() for sid in study_ids}
+        if not study_ids:
+            return out
+        query = (
+            select(Trial.study_id, Trial.status, func.count())
+            .where(Trial.study_id.in_(study_ids))
+            .group_by(Trial.study_id, Trial.status)
+        )
+        for sid, status, n in s.execute(query):
+            progress = out[sid]
+            if status in TRIAL_STATUSES:
+                setattr(progress, status, n)
+            progress.total += n
+        return out
+
+    def _public(self, study: Study, progress: Progress) -> StudyPublic:
+        return StudyPublic(
+            id=study.id,
+            name=study.name,
+            description=study.description,
+            status=study.status,
+            dataset=study.dataset,
+            model=study.model,
+            trial_count=study.trial_count,
+            spec=study.spec,
+            progress=progress,
+            created_at=study.created_at,
+            updated_at=study.updated_at,
+            started_at=study.started_at,
+            finished_at=study.finished_at,
+        )
+
+    def _study_public(self, s: Session, study: Study) -> StudyPublic:
+        return self._public(study, self._progress(s, [study.id])[study.id])
+
+    def _get_study(self, s: Session, study_id: int) -> Study:
+        study = s.get(Study, study_id)
+        if study is None:
+            raise NotFoundError(f"study {study_id} does not exist")
+        return study
+
+    def get_study(self, study_id: int) -> StudyPublic:
+        """One study with its progress; NotFoundError when missing."""
+        with self._read() as s:
+            return self._study_public(s, self._get_study(s, study_id))
+
+    def list_studies(
+        self, *, limit: int = 50, offset: int = 0, status: str | None = None
+    ) -> StudiesPublic:
+        """A page of studies, newest first, optionally of one status; count is of all matches."""
+        with self._read() as s:
+            where = [] if status is None else [Study.status == status]
+            count = s.scalar(select(func.count()).select_from(Study).where(*where)) or 0
+            studies = list(
+                s.scalars(
+                    select(Study)
+                    .where(*where)
+                    .order_by(Study.id.desc())
+                    .limit(limit)
+                    .offset(offset)
+                )
+            )
+            progress = self._progress(s, [st.id for st in studies])
+            return StudiesPublic(
+                data=[self._public(st, progress[st.id]) for st in studies], count=count
+            )
+
+    def cancel_study(self, study_id: int) -> StudyPublic:
+        """Cancel the study's pending and running trials; ConflictError when already finished."""
+        now = utcnow()
+        with self._write() as s:
+            study = self._get_study(s, study_id)
+            if study.status in STUDY_FINISHED:
+                raise ConflictError(f"study {study_id} is already {study.status}")
+            s.execute(
+                update(Trial)
+                .where(Trial.study_id == study_id, Trial.status.in_(("pending", "running")))
+                .values(
+                    status="cancelled",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            study.status = "cancelled"
+            study.finished_at = now
+            study.updated_at = now
+            s.flush()
+            return self._study_public(s, study)
+
+    def delete_study(self, study_id: int) -> None:
+        """Delete a finished or cancelled study with its trials and metrics (ConflictError else)."""
+        with self._write() as s:
+            study = self._get_study(s, study_id)
+            if study.status not in STUDY_FINISHED:
+                raise ConflictError(
+                    f"study {study_id} is {study.status}; only completed, failed or cancelled "
+                    "studies can be deleted (cancel it first)"
+                )
+            # ON DELETE CASCADE removes trials and trial_metrics in the database.
+            s.execute(
+                delete(Study)
+                .where(Study.id == study_id)
+                .execution_options(synchronize_session=False)
+            )
+
+    def _refresh_studies(self, s: Session, study_ids: Iterable[int], now: datetime) -> None:
+        """Derive each study's status from its trials (same transaction as the trial change).
+
+        queued: nothing claimed yet; running: claimed at least once and not all trials terminal;
+        completed: all terminal and at least one with a result; failed: all terminal and every
+        one failed. cancelled is set by cancel_study and never changes afterwards.
+        """
+        for sid in sorted(set(study_ids)):
+            # Lock the study row: two completers of a study's last trials then see each other.
+            study = s.execute(
+                select(Study)
+                .where(Study.id == sid)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalar_one_or_none()
+            if study is None or study.status == "cancelled":
+                continue
+            unfinished = s.scalar(
+                select(Trial.id)
+                .where(Trial.study_id == sid, Trial.status.in_(("pending", "running")))
+                .limit(1)
+            )
+            if unfinished is not None:
+                new = "running" if study.started_at is not None else "queued"
+            else:
+                counts = Counter(
+                    dict(
+                        s.execute(
+                            select(Trial.status, func.count())
+                            .where(Trial.study_id == sid)
+                            .group_by(Trial.status)
+                        ).tuples()
+                    )
+                )
+                total = sum(counts.values())
+                if total == 0:
+                    continue
+                if any(counts[st] for st in TRIAL_SCORED):
+                    new = "completed"
+                elif counts["failed"] == total:
+                    new = "failed"
+                elif counts["cancelled"]:
+                    new = "cancelled"
+                else:
+                    new = "failed"
+            if new != study.status:
+                study.status = new
+                study.updated_at = now
+                if new in STUDY_FINISHED:
+                    study.finished_at = now
+        s.flush()
+
+    # -- trials (read side) -------------------------------------------------------------------
+
+    def list_trials(
+        self,
+        study_id: int,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        method: str | None = None,
+        depth: int | None = None,
+        width: int | None = None,
+        activation: str | None = None,
+        status: str | None = None,
+    ) -> TrialsPublic:
+        """A page of a study's trials in expansion order, with optional filters."""
+        with self._read() as s:
+            self._get_study(s, study_id)
+            where = [Trial.study_id == study_id]
+            for column, value in (
+                (Trial.method, method),
+                (Trial.depth, depth),
+                (Trial.width, width),
+                (Trial.activation, activation),
+                (Trial.status, status),
+            ):
+                if value is not None:
+                    where.append(column == value)
+            count = s.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
+            trials = s.scalars(
+                select(Trial).where(*where).order_by(Trial.index).limit(limit).offset(offset)
+            )
+            return TrialsPublic(data=[_trial_public(t) for t in trials], count=count)
+
+    def get_trial(self, trial_id: int) -> TrialDetailPublic:
+        """One trial with its run info and every epoch's metrics; NotFoundError when missing."""
+        with self._read() as s:
+            trial = s.get(Trial, trial_id)
+            if trial is None:
+                raise NotFoundError(f"trial {trial_id} does not exist")
+            metrics = s.scalars(
+                select(TrialMetric)
+                .where(TrialMetric.trial_id == trial_id)
+                .order_by(TrialMetric.epoch)
+            )
+            return TrialDetailPublic(
+                **_trial_public(trial).model_dump(),
+                resources=trial.resources,
+                timeout_s=trial.timeout_s,
+                lease_owner=trial.lease_owner,
+                lease_expires_at=trial.lease_expires_at,
+                result=trial.result,
+                run_info=trial.run_info,
+                metrics=[
+                    EpochMetricPublic(
+                        epoch=m.epoch,
+                        diagnostics=m.diagnostics,
+                        **{k: getattr(m, k) for k in EPOCH_METRICS},
+                    )
+                    for m in metrics
+                ],
+            )
+
+    def summary(self, study_id: int) -> SummaryPublic:
+        """The study's comparison (service.stats) from the trials' final-metric columns."""
+        with self._read() as s:
+            study = self._get_study(s, study_id)
+            rows = s.execute(
+                select(
+                    Trial.method,
+                    Trial.depth,
+                    Trial.width,
+                    Trial.activation,
+                    Trial.lr,
+                    Trial.seed,
+                    Trial.status,
+                    Trial.val_acc,
+                    Trial.test_acc,
+                ).where(Trial.study_id == study_id)
+            )
+            outcomes = [stats.TrialOutcome(*row) for row in rows]
+            result = stats.summarize(outcomes)
+            return SummaryPublic.model_validate(
+                {"study_id": study_id, "status": study.status, **result}
+            )
+
+    EXPORT_TRIAL_COLUMNS = (
+        "trial_id",
+        "trial_index",
+        "status",
+        "cell_key",
+        "slot",
+        "attempt",
+    )
+
+    def export_columns(self) -> list[str]:
+        """Column names of ``iter_export`` rows, in order (config fields flattened)."""
+        from lcw.config import TrialConfig
+
+        config = TrialConfig().to_dict()
+        config_cols = []
+        for key, value in config.items():
+            if isinstance(value, dict):
+                config_cols += [f"{key}.{sub}" for sub in value]
+            else:
+                config_cols.append(key)
+        metric_cols = ["epoch", *[f"epoch_{m}" if m == "lr" else m for m in EPOCH_METRICS]]
+        return [*self.EXPORT_TRIAL_COLUMNS, *config_cols, *metric_cols]
+
+    def iter_export(self, study_id: int, *, diagnostics: bool = False) -> Iterator[dict[str, Any]]:
+        """One row per trial and epoch (a trial without metrics: one row, epoch None)."""
+        with self._read() as s:
+            query = (
+                select(Trial, TrialMetric)
+                .outerjoin(TrialMetric, TrialMetric.trial_id == Trial.id)
+                .where(Trial.study_id == study_id)
+                .order_by(Trial.index, TrialMetric.epoch)
+                .execution_options(yield_per=1000)
+            )
+            for trial, metric in s.execute(query).tuples():
+                row: dict[str, Any] = {
+                    "trial_id": trial.id,
+                    "trial_index": trial.index,
+                    "status": trial.status,
+                    "cell_key": trial.cell_key,
+                    "slot": trial.slot,
+                    "attempt": trial.attempt,
+                }
+                for key, value in trial.config.items():
+                    if isinstance(value, dict):
+                        row.update({f"{key}.{sub}": v for sub, v in value.items()})
+                    else:
+                        row[key] = value
+                row["epoch"] = metric.epoch if metric is not None else None
+                for m in EPOCH_METRICS:
+                    name = "epoch_lr" if m == "lr" else m
+                    row[name] = getattr(metric, m) if metric is not None else None
+                if diagnostics:
+                    row["diagnostics"] = metric.diagnostics if metric is not None else None
+                yield row
+
+    def counts_by_status(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(studies per status, trials per status) over the whole database."""
+        with self._read() as s:
+            studies = dict(
+                s.execute(select(Study.status, func.count()).group_by(Study.status)).tuples()
+            )
+            trials = dict(
+                s.execute(select(Trial.status, func.count()).group_by(Trial.status)).tuples()
+            )
+            return studies, trials
+
+    # -- the queue (used by workers/) ---------------------------------------------------------
+
+    def claim_trials(self, owner: str, *, limit: int, lease_seconds: float) -> list[ClaimedTrial]:
+        """Lease up to `limit` pending trials to `owner`: oldest study first, then index.
+
+        Atomic: two claimers never get the same trial (PostgreSQL: FOR UPDATE SKIP LOCKED;
+        SQLite: the whole claim runs under BEGIN IMMEDIATE). Each claimed trial is `running`
+        with attempt + 1, started now, and any metrics of a previous attempt are deleted (a
+        re-run starts over). Trials of cancelled studies are never claimed.
+        """
+        if limit <= 0:
+            return []
+        now = utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+        with self._write() as s:
+            live = (
+                select(Study.id)
+                .where(Study.id == Trial.study_id, Study.status != "cancelled")
+                .exists()
+            )
+            pick = (
+                select(Trial.id)
+                .where(Trial.status == "pending", live)
+                .order_by(Trial.study_id, Trial.index)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(s.scalars(pick))
+            if not ids:
+                return []
+            claimed = s.execute(
+                update(Trial)
+                .where(Trial.id.in_(ids), Trial.status == "pending")
+                .values(
+                    status="running",
+                    lease_owner=owner,
+                    lease_expires_at=expires,
+                    attempt=Trial.attempt + 1,
+                    started_at=now,
+                    finished_at=None,
+                    updated_at=now,
+                    result=null(),
+                    run_info=null(),
+                    **dict.fromkeys(FINAL_METRICS),
+                )
+                .returning(
+                    Trial.id,
+                    Trial.study_id,
+                    Trial.index,
+                    Trial.attempt,
+                    Trial.config,
+                    Trial.cell_key,
+                    Trial.slot,
+                    Trial.seed,
+                    Trial.max_retries,
+                    Trial.timeout_s,
+                    Trial.resources,
+                )
+                .execution_options(synchronize_session=False)
+            ).all()
+            s.execute(
+                delete(TrialMetric)
+                .where(TrialMetric.trial_id.in_(ids))
+                .execution_options(synchronize_session=False)
+            )
+            study_ids = sorted({row.study_id for row in claimed})
+            specs = dict(
+                s.execute(select(Study.id, Study.spec).where(Study.id.in_(study_ids))).tuples()
+            )
+            for sid in study_ids:
+                s.execute(
+                    update(Study)
+                    .where(Study.id == sid, Study.status == "queued")
+                    .values(status="running", started_at=now, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            out = [
+                ClaimedTrial(
+                    id=row.id,
+                    study_id=row.study_id,
+                    index=row.index,
+                    attempt=row.attempt,
+                    config=row.config,
+                    cell_key=row.cell_key,
+                    slot=row.slot,
+                    seed=row.seed,
+                    max_retries=row.max_retries,
+                    timeout_s=row.timeout_s,
+                    resources=row.resources,
+                    lr_search=specs[row.study_id].get("lr_search"),
+                    scheduler=specs[row.study_id].get("scheduler"),
+                )
+                for row in claimed
+            ]
+            return sorted(out, key=lambda c: (c.study_id, c.index))
+
+    def renew_leases(self, owner: str, trial_ids: list[int], *, lease_seconds: float) -> set[int]:
+        """Extend `owner`'s leases; returns the ids it still holds and that are still running.
+
+        A trial missing from the answer was cancelled, reclaimed or deleted: stop running it.
+        """
+        if not trial_ids:
+            return set()
+        now = utcnow()
+        held: set[int] = set()
+        with self._write() as s:
+            for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH):
+                held.update(
+                    s.scalars(
+                        update(Trial)
+                        .where(
+                            Trial.id.in_(chunk),
+                            Trial.status == "running",
+                            Trial.lease_owner == owner,
+                        )
+                        .values(
+                            lease_expires_at=now + timedelta(seconds=lease_seconds),
+                            updated_at=now,
+                        )
+                        .returning(Trial.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                )
+        return held
+
+    def write_metrics(self, owner: str, rows: list[tuple[int, dict[str, Any]]]) -> int:
+        """Insert epoch metrics ``(trial_id, metrics)`` for trials `owner` holds; returns rows
+        written. A (trial, epoch) already stored is ignored (written once), and so are rows of
+        trials the owner no longer holds. Keys: epoch, train_loss ... test_acc, seconds,
+        samples_per_s, lr, diagnostics."""
+        if not rows:
+            return 0
+        with self._write() as s:
+            ids = sorted({tid for tid, _ in rows})
+            # FOR SHARE: a concurrent release/reclaim waits, so no stale attempt's rows land.
+            held: set[int] = set()
+            for chunk in _chunks(ids, _IN_BATCH):
+                held.update(
+                    s.scalars(
+                        select(Trial.id)
+                        .where(
+                            Trial.id.in_(chunk),
+                            Trial.status == "running",
+                            Trial.lease_owner == owner,
+                        )
+                        .with_for_update(read=True)
+                    )
+                )
+            values: dict[tuple[int, int], dict[str, Any]] = {}
+            for tid, metrics in rows:
+                epoch = metrics.get("epoch")
+                if tid not in held or isinstance(epoch, bool) or not isinstance(epoch, int):
+                    continue
+                diag = metrics.get("diagnostics")
+                values.setdefault(
+                    (tid, epoch),
+                    {
+                        "trial_id": tid,
+                        "epoch": epoch,
+                        **{m: _num(metrics.get(m)) for m in EPOCH_METRICS},
+                        "diagnostics": clean_json(diag) if diag is not None else None,
+                    },
+                )
+            if not values:
+                return 0
+            now = utcnow()
+            written = 0
+            for chunk in _chunks(list(values.values()), _METRIC_BATCH):
+                stmt = (
+                    self._insert(TrialMetric)
+                    .values([{**row, "created_at": now} for row in chunk])
+                    .on_conflict_do_nothing(index_elements=["trial_id", "epoch"])
+                    .returning(TrialMetric.id)
+                )
+                written += len(s.execute(stmt).all())
+            return written
+
+    def complete_trial(
+        self,
+        owner: str,
+        trial_id: int,
+        *,
+        status: str,
+        result: dict[str, Any],
+        run_info: dict[str, Any],
+    ) -> bool:
+        """Finish a trial `owner` holds with `status` completed | diverged | stopped_early.
+
+        `result` is stored whole (JSON) and its final train/val/test loss and accuracy are
+        copied into columns for summaries. Returns False, changing nothing, when the owner no
+        longer holds the trial.
+        """
+        if status not in COMPLETE_STATUSES:
+            raise ValueError(f"status: '{status}' is not one of {sorted(COMPLETE_STATUSES)}")
+        now = utcnow()
+        with self._write() as s:
+            sid = s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id, Trial.status == "running", Trial.lease_owner == owner)
+                .values(
+                    status=status,
+                    result=clean_json(result),
+                    run_info=clean_json(run_info),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                    **{m: _num(result.get(m)) for m in FINAL_METRICS},
+                )
+                .returning(Trial.study_id)
+                .execution_options(synchronize_session=False)
+            ).scalar_one_or_none()
+            if sid is None:
+                return False
+            self._refresh_studies(s, [sid], now)
+            return True
+
+    def fail_trial_attempt(self, owner: str, trial_id: int, *, error: str) -> str:
+        """Record a failed attempt of a trial `owner` holds; returns the trial's new status.
+
+        "pending" (another attempt will run) while attempt <= max_retries, else "failed"; the
+        error text is kept in both cases. When the owner no longer holds the trial nothing
+        changes and its current status is returned. NotFoundError for an unknown id.
+        """
+        now = utcnow()
+        with self._write() as s:
+            row = s.execute(
+                select(
+                    Trial.status,
+                    Trial.lease_owner,
+                    Trial.attempt,
+                    Trial.max_retries,
+                    Trial.study_id,
+                )
+                .where(Trial.id == trial_id)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"trial {trial_id} does not exist")
+            if row.status != "running" or row.lease_owner != owner:
+                return str(row.status)
+            new = "pending" if row.attempt <= row.max_retries else "failed"
+            s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id)
+                .values(
+                    status=new,
+                    last_error=error[:MAX_ERROR_CHARS],
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now if new == "failed" else None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            self._refresh_studies(s, [row.study_id], now)
+            return new
+
+    def release_expired(self) -> int:
+        """Return running trials whose lease expired to pending, or fail them when they used
+        their last attempt (attempt > max_retries); returns how many were released."""
+        now = utcnow()
+        expired = (Trial.status == "running", Trial.lease_expires_at < now)
+        message = (
+            literal("lease expired: worker ")
+            + func.coalesce(Trial.lease_owner, "?")
+            + literal(" stopped renewing")
+        )
+        with self._write() as s:
+            study_ids: list[int] = []
+            for exhausted in (True, False):
+                condition = (
+                    Trial.attempt > Trial.max_retries
+                    if exhausted
+                    else Trial.attempt <= Trial.max_retries
+                )
+                study_ids += s.scalars(
+                    update(Trial)
+                    .where(*expired, condition)
+                    .values(
+                        status="failed" if exhausted else "pending",
+                        last_error=message
+                        + literal("; no attempts left" if exhausted else "; trial requeued"),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        finished_at=now if exhausted else None,
+                        updated_at=now,
+                    )
+                    .returning(Trial.study_id)
+                    .execution_options(synchronize_session=False)
+                ).all()
+            if study_ids:
+                self._refresh_studies(s, study_ids, now)
+            return len(study_ids)
+
+    def assign_lr(self, study_id: int, cell_key: str, slot: int, lr: float) -> None:
+        """Set the learning rate of an lr_search slot (the column and config["lr"]) on every
+        trial of the slot whose lr is still NULL. Idempotent; never overwrites a set lr: read
+        the effective value back with ``slot_lr`` when several workers may race."""
+        if isinstance(lr, bool) or not (
+            isinstance(lr, int | float) and math.isfinite(lr) and lr > 0
+        ):
+            raise ValueError(f"lr: {lr!r} must be a finite number > 0")
+        now = utcnow()
+        with self._write() as s:
+            rows = s.execute(
+                select(Trial.id, Trial.config)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.cell_key == cell_key,
+                    Trial.slot == slot,
+                    Trial.lr.is_(None),
+                )
+                .with_for_update()
+            ).all()
+            if rows:
+                s.execute(
+                    update(Trial),
+                    [
+                        {
+                            "id": tid,
+                            "lr": float(lr),
+                            "config": {**config, "lr": float(lr)},
+                            "updated_at": now,
+                        }
+                        for tid, config in rows
+                    ],
+                )
+
+    def slot_lr(self, study_id: int, cell_key: str, slot: int) -> float | None:
+        """The learning rate assigned to an lr_search slot, None while unassigned."""
+        with self._read() as s:
+            return s.scalar(
+                select(Trial.lr)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.cell_key == cell_key,
+                    Trial.slot == slot,
+                    Trial.lr.is_not(None),
+                )
+                .limit(1)
+            )
+
+    def lr_history(
+        self, study_id: int, cell_key: str
+    ) -> list[tuple[int, float | None, float | None, str]]:
+        """Per lr_search slot of a cell: (slot, lr, mean final val_acc over finished seeds,
+        status summary), ordered by slot, so a restarted worker can rebuild its sampler.
+
+        The status summary is the slots' common status ("completed"), or "status=count" pairs
+        joined by commas when its seeds differ ("completed=2,running=1"). Grid studies: [].
+        """
+        with self._read() as s:
+            rows = s.execute(
+                select(Trial.slot, Trial.lr, Trial.status, Trial.val_acc)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.cell_key == cell_key,
+                    Trial.slot.is_not(None),
+                )
+                .order_by(Trial.slot, Trial.index)
+            ).all()
+        slots: dict[int, dict[str, Any]] = defaultdict(
+            lambda: {"lr": None, "accs": [], "statuses": Counter()}
+        )
+        for slot, lr, status, val_acc in rows:
+            entry = slots[slot]
+            if entry["lr"] is None and lr is not None:
+                entry["lr"] = lr
+            entry["statuses"][status] += 1
+            if status in TRIAL_SCORED and val_acc is not None:
+                entry["accs"].append(val_acc)
+        out = []
+        for slot in sorted(slots):
+            entry = slots[slot]
+            statuses: Counter[str] = entry["statuses"]
+            summary = (
+                next(iter(statuses))
+                if len(statuses) == 1
+                else ",".join(f"{k}={statuses[k]}" for k in sorted(statuses))
+            )
+            accs = entry["accs"]
+            mean = sum(accs) / len(accs) if accs else None
+            out.append((slot, entry["lr"], mean, summary))
+        return out
+
+    def cancelled_or_gone(self, trial_ids: list[int]) -> set[int]:
+        """The ids among `trial_ids` whose trial is cancelled or no longer exists."""
+        ids = sorted(set(trial_ids))
+        found: dict[int, str] = {}
+        with self._read() as s:
+            for chunk in _chunks(ids, _IN_BATCH):
+                found.update(
+                    s.execute(select(Trial.id, Trial.status).where(Trial.id.in_(chunk))).tuples()
+                )
+        return {tid for tid in ids if found.get(tid, "cancelled") == "cancelled"}
+
+
+def _trial_public(t: Trial) -> TrialPublic:
+    return TrialPublic(
+        id=t.id,
+        study_id=t.study_id,
+        index=t.index,
+        cell_key=t.cell_key,
+        method=t.method,
+        depth=t.depth,
+        width=t.width,
+        activation=t.activation,
+        seed=t.seed,
+        slot=t.slot,
+        lr=t.lr,
+        status=t.status,
+        attempt=t.attempt,
+        max_retries=t.max_retries,
+        config=t.config,
+        error=t.last_error,
+        train_loss=t.train_loss,
+        train_acc=t.train_acc,
+        val_loss=t.val_loss,
+        val_acc=t.val_acc,
+        test_loss=t.test_loss,
+        test_acc=t.test_acc,
+        created_at=t.created_at,
+        started_at=t.started_at,
+        finished_at=t.finished_at,
+    )
+
+
+__all__ = ["ClaimedTrial", "Store", "clean_json"]
