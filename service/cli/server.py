@@ -1,9 +1,103 @@
-"""Placeholder: commands registered by a later module."""
+"""`lcw-sweep serve` (API + embedded dispatcher) and `lcw-sweep db upgrade`."""
 
 from __future__ import annotations
 
+import importlib
+import ipaddress
+import logging
+import threading
+from typing import Annotated
+
 import typer
+
+log = logging.getLogger("lcw.serve")
+
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _start_dispatcher(settings: object) -> threading.Thread | None:
+    """Run workers.dispatcher.run_embedded(settings) in a daemon thread, if it exists."""
+    try:
+        module = importlib.import_module("workers.dispatcher")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("workers.dispatcher", "workers"):
+            return None
+        raise
+    run_embedded = getattr(module, "run_embedded", None)
+    if run_embedded is None:
+        return None
+    thread = threading.Thread(
+        target=run_embedded, args=(settings,), name="lcw-dispatcher", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind; public ones need tokens.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; run the dispatcher apart.")
+    ] = False,
+) -> None:
+    """Serve the REST API (and, unless --no-worker, the embedded trial dispatcher)."""
+    import uvicorn
+
+    from service.config import get_settings
+    from service.db import make_engine, upgrade_database
+
+    settings = get_settings()
+    if not _is_loopback(host) and not settings.api_tokens:
+        typer.secho(
+            f"warning: listening on {host} without LCW_API_TOKENS: anyone who can reach this "
+            "port can submit, cancel and delete studies",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    # Upgrade before the dispatcher starts, so it never sees a missing table.
+    engine = make_engine(
+        settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    upgrade_database(engine)
+    engine.dispose()
+    if not no_worker and _start_dispatcher(settings) is None:
+        log.info("workers.dispatcher.run_embedded not available; serving the API only")
+    uvicorn.run("service.main:create_app", factory=True, host=host, port=port)
+
+
+def upgrade(
+    revision: Annotated[str, typer.Argument(help="Alembic revision.")] = "head",
+) -> None:
+    """Upgrade the database (LCW_DATABASE_URL) to the newest schema."""
+    from service.config import get_settings
+    from service.db import make_engine, upgrade_database
+
+    settings = get_settings()
+    engine = make_engine(
+        settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    try:
+        upgrade_database(engine, revision)
+    finally:
+        engine.dispose()
+    typer.echo(f"database at revision {revision}")
+
+
+db_app.command("upgrade")(upgrade)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add `serve` and the `db` command group to `app`."""
+    app.command("serve")(serve)
+    app.add_typer(db_app, name="db")
