@@ -378,7 +378,9 @@ class Store:
                             select(Trial.status, func.count())
                             .where(Trial.study_id == sid)
                             .group_by(Trial.status)
-                        ).tuples()
+                        )
+                        .tuples()
+                        .all()
                     )
                 )
                 total = sum(counts.values())
@@ -543,10 +545,10 @@ class Store:
         """(studies per status, trials per status) over the whole database."""
         with self._read() as s:
             studies = dict(
-                s.execute(select(Study.status, func.count()).group_by(Study.status)).tuples()
+                s.execute(select(Study.status, func.count()).group_by(Study.status)).tuples().all()
             )
             trials = dict(
-                s.execute(select(Trial.status, func.count()).group_by(Trial.status)).tuples()
+                s.execute(select(Trial.status, func.count()).group_by(Trial.status)).tuples().all()
             )
             return studies, trials
 
@@ -617,7 +619,9 @@ class Store:
             )
             study_ids = sorted({row.study_id for row in claimed})
             specs = dict(
-                s.execute(select(Study.id, Study.spec).where(Study.id.in_(study_ids))).tuples()
+                s.execute(select(Study.id, Study.spec).where(Study.id.in_(study_ids)))
+                .tuples()
+                .all()
             )
             for sid in study_ids:
                 s.execute(
@@ -943,7 +947,9 @@ class Store:
         with self._read() as s:
             for chunk in _chunks(ids, _IN_BATCH):
                 found.update(
-                    s.execute(select(Trial.id, Trial.status).where(Trial.id.in_(chunk))).tuples()
+                    s.execute(select(Trial.id, Trial.status).where(Trial.id.in_(chunk)))
+                    .tuples()
+                    .all()
                 )
         return {tid for tid in ids if found.get(tid, "cancelled") == "cancelled"}
 

@@ -1,0 +1,69 @@
+"""Shared test data and helpers for tests/service (a plain module: conftest holds fixtures)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from service.db import session_scope
+from service.models import Study, Trial, TrialMetric
+
+
+def snapshot(engine: Engine) -> tuple[int, int, int, Any]:
+    """Row counts and the newest change: equal before and after = nothing stored changed."""
+    with session_scope(engine) as s:
+        return (
+            s.scalar(select(func.count()).select_from(Study)) or 0,
+            s.scalar(select(func.count()).select_from(Trial)) or 0,
+            s.scalar(select(func.count()).select_from(TrialMetric)) or 0,
+            s.scalar(select(func.max(Trial.updated_at))),
+        )
+
+
+SPEC: dict[str, Any] = {
+    "name": "sigmoid-depth",
+    "dataset": "mnist5k",
+    "model": "mlp",
+    "methods": ["plain", "bn", "lcw", "bn_lcw"],
+    "depths": [5, 20, 50],
+    "widths": [100],
+    "activations": ["sigmoid", "relu"],
+    "learning_rates": [0.01, 0.1, 1.0],
+    "seeds": 3,
+    "epochs": 5,
+    "batch_size": 100,
+    "optimizer": {"name": "sgd", "momentum": 0.9, "weight_decay": 0.0},
+    "resources": {"cpu": 1, "gpu": 0},
+}
+SPEC_TRIALS = 4 * 3 * 1 * 2 * 3 * 3  # 216
+
+SMALL: dict[str, Any] = {
+    "name": "small",
+    "dataset": "digits",
+    "methods": ["plain", "lcw"],
+    "learning_rates": [0.1],
+    "seeds": 2,
+}
+
+
+def make_study(store: Any, spec: dict[str, Any] | None = None, **changes: Any) -> int:
+    """Validate, expand and store a spec (SMALL by default); returns the study id."""
+    from service.spec import plan_study
+
+    parsed, trials = plan_study({**(spec or SMALL), **changes}, max_trials=5000)
+    study, created = store.create_study(parsed, trials)
+    assert created
+    return int(study.id)
+
+
+def result(val_acc: float, test_acc: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "train_loss": 0.1,
+        "train_acc": 0.99,
+        "val_loss": 0.2,
+        "val_acc": val_acc,
+        "test_loss": 0.3,
+        "test_acc": test_acc,
+        **extra,
+    }
