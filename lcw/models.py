@@ -1,0 +1,166 @@
+"""Model builders by registry name: ``mlp`` and VGG-11/16/19 for 32x32 inputs.
+
+Every hidden layer (MLP: each Linear; VGG: each 3x3 conv) is a ``Block`` built by the method's
+factories in ``lcw.layers``; the classifier is a plain linear layer (std 1/sqrt(fan_in), zero
+bias) for every method. VGG layouts follow Simonyan & Zisserman (2015) with the CIFAR-style head
+(one linear layer on the 512 x 1 x 1 feature map) used by most 32x32 reproductions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from lcw import catalog
+from lcw.config import TrialConfig
+from lcw.layers import Block, get_act_layer, make_linear_map, make_norm, set_weight
+
+VGG_LAYOUTS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ],
+    "vgg19": [
+        *(64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"),
+        *(512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+    ],
+}
+
+
+class Net(nn.Module):
+    """Hidden blocks (in order, for diagnostics), then a linear classifier."""
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Linear, *, flatten_first: bool):
+        super().__init__()
+        self.features = features
+        self.classifier = classifier
+        self.flatten_first = flatten_first
+
+    @property
+    def blocks(self) -> list[Block]:
+        return [m for m in self.features if isinstance(m, Block)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.flatten_first:
+            x = x.flatten(1)  # (B, C*H*W)
+        x = self.features(x)
+        return self.classifier(x.flatten(1))
+
+
+def _classifier(in_features: int, num_classes: int, generator: torch.Generator) -> nn.Linear:
+    head = nn.Linear(in_features, num_classes)
+    w = torch.randn(head.weight.shape, generator=generator, dtype=torch.float64)
+    set_weight(head, w / math.sqrt(in_features))
+    with torch.no_grad():
+        head.bias.zero_()
+    return head
+
+
+def build_mlp(
+    cfg: TrialConfig, *, input_shape: tuple[int, ...], num_classes: int, generator: torch.Generator
+) -> Net:
+    """`depth` blocks of `width` units on the flattened input, then the classifier."""
+    layers: list[nn.Module] = []
+    fan_in = math.prod(input_shape)
+    for _ in range(cfg.depth):
+        linear = make_linear_map(
+            cfg.method,
+            fan_in,
+            cfg.width,
+            conv=False,
+            activation=cfg.activation,
+            gain=cfg.gain,
+            impl=cfg.lcw_impl,
+            generator=generator,
+        )
+        norm = make_norm(cfg.method, cfg.width, conv=False)
+        layers.append(Block(linear, norm, get_act_layer(cfg.activation)))
+        fan_in = cfg.width
+    return Net(
+        nn.Sequential(*layers), _classifier(fan_in, num_classes, generator), flatten_first=True
+    )
+
+
+def build_vgg(
+    cfg: TrialConfig, *, input_shape: tuple[int, ...], num_classes: int, generator: torch.Generator
+) -> Net:
+    """VGG conv stack (the method applies to every conv) + max pools + the classifier."""
+    layers: list[nn.Module] = []
+    channels = input_shape[0]
+    for item in VGG_LAYOUTS[cfg.model]:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2))
+            continue
+        out = int(item)
+        conv = make_linear_map(
+            cfg.method,
+            channels,
+            out,
+            conv=True,
+            activation=cfg.activation,
+            gain=cfg.gain,
+            impl=cfg.lcw_impl,
+            generator=generator,
+        )
+        layers.append(
+            Block(conv, make_norm(cfg.method, out, conv=True), get_act_layer(cfg.activation))
+        )
+        channels = out
+    return Net(
+        nn.Sequential(*layers), _classifier(channels, num_classes, generator), flatten_first=False
+    )
+
+
+MODEL_BUILDERS: dict[str, Callable[..., Net]] = {
+    "mlp": build_mlp,
+    "vgg11": build_vgg,
+    "vgg16": build_vgg,
+    "vgg19": build_vgg,
+}
+
+
+def build_model(
+    cfg: TrialConfig,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Net:
+    """Build `cfg.model` for `cfg.dataset` (shapes from the catalog unless given).
+
+    The init draws come from `generator` (default: a CPU generator seeded with `cfg.seed`), in
+    layer order, so every method with the same seed starts from the same standard-normal draw.
+    """
+    info = catalog.DATASETS[cfg.dataset]
+    gen = generator if generator is not None else init_generator(cfg.seed)
+    return MODEL_BUILDERS[cfg.model](
+        cfg,
+        input_shape=input_shape or info.input_shape,
+        num_classes=num_classes or info.num_classes,
+        generator=gen,
+    )
+
+
+def init_generator(seed: int) -> torch.Generator:
+    """The CPU generator of a trial's initial weights (draws are moved to the device after)."""
+    return torch.Generator().manual_seed(seed)

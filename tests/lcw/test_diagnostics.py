@@ -1,0 +1,54 @@
+"""Activation shift at init, measured as DESIGN.md defines it, and the probe's side effects."""
+
+from __future__ import annotations
+
+import torch
+
+from lcw import TrialConfig
+from lcw.data import load_dataset
+from lcw.diagnostics import measure_layers
+from lcw.models import build_model
+
+
+def _shift(method: str) -> list[float]:
+    data = load_dataset("mnist5k")
+    cfg = TrialConfig(dataset="mnist5k", method=method, depth=10, width=100, seed=0)
+    model = build_model(cfg)
+    rows = measure_layers(model, data.x_train[:500], data.y_train[:500], activation="sigmoid")
+    return [r["shift"] for r in rows]
+
+
+def test_activation_shift_lcw_stays_small_plain_grows_with_depth() -> None:
+    lcw_shift, plain_shift = _shift("lcw"), _shift("plain")
+    assert len(lcw_shift) == len(plain_shift) == 10
+    assert max(lcw_shift) < 1.0, lcw_shift
+    assert plain_shift[-1] >= 50 * lcw_shift[-1], (plain_shift, lcw_shift)
+    # Grows with depth: every later layer shifts more than the first.
+    assert all(s > plain_shift[0] for s in plain_shift[1:]), plain_shift
+
+
+def test_iid_sigmoid_inputs_to_a_random_layer() -> None:
+    # DESIGN.md: i.i.d. sigmoid inputs to a random 100x100 layer: the spread of per-neuron
+    # means is about 0.5 unconstrained and about 0.002 with LCW.
+    g = torch.Generator().manual_seed(0)
+    a = torch.sigmoid(torch.randn(10000, 100, generator=g))
+    w = torch.randn(100, 100, generator=g) / 10
+    lcw_w = w - w.mean(dim=1, keepdim=True)
+    plain_spread = float((a @ w.T).mean(dim=0).std())
+    lcw_spread = float((a @ lcw_w.T).mean(dim=0).std())
+    assert 0.3 < plain_spread < 0.7
+    assert lcw_spread < 0.01
+
+
+def test_probe_leaves_gradients_and_batch_norm_statistics_alone() -> None:
+    cfg = TrialConfig(dataset="digits", method="bn_lcw", depth=3, width=16)
+    model = build_model(cfg)
+    bn = model.blocks[0].norm
+    before = bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()
+    x, y = torch.rand(32, 1, 8, 8), torch.arange(32) % 10
+    rows = measure_layers(model, x, y, activation="sigmoid")
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
+    assert int(bn.num_batches_tracked) == int(before[2])
+    assert all(r["grad_norm"] is not None and r["grad_norm"] > 0 for r in rows)
+    assert all(0.0 <= r["saturated"] <= 1.0 for r in rows)

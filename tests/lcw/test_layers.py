@@ -1,0 +1,145 @@
+"""Constraint and equivalence tests shared by every LCW implementation (Linear and Conv2d)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lcw import LCWConv2d, LCWLinear, catalog, zero_sum_basis
+from lcw.layers import LCW_GAINS, basis_apply, basis_apply_t, init_gain, set_weight
+
+IMPLS = catalog.LCW_IMPLEMENTATIONS
+
+OPTIMIZERS = {
+    "sgd": lambda p: torch.optim.SGD(p, lr=0.1),
+    "sgd_momentum_wd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2),
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=1e-2),
+}
+
+
+def _rows(w: torch.Tensor) -> torch.Tensor:
+    return w.reshape(w.shape[0], -1)
+
+
+@pytest.mark.parametrize("m", [2, 3, 10, 100, 785, 4608])
+def test_closed_form_basis_is_orthonormal_and_zero_sum(m: int) -> None:
+    b = zero_sum_basis(m)  # (m, m-1), float64
+    assert b.shape == (m, m - 1)
+    eye = torch.eye(m - 1, dtype=torch.float64)
+    assert torch.allclose(b.T @ b, eye, atol=1e-12)
+    assert torch.ones(m, dtype=torch.float64) @ b == pytest.approx(torch.zeros(m - 1), abs=1e-12)
+
+
+def test_basis_apply_matches_the_materialized_basis() -> None:
+    m = 37
+    b = zero_sum_basis(m)
+    v = torch.randn(5, m - 1, dtype=torch.float64)
+    assert torch.allclose(basis_apply(v), v @ b.T, atol=1e-12)
+    w = torch.randn(5, m, dtype=torch.float64)
+    assert torch.allclose(basis_apply_t(w), w @ b, atol=1e-12)
+
+
+def _make(kind: str, impl: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+    if kind == "linear":
+        return LCWLinear(20, 7, impl=impl).to(dtype)
+    return LCWConv2d(3, 5, 3, padding=1, impl=impl).to(dtype)
+
+
+def _input(kind: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    # Sigmoid-like inputs (mean 0.5): exactly the case where the constraint matters.
+    shape = (16, 20) if kind == "linear" else (4, 3, 6, 6)
+    return torch.rand(shape, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+def test_rows_sum_to_zero_before_and_after_steps(kind: str, impl: str, opt: str) -> None:
+    layer = _make(kind, impl)
+    assert isinstance(layer, nn.Linear | nn.Conv2d)  # drop-in
+    assert _rows(layer.weight).sum(dim=1).abs().max() < 1e-5
+    optimizer = OPTIMIZERS[opt](layer.parameters())
+    x = _input(kind)
+    for _ in range(25):
+        loss = (layer(x) ** 2).mean() + layer(x).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        w = _rows(layer.weight.detach())
+        assert w.sum(dim=1).abs().max() < 1e-5 * max(1.0, float(w.abs().max()))
+    # The weight moved: the test would fail if the layer were frozen.
+    assert float(_rows(layer.weight).abs().sum()) > 0
+
+
+def _trajectory(impl: str, opt: str, kind: str, steps: int = 100) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    layer = _make(kind, impl, torch.float64)
+    w0 = torch.randn(layer.weight.shape, generator=torch.Generator().manual_seed(3)).double()
+    w0 = w0 - _rows(w0).mean(dim=1).view(-1, *([1] * (w0.dim() - 1)))
+    set_weight(layer, w0)
+    if opt == "sgd":
+        optimizer = torch.optim.SGD(layer.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    else:
+        optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    x = _input(kind, torch.float64)
+    out = []
+    for _ in range(steps):
+        loss = (torch.sigmoid(layer(x)) - 0.3).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        out.append(layer.weight.detach().clone())
+    return out
+
+
+def _max_rel(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max(float((x - y).norm() / y.norm()) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_basis_and_default_give_the_same_trajectory_under_sgd_momentum(kind: str) -> None:
+    basis = _trajectory("basis", "sgd", kind)
+    default = _trajectory("projection", "sgd", kind)
+    centering = _trajectory("centering", "sgd", kind)
+    assert _max_rel(default, basis) <= 1e-10
+    assert _max_rel(centering, basis) <= 1e-10
+    assert float((basis[-1] - basis[0]).norm()) > 1e-3  # it actually trained
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_projection_matches_centering_under_adam_but_basis_does_not(kind: str) -> None:
+    projection = _trajectory("projection", "adam", kind)
+    centering = _trajectory("centering", "adam", kind)
+    basis = _trajectory("basis", "adam", kind)
+    assert _max_rel(projection, centering) <= 1e-10
+    assert _max_rel(basis, centering) > 1e-6  # Adam is not rotation-invariant
+
+
+@pytest.mark.parametrize("activation", catalog.ACTIVATIONS)
+def test_lcw_init_std_is_gain_over_sqrt_fan_in(activation: str) -> None:
+    torch.manual_seed(0)
+    layer = LCWLinear(400, 300, activation=activation)
+    expected = LCW_GAINS[activation] / math.sqrt(400)
+    assert float(layer.weight.std()) == pytest.approx(expected, rel=0.02)
+    assert float(layer.bias.abs().max()) == 0.0
+
+
+def test_documented_gains() -> None:
+    assert init_gain("lcw", "sigmoid") == 4.0
+    assert init_gain("lcw", "tanh") == 1.0
+    assert init_gain("lcw", "relu") == pytest.approx(math.sqrt(2))
+    assert init_gain("plain", "sigmoid") == 1.0  # calculate_gain('sigmoid')
+    assert init_gain("plain", "tanh") == pytest.approx(5 / 3)
+    assert init_gain("bn", "relu") == pytest.approx(math.sqrt(2))
+    assert init_gain("cwn", "sigmoid") == 4.0  # centered: LCW's init
+    assert init_gain("wn", "sigmoid", override=2.5) == 2.5
+
+
+def test_bad_impl_is_rejected_with_allowed_values() -> None:
+    with pytest.raises(ValueError, match="'projection', 'centering' or 'basis'"):
+        LCWLinear(4, 2, impl="qr")

@@ -1,0 +1,92 @@
+"""Every registered method x activation (and model) builds, trains a step, and gets gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lcw import TrialConfig, catalog
+from lcw.layers import ACTIVATION_LAYERS, Block
+from lcw.models import MODEL_BUILDERS, VGG_LAYOUTS, build_model
+
+
+def test_registries_agree_with_the_catalog() -> None:
+    assert set(MODEL_BUILDERS) == set(catalog.MODELS)
+    assert set(ACTIVATION_LAYERS) == set(catalog.ACTIVATIONS)
+    assert set(VGG_LAYOUTS) == {m for m in catalog.MODELS if m.startswith("vgg")}
+
+
+def _step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+    opt.step()
+    assert torch.isfinite(F.cross_entropy(model(x), y))
+
+
+@pytest.mark.parametrize("activation", catalog.ACTIVATIONS)
+@pytest.mark.parametrize("method", list(catalog.METHODS))
+def test_mlp_every_method_and_activation(method: str, activation: str) -> None:
+    cfg = TrialConfig(dataset="digits", method=method, activation=activation, depth=3, width=16)
+    model = build_model(cfg)
+    assert len(model.blocks) == 3
+    x = torch.rand(8, 1, 8, 8)
+    _step(model, x, torch.arange(8) % 10)
+
+
+@pytest.mark.parametrize("method", list(catalog.METHODS))
+def test_vgg11_every_method(method: str) -> None:
+    cfg = TrialConfig(dataset="synthetic", model="vgg11", method=method, activation="relu")
+    model = build_model(cfg)
+    assert len(model.blocks) == 8  # the method applies to every conv layer
+    _step(model, torch.randn(2, 3, 32, 32), torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize("model_name, convs", [("vgg16", 13), ("vgg19", 16)])
+def test_deeper_vggs_build(model_name: str, convs: int) -> None:
+    model = build_model(TrialConfig(dataset="cifar10", model=model_name, method="bn_lcw"))
+    assert len(model.blocks) == convs
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def _block_parts(method: str) -> list[type]:
+    model = build_model(TrialConfig(dataset="digits", method=method, depth=1, width=8))
+    block = model.blocks[0]
+    assert isinstance(block, Block)
+    return [type(block.norm), type(block.act)]
+
+
+def test_normalization_sits_before_the_activation() -> None:
+    assert _block_parts("bn") == [nn.BatchNorm1d, nn.Sigmoid]
+    assert _block_parts("bn_lcw") == [nn.BatchNorm1d, nn.Sigmoid]
+    assert _block_parts("ln") == [nn.LayerNorm, nn.Sigmoid]
+    assert _block_parts("plain") == [nn.Identity, nn.Sigmoid]
+
+
+def _first_weight(method: str, seed: int = 3) -> torch.Tensor:
+    cfg = TrialConfig(dataset="digits", method=method, depth=2, width=32, seed=seed)
+    return build_model(cfg).blocks[0].linear.weight.detach()
+
+
+def test_paired_seed_gives_the_same_draw_scaled_by_each_method() -> None:
+    plain, lcw_w, wn, cwn = (_first_weight(m) for m in ("plain", "lcw", "wn", "cwn"))
+    # lcw = projection of the same draw at gain 4 / sqrt(fan_in - 1) (plain: 1 / sqrt(fan_in)).
+    centered = plain - plain.mean(dim=1, keepdim=True)
+    fan_in = plain.shape[1]
+    assert torch.allclose(lcw_w, 4.0 * (fan_in / (fan_in - 1)) ** 0.5 * centered, atol=1e-5)
+    assert torch.allclose(wn, plain, atol=1e-5)  # wn starts at exactly the plain init
+    assert torch.allclose(cwn, lcw_w, atol=1e-5)  # cwn starts at exactly the lcw init
+    assert not torch.allclose(_first_weight("plain", seed=4), plain)
+
+
+def test_constrained_methods_have_zero_sum_rows() -> None:
+    for method in ("lcw", "bn_lcw", "cwn"):
+        cfg = TrialConfig(dataset="digits", method=method, depth=4, width=16)
+        for block in build_model(cfg).blocks:
+            assert block.linear.weight.sum(dim=1).abs().max() < 1e-5
