@@ -8,46 +8,19 @@ PostgreSQL tests loudly (CI starts it), it does not skip them.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
+from svc_helpers import fresh_pg_database, libpq_url
 
 from service.config import Settings
 from service.db import make_engine, upgrade_database
 from service.main import create_app
 from service.store import Store
-
-PG_ADMIN_URL = os.environ.get(
-    "LCW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def _libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A new, empty, uniquely named PostgreSQL database; dropped on exit."""
-    name = f"lcw_t_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(_libpq(PG_ADMIN_URL), autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable (CI starts it): {exc}")
-    try:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +34,7 @@ def pg_session_url() -> Iterator[str]:
 
 
 def _truncate(url: str) -> None:
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("TRUNCATE trial_metrics, trials, studies RESTART IDENTITY CASCADE")
 
 

@@ -1,0 +1,127 @@
+"""Summary statistics (service.stats) against values computed by hand and by scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from service.stats import TrialOutcome, summarize, t_interval, wilcoxon_p
+
+T975_DF4 = 2.7764451051977987  # Student t, 97.5% quantile, 4 degrees of freedom
+
+
+def _rows(
+    method: str,
+    lr: float,
+    vals: list[float],
+    tests: list[float],
+    *,
+    status: str = "completed",
+    depth: int | None = 5,
+) -> list[TrialOutcome]:
+    return [
+        TrialOutcome(method, depth, 100, "sigmoid", lr, seed, status, v, t)
+        for seed, (v, t) in enumerate(zip(vals, tests, strict=True))
+    ]
+
+
+LCW_TEST = [0.78, 0.80, 0.77, 0.79, 0.83]
+PLAIN_TEST = [0.70, 0.69, 0.75, 0.71, 0.72]
+
+
+def _study() -> list[TrialOutcome]:
+    rows = []
+    # lcw: lr 0.1 wins on validation (mean 0.81 vs 0.70) even though lr 1.0 has better test.
+    rows += _rows("lcw", 0.1, [0.80, 0.82, 0.79, 0.81, 0.83], LCW_TEST)
+    rows += _rows("lcw", 1.0, [0.70] * 5, [0.95] * 5)
+    # plain: lr 1.0 wins; seed 2 diverged at lr 1.0 and counts with its stored accuracy.
+    rows += _rows("plain", 0.1, [0.50] * 5, [0.50] * 5)
+    plain_best = _rows("plain", 1.0, [0.72, 0.71, 0.74, 0.73, 0.72], PLAIN_TEST)
+    plain_best[2] = TrialOutcome("plain", 5, 100, "sigmoid", 1.0, 2, "diverged", 0.74, 0.75)
+    rows += plain_best
+    # Excluded from every number: failed, cancelled and unfinished trials.
+    rows += [
+        TrialOutcome("plain", 5, 100, "sigmoid", 1.0, 9, "failed", None, None),
+        TrialOutcome("plain", 5, 100, "sigmoid", 1.0, 8, "cancelled", 0.99, 0.99),
+        TrialOutcome("plain", 5, 100, "sigmoid", 0.01, 0, "pending", None, None),
+    ]
+    return rows
+
+
+def test_cells_pick_the_best_validation_lr_and_report_test_accuracy() -> None:
+    cells = {c["method"]: c for c in summarize(_study())["cells"]}
+    lcw = cells["lcw"]
+    assert lcw["best_lr"] == 0.1 and lcw["n"] == 5
+    assert lcw["val_acc_mean"] == pytest.approx(0.81)
+    assert lcw["test_acc_mean"] == pytest.approx(np.mean(LCW_TEST))
+    assert lcw["test_acc_std"] == pytest.approx(np.std(LCW_TEST, ddof=1))
+    sem = np.std(LCW_TEST, ddof=1) / math.sqrt(5)
+    low, high = st.t.interval(0.95, 4, loc=np.mean(LCW_TEST), scale=sem)
+    assert lcw["test_acc_ci95"] == pytest.approx([low, high])
+    assert lcw["test_acc_ci95"][1] - np.mean(LCW_TEST) == pytest.approx(T975_DF4 * sem)
+    plain = cells["plain"]
+    assert plain["best_lr"] == 1.0 and plain["n"] == 5 and plain["diverged"] == 1
+    assert plain["test_acc_mean"] == pytest.approx(np.mean(PLAIN_TEST))
+    lrs = {e["lr"]: e for e in plain["lrs"]}
+    assert sorted(lrs) == [0.01, 0.1, 1.0]
+    assert lrs[1.0]["n"] == 5 and lrs[1.0]["failed"] == 1 and lrs[1.0]["diverged"] == 1
+    assert lrs[0.01] == {
+        "lr": 0.01,
+        "val_acc_mean": None,
+        "test_acc_mean": None,
+        "n": 0,
+        "diverged": 0,
+        "failed": 0,
+        "unfinished": 1,
+    }
+
+
+def test_paired_comparison_matches_scipy() -> None:
+    [comp] = summarize(_study())["comparisons"]
+    assert (comp["method"], comp["baseline"]) == ("lcw", "plain")
+    assert (comp["method_lr"], comp["baseline_lr"], comp["n"]) == (0.1, 1.0, 5)
+    diffs = np.array(LCW_TEST) - np.array(PLAIN_TEST)
+    assert comp["mean_diff"] == pytest.approx(diffs.mean())
+    ci = st.ttest_rel(LCW_TEST, PLAIN_TEST).confidence_interval(0.95)
+    assert comp["ci95"] == pytest.approx([ci.low, ci.high])
+    assert comp["p_value"] == pytest.approx(st.wilcoxon(LCW_TEST, PLAIN_TEST).pvalue)
+    # By hand: all five differences positive and distinct -> exact p = 2 * (1/2)^5.
+    assert comp["p_value"] == pytest.approx(0.0625)
+    assert comp["p_value_note"] is None and comp["ci95_note"] is None
+
+
+def test_small_samples_carry_a_reason_instead_of_a_number() -> None:
+    rows = _rows("lcw", 0.1, [0.8], [0.7]) + _rows("bn", 0.1, [0.6], [0.5])
+    rows += _rows("bn_lcw", 0.1, [0.9], [0.9])
+    out = summarize(rows)
+    cell = next(c for c in out["cells"] if c["method"] == "lcw")
+    assert cell["n"] == 1 and cell["test_acc_ci95"] is None and cell["test_acc_std"] is None
+    assert "n=1" in cell["ci95_note"]
+    comps = {(c["method"], c["baseline"]): c for c in out["comparisons"]}
+    assert set(comps) == {("lcw", "bn"), ("lcw", "bn_lcw"), ("bn_lcw", "bn"), ("bn_lcw", "lcw")}
+    c = comps[("lcw", "bn")]
+    assert c["mean_diff"] == pytest.approx(0.2) and c["ci95"] is None and c["p_value"] is None
+    assert "n=1 < 5" in c["p_value_note"]
+    # Antisymmetric: lcw vs bn_lcw is minus bn_lcw vs lcw.
+    assert comps[("lcw", "bn_lcw")]["mean_diff"] == pytest.approx(
+        -comps[("bn_lcw", "lcw")]["mean_diff"]
+    )
+
+
+def test_comparisons_pair_by_seed_within_the_same_architecture() -> None:
+    rows = _rows("lcw", 0.1, [0.8] * 5, [0.8, 0.81, 0.82, 0.83, 0.84])
+    rows += _rows("plain", 0.1, [0.7] * 3, [0.7, 0.7, 0.7])  # seeds 0..2 only
+    rows += _rows("plain", 0.1, [0.7] * 5, [0.1] * 5, depth=20)  # another depth: not paired
+    [comp] = [c for c in summarize(rows)["comparisons"] if c["depth"] == 5]
+    assert comp["n"] == 3 and comp["mean_diff"] == pytest.approx(0.11)
+
+
+def test_helpers_edge_cases() -> None:
+    assert t_interval([]) == (None, "no finished trials")
+    assert t_interval([0.5, 0.5, 0.5]) == ([0.5, 0.5], None)
+    p, note = wilcoxon_p([0.0] * 6)
+    assert p is None and "zero" in (note or "")
+    assert summarize([]) == {"cells": [], "comparisons": []}
