@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024)  # 1 MiB: a spec is a few hundred bytes
     # How long a claimed trial stays leased without a renewal before it returns to the queue.
     lease_seconds: float = Field(default=60.0, gt=0)
+    # Dispatcher (workers/): the Ray cluster to join ("host:port", "auto"); None: the
+    # RAY_ADDRESS environment variable if set, else a local Ray started in-process.
+    ray_address: str | None = None
+    # CPUs of a local Ray started by the dispatcher; None: every CPU of the machine.
+    ray_num_cpus: int | None = Field(default=None, ge=1)
+    # Trials the dispatcher runs at once; None: as many as the cluster's CPUs allow.
+    worker_slots: int | None = Field(default=None, ge=1)
     # Origins allowed by CORS (comma-separated); empty: no CORS headers, cross-site calls refused.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # SQLite waits this long for another writer instead of failing with "database is locked".

@@ -12,6 +12,8 @@ The queue contract the workers code against (``claim_trials`` ... ``cancelled_or
 - running -> pending while attempts remain, else failed (``fail_trial_attempt``,
   ``release_expired`` for leases nobody renewed); ``attempt <= max_retries`` means another try
   is allowed, so a trial runs at most ``max_retries + 1`` times
+- running -> pending without using up the attempt (``release_trials``: a worker shutting down
+  gives back what it holds)
 - pending | running -> cancelled (``cancel_study``; a running worker learns it from
   ``renew_leases``, which stops returning the trial)
 
@@ -811,6 +813,36 @@ class Store:
             )
             self._refresh_studies(s, [row.study_id], now)
             return new
+
+    def release_trials(self, owner: str, trial_ids: list[int]) -> int:
+        """Give back trials `owner` holds unfinished (a worker shutting down): they return to
+        pending and the attempt they were claimed for is not counted. Returns how many."""
+        if not trial_ids:
+            return 0
+        now = utcnow()
+        with self._write() as s:
+            study_ids: list[int] = []
+            for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH):
+                study_ids += s.scalars(
+                    update(Trial)
+                    .where(
+                        Trial.id.in_(chunk),
+                        Trial.status == "running",
+                        Trial.lease_owner == owner,
+                    )
+                    .values(
+                        status="pending",
+                        attempt=Trial.attempt - 1,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    )
+                    .returning(Trial.study_id)
+                    .execution_options(synchronize_session=False)
+                ).all()
+            if study_ids:
+                self._refresh_studies(s, study_ids, now)
+            return len(study_ids)
 
     def release_expired(self) -> int:
         """Return running trials whose lease expired to pending, or fail them when they used
