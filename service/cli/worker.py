@@ -1,9 +1,80 @@
-"""Placeholder: commands registered by a later module."""
+"""`lcw-sweep worker`: the trial dispatcher alone (the API runs elsewhere, `serve --no-worker`).
+
+It connects to Ray (a local instance by default; ``--ray-address`` / ``RAY_ADDRESS`` /
+``LCW_RAY_ADDRESS`` for a cluster), prints what it connected to, and runs queued trials until
+SIGTERM or SIGINT: then it stops claiming, lets running trials finish for ``--grace`` seconds,
+and gives back whatever it still holds so that another dispatcher picks it up at once.
+"""
 
 from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Annotated, Any
 
 import typer
 
 
+def worker_command(
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to join (host:port or auto); default: $RAY_ADDRESS, else local.",
+        ),
+    ] = None,
+    num_cpus: Annotated[
+        int | None,
+        typer.Option("--num-cpus", min=1, help="CPUs of the local Ray (ignored on a cluster)."),
+    ] = None,
+    slots: Annotated[
+        int | None,
+        typer.Option("--slots", min=1, help="Trials at once; default: the cluster's CPUs."),
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds running trials get to finish on SIGTERM/SIGINT."),
+    ] = 10.0,
+) -> None:
+    """Run queued trials on Ray until SIGTERM or SIGINT."""
+    from sqlalchemy.engine import make_url
+
+    from service.config import get_settings
+    from workers.dispatcher import connect_ray, dispatcher_from_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    info = connect_ray(
+        address=ray_address or settings.ray_address,
+        num_cpus=num_cpus or settings.ray_num_cpus,
+    )
+    dispatcher = dispatcher_from_settings(settings, slots=slots)
+    dispatcher.start()
+    database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+    where = "local Ray" if info["local"] else "Ray cluster"
+    typer.echo(
+        f"lcw-sweep worker {dispatcher.owner}: {where} at {info['address']} "
+        f"({info['nodes']} node(s), {info['cpus']:g} CPU, {info['gpus']:g} GPU), "
+        f"{dispatcher.slots} slot(s), database {database}"
+    )
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        # Set after ray.init: Ray's driver installs its own SIGTERM handler there.
+        stop.set()
+        dispatcher.wake()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        dispatcher.run(stop, grace_s=grace)
+    finally:
+        dispatcher.store.engine.dispose()
+    typer.echo(f"lcw-sweep worker {dispatcher.owner}: stopped")
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add `worker` to the CLI."""
+    app.command("worker")(worker_command)

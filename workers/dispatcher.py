@@ -1,0 +1,839 @@
+"""The dispatcher: claims queued trials from the database and runs them on Ray actors.
+
+One loop in one thread (``Dispatcher.step``), no busy waiting: it blocks in ``ray.wait`` on the
+actors' outstanding calls for at most a tick. Each tick it
+
+1. collects what the actors sent (finished runs, epoch metrics from the ``drain`` long polls)
+   and hands the next claimed trial to every actor that became free (no database on this path,
+   so an actor never waits for SQL);
+2. writes the tick's metrics in one ``write_metrics`` call, then finishes trials
+   (``complete_trial`` / ``fail_trial_attempt`` / ``release_trials``);
+3. renews its leases (learning of cancelled or lost trials from the answer), returns expired
+   leases of dead dispatchers to the queue, and claims trials ahead: one waiting per slot, so
+   every actor has its next trial ready the moment it finishes one;
+4. kills actors whose trial ran past its timeout or ignored a stop request.
+
+Actors (``workers.runner.TrialRunner``) are warm, long-lived processes, one per concurrent
+trial, sized by each trial's resources (``num_cpus``, fractional ``num_gpus``) within the
+cluster's CPUs and GPUs. Trials never touch the database; their metrics travel over Ray.
+
+Failures: an exception in a trial, a dead actor (a SIGKILLed Ray worker) and a timeout are a
+failed attempt (retried while ``max_retries`` allows); divergence is an outcome. The store fences
+everything by owner, so a dispatcher that lost a lease can never overwrite the trial's new run,
+and an unreachable database only delays the writes (the loop retries them with a backoff).
+
+Entry points: ``run_embedded(settings)`` (the thread ``lcw-sweep serve`` starts) and
+``run_worker`` (``lcw-sweep worker``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.errors import NotFoundError
+from service.store import ClaimedTrial, Store
+from workers.asha import Asha
+from workers.search import CellSearch
+
+if TYPE_CHECKING:
+    from service.config import Settings
+
+log = logging.getLogger("lcw.workers")
+
+TICK_S = 0.1  # longest wait in ray.wait; results wake the loop at once
+IDLE_CLAIM_S = 0.2  # when the queue was empty: how soon to look again
+RELEASE_EXPIRED_S = 2.0  # how often to requeue trials of dispatchers that died
+RENEW_MAX_S = 2.0  # renew (and learn of cancellations) at least this often: cancel < 10 s
+STOP_GRACE_S = 3.0  # a trial asked to stop gets this long to reach an epoch boundary
+DRAIN_WAIT_S = 2.0  # long poll: an idle actor answers every 2 s (and so proves it is alive)
+DRAIN_LINGER_S = 0.2  # batch an actor's epochs for up to 0.2 s (one DB write per tick)
+CLUSTER_REFRESH_S = 10.0  # re-read the cluster's CPUs/GPUs (nodes join and leave)
+DB_BACKOFF_MAX_S = 10.0
+_EPS = 1e-9
+
+
+def make_owner() -> str:
+    """A lease owner id unique to this dispatcher: hostname:pid:random."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one trial reserves on a Ray node; actors are made per shape."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    @classmethod
+    def of(cls, resources: dict[str, Any] | None) -> Shape:
+        resources = resources or {}
+        return cls(cpu=float(resources.get("cpu", 1.0)), gpu=float(resources.get("gpu", 0.0)))
+
+    @property
+    def device(self) -> str:
+        # A GPU share means Ray set CUDA_VISIBLE_DEVICES for the actor: its GPU is cuda:0.
+        return "cuda" if self.gpu > 0 else "cpu"
+
+    @property
+    def threads(self) -> int:
+        # One torch thread per reserved CPU: more would oversubscribe the node.
+        return max(1, int(self.cpu))
+
+
+@dataclass(eq=False)
+class _Worker:
+    handle: Any
+    shape: Shape
+    name: str
+    trial: _Trial | None = None
+    drain_ref: Any = None
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+@dataclass(eq=False)
+class _Trial:
+    claim: ClaimedTrial
+    shape: Shape
+    config: dict[str, Any] | None = None  # resolved: LR assigned, device and threads set
+    rungs: list[int] = field(default_factory=list)  # ASHA rung epochs, [] without ASHA
+    phase: str = "backlog"  # backlog -> running -> finishing (its outcome waits to be stored)
+    token: str = ""
+    worker: _Worker | None = None
+    ref: Any = None
+    started: float | None = None  # monotonic time the actor began training it
+    written: set[int] = field(default_factory=set)  # epochs handed to write_metrics
+    stopping: str | None = None  # why we stopped it: lost | timeout | shutdown
+    kill_at: float | None = None
+    asha_stopped: bool = False
+
+    @property
+    def id(self) -> int:
+        return self.claim.id
+
+
+@dataclass(frozen=True)
+class _Op:
+    kind: str  # complete | fail | release
+    trial_ids: tuple[int, ...]
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+class Dispatcher:
+    """Runs the database's queued trials on the connected Ray cluster (see module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lease_seconds: float,
+        slots: int | None = None,
+        owner: str | None = None,
+        tick_s: float = TICK_S,
+        stop_grace_s: float = STOP_GRACE_S,
+    ) -> None:
+        self.store = store
+        self.owner = owner or make_owner()
+        self.lease_seconds = lease_seconds
+        self.tick_s = tick_s
+        self.stop_grace_s = stop_grace_s
+        self._slots_setting = slots
+        self.slots = slots or 1
+        self._trials: dict[int, _Trial] = {}
+        self._backlog: deque[_Trial] = deque()
+        self._workers: list[_Worker] = []
+        self._refs: dict[Any, tuple[str, Any]] = {}  # ObjectRef -> ("run", trial) | ("drain", w)
+        self._tokens: dict[str, _Trial] = {}
+        self._rows: list[tuple[int, dict[str, Any]]] = []
+        self._ops: deque[_Op] = deque()
+        self._searches: dict[tuple[int, str], CellSearch] = {}
+        self._ashas: dict[tuple[int, str], Asha] = {}
+        self._slot_lrs: dict[tuple[int, str, int], float] = {}
+        self._cluster: dict[str, float] = {}
+        self._seq = 0
+        self._started = False
+        self._draining = False
+        self._next_claim = 0.0
+        self._next_renew = 0.0
+        self._next_release = 0.0
+        self._next_cluster = 0.0
+        self._db_retry_at = 0.0
+        self._db_backoff = 0.0
+        self._wake = threading.Event()
+        self.stats = {"completed": 0, "failed_attempts": 0, "claimed": 0, "workers_replaced": 0}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def renew_s(self) -> float:
+        return min(self.lease_seconds / 3.0, RENEW_MAX_S)
+
+    def start(self) -> None:
+        """Size the pool from the cluster and start warm actors (Ray must be connected)."""
+        if self._started:
+            return
+        self._refresh_cluster(time.monotonic())
+        cpus = self._cluster.get("CPU", 0.0)
+        self.slots = self._slots_setting or max(1, int(cpus))
+        default = Shape()
+        for _ in range(min(self.slots, int(cpus))):
+            self._spawn(default)
+        self._started = True
+        log.info(
+            "dispatcher %s: %d slots, %d warm actors, cluster %s",
+            self.owner,
+            self.slots,
+            len(self._workers),
+            self._cluster,
+        )
+
+    def run(self, stop: threading.Event, *, grace_s: float = 0.0) -> None:
+        """Step until `stop` is set, then shut down (`grace_s` for running trials to finish)."""
+        self.start()
+        try:
+            while not stop.is_set():
+                self.step()
+        finally:
+            self.shutdown(grace_s=grace_s)
+
+    def wake(self) -> None:
+        """Cut the current idle wait short (shutdown, tests)."""
+        self._wake.set()
+
+    def step(self) -> None:
+        """One tick: collect from actors, start trials, write, renew/claim, enforce limits."""
+        now = time.monotonic()
+        self._collect(self._wait_s(now))
+        self._place(time.monotonic())
+        self._flush()
+        self._housekeep(time.monotonic())
+        self._place(time.monotonic())
+        self._enforce(time.monotonic())
+
+    def shutdown(self, *, grace_s: float = 0.0) -> None:
+        """Stop claiming; give back trials not started; let running ones finish for `grace_s`,
+        then stop them and give them back; kill the actors. Safe to call twice."""
+        self._draining = True
+        self._release_backlog()
+        deadline = time.monotonic() + grace_s
+        while self._running() and time.monotonic() < deadline:
+            self.step()
+        for w in list(self._workers):
+            t = w.trial
+            if t is not None and t.stopping is None:
+                t.stopping = "shutdown"
+            self._kill(w, "dispatcher shutting down")
+        self._release_backlog()
+        for _ in range(3):  # a database that is down now: the leases lapse instead
+            self._db_retry_at = 0.0
+            if self._flush():
+                break
+            time.sleep(0.5)
+        log.info("dispatcher %s stopped", self.owner)
+
+    # -- what tests and the CLI look at -------------------------------------------------------
+
+    def running_trial_ids(self) -> set[int]:
+        """Trials on an actor right now."""
+        return {w.trial.id for w in self._workers if w.trial is not None}
+
+    def held_trial_ids(self) -> set[int]:
+        """Every trial this dispatcher holds a lease on (waiting, running or finishing)."""
+        return set(self._trials)
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    # -- Ray side -----------------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return any(w.trial is not None for w in self._workers)
+
+    def _wait_s(self, now: float) -> float:
+        wait = self.tick_s
+        if self._backlog and not self._running():
+            wait = min(wait, 0.05)
+        return wait
+
+    def _refresh_cluster(self, now: float) -> None:
+        import ray
+
+        self._cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
+        self._next_cluster = now + CLUSTER_REFRESH_S
+
+    def _reserved(self) -> tuple[float, float]:
+        return (
+            sum(w.shape.cpu for w in self._workers),
+            sum(w.shape.gpu for w in self._workers),
+        )
+
+    def _fits_cluster(self, shape: Shape) -> bool:
+        return (
+            shape.cpu <= self._cluster.get("CPU", 0.0) + _EPS
+            and shape.gpu <= self._cluster.get("GPU", 0.0) + _EPS
+        )
+
+    def _spawn(self, shape: Shape) -> _Worker | None:
+        """A new actor of `shape` if the slots and our share of the cluster allow it."""
+        from workers.runner import runner_class
+
+        if len(self._workers) >= self.slots:
+            return None
+        cpu, gpu = self._reserved()
+        if (
+            cpu + shape.cpu > self._cluster.get("CPU", 0.0) + _EPS
+            or gpu + shape.gpu > self._cluster.get("GPU", 0.0) + _EPS
+        ):
+            return None
+        self._seq += 1
+        handle = runner_class().options(num_cpus=shape.cpu, num_gpus=shape.gpu).remote()
+        w = _Worker(handle=handle, shape=shape, name=f"runner-{self._seq}")
+        self._workers.append(w)
+        self._drain(w)
+        return w
+
+    def _drain(self, w: _Worker) -> None:
+        w.drain_ref = w.handle.drain.remote(DRAIN_WAIT_S, DRAIN_LINGER_S)
+        self._refs[w.drain_ref] = ("drain", w)
+
+    def _kill(self, w: _Worker, why: str) -> None:
+        import ray
+
+        try:
+            ray.kill(w.handle, no_restart=True)
+        except Exception as exc:  # already dead: nothing to kill
+            log.debug("kill %s: %s", w.name, exc)
+        self._worker_gone(w, f"killed by the dispatcher: {why}")
+
+    def _worker_gone(self, w: _Worker, reason: str) -> None:
+        """Forget a dead actor; its trial is lost, released or failed by why it stopped."""
+        if w not in self._workers:
+            return
+        self._workers.remove(w)
+        for ref in [r for r, (_, obj) in self._refs.items() if obj is w or obj is w.trial]:
+            del self._refs[ref]
+        t, w.trial = w.trial, None
+        if t is None:
+            return
+        t.worker, t.ref = None, None
+        self._tokens.pop(t.token, None)
+        if t.stopping == "lost":
+            self._forget(t)
+        elif t.stopping == "shutdown":
+            self._finish(t, _Op("release", (t.id,)))
+        elif t.stopping == "timeout":
+            pass  # its failure is queued already
+        else:
+            self.stats["workers_replaced"] += 1
+            self._finish(
+                t,
+                _Op(
+                    "fail",
+                    (t.id,),
+                    {
+                        "error": f"WorkerDiedError: the Ray worker process running this trial "
+                        f"died ({reason})"
+                    },
+                ),
+            )
+
+    def _submit(self, t: _Trial, w: _Worker, now: float) -> None:
+        assert t.config is not None  # placement only takes resolved trials
+        self._seq += 1
+        t.token = f"{t.id}.{t.claim.attempt}.{self._seq}"
+        t.ref = w.handle.run.remote(t.token, t.config, rungs=t.rungs)
+        self._refs[t.ref] = ("run", t)
+        self._tokens[t.token] = t
+        t.worker, w.trial = w, t
+        t.phase, t.started = "running", None
+        self._backlog.remove(t)
+
+    def _place(self, now: float) -> None:
+        """Give every free actor its next trial; make actors for shapes that have none."""
+        for t in list(self._backlog):
+            if t.config is None:
+                continue
+            w = next((w for w in self._workers if w.trial is None and w.shape == t.shape), None)
+            if w is None:
+                w = self._spawn(t.shape)
+            if w is not None:
+                self._submit(t, w, now)
+                continue
+            if not self._fits_cluster(t.shape):
+                self._finish(
+                    t,
+                    _Op(
+                        "fail",
+                        (t.id,),
+                        {
+                            "error": f"ResourceError: the trial needs {t.shape.cpu:g} CPU and "
+                            f"{t.shape.gpu:g} GPU per trial; the Ray cluster has "
+                            f"{self._cluster.get('CPU', 0):g} CPU and "
+                            f"{self._cluster.get('GPU', 0):g} GPU"
+                        },
+                    ),
+                )
+                continue
+            # Free the resources an idle actor of another shape holds; placed on a later tick.
+            idle = [w for w in self._workers if w.trial is None and w.shape != t.shape]
+            if idle:
+                self._kill(min(idle, key=lambda w: w.idle_since), "making room for another shape")
+
+    def _collect(self, timeout: float) -> None:
+        import ray
+        from ray.exceptions import RayActorError, RayError
+
+        if not self._refs:
+            self._wake.wait(timeout)
+            self._wake.clear()
+            return
+        refs = list(self._refs)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if not ready:
+            return
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            entry = self._refs.pop(ref, None)
+            if entry is None:  # its actor was dropped earlier in this loop
+                continue
+            kind, obj = entry
+            w: _Worker | None = obj if kind == "drain" else obj.worker
+            try:
+                value = ray.get(ref)
+            except RayActorError as exc:
+                if w is not None:
+                    self._kill(w, f"{type(exc).__name__}: {_first_line(exc)}")
+                continue
+            except RayError as exc:  # the call itself failed (e.g. a result not unpicklable)
+                if kind == "run":
+                    self._run_failed(obj, f"{type(exc).__name__}: {exc}")
+                elif w is not None:
+                    self._drain(w)
+                continue
+            if kind == "drain":
+                self._on_drain(obj, value)
+            else:
+                self._on_run(obj, value)
+
+    def _on_drain(self, w: _Worker, items: list[dict[str, Any]]) -> None:
+        now = time.monotonic()
+        for item in items:
+            t = self._tokens.get(item["token"])
+            if item.get("started"):
+                if t is not None:
+                    t.started = now
+                continue
+            metrics = item["metrics"]
+            if t is None:
+                if item["rung"]:  # a run we no longer track: let it stop
+                    w.handle.decide.remote(item["token"], True)
+                continue
+            epoch = metrics["epoch"]
+            if t.stopping != "lost" and epoch not in t.written:
+                t.written.add(epoch)
+                self._rows.append((t.id, metrics))
+            if item["rung"]:
+                asha = self._ashas.get((t.claim.study_id, t.claim.cell_key))
+                stop = t.stopping is not None or (
+                    asha is not None and asha.on_rung(t.id, epoch, metrics.get("val_acc"))
+                )
+                t.asha_stopped = t.asha_stopped or (stop and t.stopping is None)
+                w.handle.decide.remote(item["token"], stop)
+        if w in self._workers:
+            self._drain(w)
+
+    def _free(self, t: _Trial) -> None:
+        w = t.worker
+        if w is not None:
+            w.trial = None
+            w.idle_since = time.monotonic()
+        t.worker, t.ref = None, None
+        self._tokens.pop(t.token, None)
+
+    def _run_failed(self, t: _Trial, error: str) -> None:
+        self._free(t)
+        if t.stopping == "lost":
+            self._forget(t)
+        else:
+            self._finish(t, _Op("fail", (t.id,), {"error": error}))
+
+    def _on_run(self, t: _Trial, value: dict[str, Any]) -> None:
+        self._free(t)
+        outcome = value["outcome"]
+        if t.stopping == "lost":
+            self._forget(t)
+            return
+        if outcome == "error":
+            self._finish(t, _Op("fail", (t.id,), {"error": value["error"]}))
+            return
+        if outcome == "skipped" or (
+            value["status"] == "stopped_early" and not t.asha_stopped
+        ):  # stopped by us (shutdown), not a result
+            self._finish(t, _Op("release", (t.id,)))
+            return
+        for metrics in value["epochs"]:
+            if metrics["epoch"] not in t.written:
+                t.written.add(metrics["epoch"])
+                self._rows.append((t.id, metrics))
+        self._finish(
+            t,
+            _Op(
+                "complete",
+                (t.id,),
+                {
+                    "status": value["status"],
+                    "result": value["result"],
+                    "run_info": self._run_info(t, value),
+                },
+            ),
+        )
+
+    def _run_info(self, t: _Trial, value: dict[str, Any]) -> dict[str, Any]:
+        """What it takes to rerun the trial and to know where and with what it ran."""
+        runner = value.get("runner", {})
+        env = value["result"].get("env", {})
+        c = t.claim
+        return {
+            "config": t.config,
+            "seed": c.seed,
+            "attempt": c.attempt,
+            "slot": c.slot,
+            "lr": (t.config or {}).get("lr"),
+            "versions": runner.get("versions", {}),
+            "device": env.get("device"),
+            "device_name": env.get("device_name"),
+            "torch_threads": env.get("threads"),
+            "node_id": runner.get("node_id"),
+            "hostname": runner.get("hostname"),
+            "pid": runner.get("pid"),
+            "platform": runner.get("platform"),
+            "resources": {"cpu": t.shape.cpu, "gpu": t.shape.gpu},
+            "compute_seconds": value.get("compute_seconds"),
+            "dispatcher": self.owner,
+        }
+
+    def _enforce(self, now: float) -> None:
+        """Kill actors whose trial ignored a stop request or ran past its timeout."""
+        for w in list(self._workers):
+            t = w.trial
+            if t is None:
+                continue
+            if t.kill_at is not None and now >= t.kill_at:
+                self._kill(w, f"trial {t.id} did not stop within {self.stop_grace_s:g} s")
+                continue
+            limit = t.claim.timeout_s
+            if t.stopping is None and limit and t.started is not None and now - t.started > limit:
+                t.stopping = "timeout"
+                self._finish(
+                    t,
+                    _Op(
+                        "fail",
+                        (t.id,),
+                        {
+                            "error": f"TrialTimeoutError: the trial ran longer than its "
+                            f"timeout of {limit:g} s and was killed"
+                        },
+                    ),
+                )
+                self._kill(w, f"trial {t.id} timed out")
+
+    def _stop(self, t: _Trial, why: str, now: float) -> None:
+        """Ask a running trial to stop at its next epoch boundary; kill it if it does not."""
+        if t.stopping is not None:
+            return
+        t.stopping = why
+        if t.worker is not None:
+            t.worker.handle.stop.remote(t.token)
+            t.kill_at = now + self.stop_grace_s
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _forget(self, t: _Trial) -> None:
+        self._trials.pop(t.id, None)
+        if t in self._backlog:
+            self._backlog.remove(t)
+        self._tokens.pop(t.token, None)
+
+    def _finish(self, t: _Trial, op: _Op) -> None:
+        """Queue `t`'s outcome for the database (after its metrics: rows flush first)."""
+        if t in self._backlog:
+            self._backlog.remove(t)
+        t.phase = "finishing"
+        self._ops.append(op)
+
+    def _release_backlog(self) -> None:
+        waiting = [t for t in self._backlog]
+        for t in waiting:
+            self._backlog.remove(t)
+            t.phase = "finishing"
+        if waiting:
+            self._ops.append(_Op("release", tuple(t.id for t in waiting)))
+
+    # -- database side ------------------------------------------------------------------------
+
+    def _db(self, fn: Callable[[], None]) -> bool:
+        """Run database work; on a database error back off (the work is retried later)."""
+        if time.monotonic() < self._db_retry_at:
+            return False
+        try:
+            fn()
+        except SQLAlchemyError as exc:
+            self._db_backoff = min(max(self._db_backoff * 2, 0.5), DB_BACKOFF_MAX_S)
+            self._db_retry_at = time.monotonic() + self._db_backoff
+            log.warning(
+                "database unavailable (%s); retrying in %.1f s",
+                _first_line(exc),
+                self._db_backoff,
+            )
+            return False
+        self._db_backoff = 0.0
+        return True
+
+    def _flush(self) -> bool:
+        """Store the tick's metrics (one call), then the finished trials; True when all done."""
+        return self._db(self._flush_now)
+
+    def _flush_now(self) -> None:
+        if self._rows:
+            self.store.write_metrics(self.owner, self._rows)
+            self._rows = []
+        while self._ops:
+            self._apply(self._ops[0])
+            self._ops.popleft()
+
+    def _apply(self, op: _Op) -> None:
+        trials = [self._trials.get(tid) for tid in op.trial_ids]
+        final = False
+        try:
+            if op.kind == "complete":
+                final = self.store.complete_trial(self.owner, op.trial_ids[0], **op.args)
+                self.stats["completed"] += int(final)
+            elif op.kind == "fail":
+                status = self.store.fail_trial_attempt(self.owner, op.trial_ids[0], **op.args)
+                self.stats["failed_attempts"] += 1
+                final = status == "failed"
+                log.info(
+                    "trial %d attempt failed (%s): %s",
+                    op.trial_ids[0],
+                    status,
+                    _first_line(op.args["error"]),
+                )
+            else:
+                self.store.release_trials(self.owner, list(op.trial_ids))
+        except NotFoundError:  # deleted meanwhile
+            final = False
+        for t in trials:
+            if t is None:
+                continue
+            self._trials.pop(t.id, None)
+            if final and t.claim.slot is not None and t.claim.lr_search:
+                self._observe(t.claim)
+
+    def _housekeep(self, now: float) -> None:
+        self._db(lambda: self._housekeep_now(now))
+
+    def _housekeep_now(self, now: float) -> None:
+        if now >= self._next_cluster:
+            self._refresh_cluster(now)
+        if now >= self._next_renew:
+            self._renew(now)
+        if now >= self._next_release:
+            self.store.release_expired()
+            self._next_release = now + RELEASE_EXPIRED_S
+        if not self._draining:
+            self._claim(now)
+        for t in list(self._backlog):
+            if t.config is None:
+                self._resolve(t)
+
+    def _renew(self, now: float) -> None:
+        ids = list(self._trials)
+        held = self.store.renew_leases(self.owner, ids, lease_seconds=self.lease_seconds)
+        self._next_renew = now + self.renew_s
+        for tid in set(ids) - held:
+            t = self._trials.get(tid)
+            if t is None:
+                continue
+            # Cancelled, deleted, or our lease lapsed and someone else runs it now.
+            if t.phase == "backlog":
+                self._forget(t)
+            elif t.phase == "running":
+                log.info("trial %d is no longer ours (cancelled or reclaimed): stopping it", tid)
+                self._stop(t, "lost", now)
+
+    def _claim(self, now: float) -> None:
+        room = 2 * self.slots - len(self._trials)  # one running and one waiting per slot
+        if room <= 0 or now < self._next_claim:
+            return
+        claimed = self.store.claim_trials(self.owner, limit=room, lease_seconds=self.lease_seconds)
+        self.stats["claimed"] += len(claimed)
+        for c in claimed:
+            t = _Trial(claim=c, shape=Shape.of(c.resources))
+            self._trials[c.id] = t
+            self._backlog.append(t)
+        if len(claimed) < room:
+            self._next_claim = now + IDLE_CLAIM_S
+        if claimed:
+            self._next_renew = min(self._next_renew, now + self.renew_s)
+
+    def _resolve(self, t: _Trial) -> None:
+        """The config the actor runs: the slot's LR (searched), device, threads, ASHA rungs."""
+        c = t.claim
+        config = dict(c.config)
+        try:
+            if config.get("lr") is None and c.slot is not None and c.lr_search:
+                config["lr"] = self._slot_lr(c)
+        except ValueError as exc:  # an LR the store refuses: fail, don't loop
+            self._finish(t, _Op("fail", (t.id,), {"error": f"{type(exc).__name__}: {exc}"}))
+            return
+        config["device"] = t.shape.device
+        config["threads"] = t.shape.threads
+        if c.scheduler and c.scheduler.get("name") == "asha":
+            key = (c.study_id, c.cell_key)
+            asha = self._ashas.get(key)
+            if asha is None:
+                asha = self._ashas[key] = Asha.from_spec(
+                    c.scheduler, max_epochs=int(config.get("epochs", 1))
+                )
+            t.rungs = asha.rungs
+        t.config = config
+
+    def _search(self, c: ClaimedTrial) -> CellSearch:
+        key = (c.study_id, c.cell_key)
+        search = self._searches.get(key)
+        if search is None:
+            assert c.lr_search is not None
+            history = self.store.lr_history(c.study_id, c.cell_key)
+            search = self._searches[key] = CellSearch(
+                c.lr_search, cell_key=c.cell_key, history=history
+            )
+        return search
+
+    def _slot_lr(self, c: ClaimedTrial) -> float:
+        """The slot's LR: already assigned (another seed, another dispatcher) or proposed now."""
+        assert c.slot is not None
+        key = (c.study_id, c.cell_key, c.slot)
+        lr = self._slot_lrs.get(key)
+        if lr is None:
+            lr = self.store.slot_lr(c.study_id, c.cell_key, c.slot)
+        if lr is None:
+            search = self._search(c)
+            proposed = search.suggest(c.slot)
+            self.store.assign_lr(c.study_id, c.cell_key, c.slot, proposed)
+            lr = self.store.slot_lr(c.study_id, c.cell_key, c.slot) or proposed
+            search.assigned(c.slot, lr, proposed)
+        self._slot_lrs[key] = lr
+        return lr
+
+    def _observe(self, c: ClaimedTrial) -> None:
+        """Tell the cell's searcher about every slot whose seeds have all finished."""
+        search = self._searches.get((c.study_id, c.cell_key))
+        if search is not None:
+            search.observe(self.store.lr_history(c.study_id, c.cell_key))
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0][:300] if text else type(value).__name__
+
+
+# -- connecting and running -----------------------------------------------------------------
+
+
+def connect_ray(*, address: str | None = None, num_cpus: int | None = None) -> dict[str, Any]:
+    """Join the Ray cluster at `address` (or $RAY_ADDRESS), else start a local one.
+
+    Returns what we connected to: address, nodes, CPUs, GPUs, and whether Ray was already
+    connected in this process (then nothing is started and `num_cpus` is ignored).
+    """
+    import ray
+
+    already = ray.is_initialized()
+    if not already:
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    resources = ray.cluster_resources()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return {
+        "address": ray.get_runtime_context().gcs_address,
+        "local": not address and not already,
+        "already_connected": already,
+        "nodes": len(nodes),
+        "cpus": float(resources.get("CPU", 0.0)),
+        "gpus": float(resources.get("GPU", 0.0)),
+    }
+
+
+def dispatcher_from_settings(settings: Settings, *, slots: int | None = None) -> Dispatcher:
+    """A Dispatcher on the settings' database (Ray connects separately: ``connect_ray``)."""
+    from service.db import make_engine
+
+    engine = make_engine(
+        settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    return Dispatcher(
+        Store(engine),
+        lease_seconds=settings.lease_seconds,
+        slots=slots or settings.worker_slots,
+    )
+
+
+def run_embedded(settings: Settings) -> None:
+    """The dispatcher inside ``lcw-sweep serve`` (a daemon thread): runs until process exit.
+
+    At exit (atexit runs before Ray's own shutdown, which registered earlier) it stops
+    claiming, gives its trials back to the queue and kills its actors, so a later process
+    starts them at once instead of waiting for the leases to lapse.
+    """
+    stop = threading.Event()
+    done = threading.Event()
+    try:
+        info = connect_ray(address=settings.ray_address, num_cpus=settings.ray_num_cpus)
+        dispatcher = dispatcher_from_settings(settings)
+    except Exception:
+        log.exception("the embedded dispatcher could not start; serving the API only")
+        return
+
+    def _at_exit() -> None:
+        stop.set()
+        dispatcher.wake()
+        done.wait(15.0)
+
+    atexit.register(_at_exit)
+    log.info(
+        "embedded dispatcher on Ray %s (%g CPUs, %g GPUs)",
+        info["address"],
+        info["cpus"],
+        info["gpus"],
+    )
+    try:
+        dispatcher.run(stop, grace_s=0.0)
+    except Exception:
+        log.exception("the embedded dispatcher stopped with an error")
+    finally:
+        done.set()
+
+
+__all__ = [
+    "Dispatcher",
+    "Shape",
+    "connect_ray",
+    "dispatcher_from_settings",
+    "make_owner",
+    "run_embedded",
+]

@@ -1,0 +1,204 @@
+"""The Ray actor that runs trials: a warm process that calls ``lcw.train`` and streams metrics.
+
+One actor per concurrent trial, alive as long as its dispatcher: torch, lcw and the datasets
+(``lcw.data`` caches them per process) load once per actor, not once per trial (a fresh process
+per trial cost Ray Tune 1.7 s per trivial trial on this 2-core machine). The trial never opens
+the database: each epoch's metrics wait in the actor until the dispatcher collects them over Ray.
+
+Two concurrency groups make that possible while a trial trains: ``train`` (one thread) runs
+``run``; ``io`` answers ``drain`` (a long poll for buffered metrics), ``stop`` (finish at the
+next epoch boundary) and ``decide`` (the ASHA verdict at a rung) from other threads. Each run
+is named by a token the dispatcher makes up, so messages about an earlier run of the same trial
+can never be mistaken for the current one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import ray
+
+TRAIN_GROUP = "train"
+IO_GROUP = "io"
+CONCURRENCY_GROUPS = {TRAIN_GROUP: 1, IO_GROUP: 4}
+
+# How long a trial waits at an ASHA rung for the dispatcher's verdict before it goes on (a
+# dispatcher that died cannot answer; training on is the safe default).
+RUNG_WAIT_S = 30.0
+
+
+def versions() -> dict[str, str]:
+    """Versions of what decides a trial's outcome (recorded in every run_info)."""
+    out = {"python": platform.python_version()}
+    for dist, key in (
+        ("torch", "torch"),
+        ("ray", "ray"),
+        ("optuna", "optuna"),
+        ("lcw-sweep", "lcw_sweep"),
+        ("numpy", "numpy"),
+    ):
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = "unknown"
+    return out
+
+
+@dataclass
+class _Rung:
+    """A trial waiting at an ASHA rung for the dispatcher's verdict."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    stop: bool = False
+
+
+class TrialRunner:
+    """Runs one trial at a time (``run``) and hands out its epoch metrics (``drain``)."""
+
+    def __init__(self) -> None:
+        # Imported here, once: the first trial then pays only for its dataset.
+        import lcw.train  # noqa: F401
+
+        self._cond = threading.Condition()
+        # {"token", "rung", "metrics"} per epoch, {"token", "started"} when a run begins.
+        self._buffer: list[dict[str, Any]] = []
+        self._stops: set[str] = set()  # tokens asked to stop (may arrive before their run)
+        self._rungs: dict[str, _Rung] = {}
+        self._static = {
+            "versions": versions(),
+            "hostname": socket.gethostname(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "platform": platform.platform(),
+        }
+
+    @ray.method(concurrency_group=IO_GROUP)
+    def info(self) -> dict[str, Any]:
+        """Where this actor runs: versions, host, node, pid (also answers "are you alive")."""
+        return dict(self._static)
+
+    @ray.method(concurrency_group=TRAIN_GROUP)
+    def run(
+        self, token: str, config: dict[str, Any], *, rungs: Sequence[int] = ()
+    ) -> dict[str, Any]:
+        """Train `config`; returns {"token", "outcome": result | error | skipped, "runner", ...}.
+
+        An exception from lcw (a missing dataset, a bad config) comes back as outcome "error"
+        with its type, message and traceback: the actor survives it.
+        """
+        from lcw.train import train
+
+        with self._cond:
+            if token in self._stops:  # stopped before it started (cancelled while queued)
+                self._stops.discard(token)
+                return {"token": token, "outcome": "skipped", "runner": self._static}
+            # Tells the dispatcher when the trial really starts: its timeout counts from here,
+            # not from a cold actor's start.
+            self._buffer.append({"token": token, "started": True, "rung": False})
+            self._cond.notify_all()
+        rung_set = set(rungs)
+
+        def on_epoch(metrics: dict[str, Any]) -> bool:
+            rung = metrics["epoch"] in rung_set
+            wait = _Rung() if rung else None
+            with self._cond:
+                if wait is not None:
+                    self._rungs[token] = wait
+                self._buffer.append({"token": token, "metrics": metrics, "rung": rung})
+                self._cond.notify_all()
+            if wait is not None:
+                wait.event.wait(RUNG_WAIT_S)
+                with self._cond:
+                    self._rungs.pop(token, None)
+                if wait.stop:
+                    return True
+            with self._cond:
+                return token in self._stops
+
+        start = time.perf_counter()
+        try:
+            result = train(config, on_epoch=on_epoch)
+        except Exception as exc:
+            return {
+                "token": token,
+                "outcome": "error",
+                "error": f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}",
+                "compute_seconds": time.perf_counter() - start,
+                "runner": self._static,
+            }
+        finally:
+            with self._cond:
+                self._stops.discard(token)
+                # The result carries every epoch: drop this run's undelivered copies.
+                self._buffer = [item for item in self._buffer if item["token"] != token]
+        compute = time.perf_counter() - start
+        out = result.to_dict()
+        epochs = out.pop("epochs")
+        return {
+            "token": token,
+            "outcome": "result",
+            "status": result.status,
+            "result": out,
+            "epochs": epochs,
+            "compute_seconds": compute,
+            "runner": self._static,
+        }
+
+    @ray.method(concurrency_group=IO_GROUP)
+    def drain(self, max_wait: float = 2.0, linger: float = 0.2) -> list[dict[str, Any]]:
+        """Buffered epoch metrics: waits up to `max_wait` for the first, then up to `linger`
+        for more to batch them (not when a trial waits at a rung: it needs an answer now)."""
+        now = time.monotonic()
+        deadline = now + max_wait
+        with self._cond:
+            while not self._buffer and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            if self._buffer:
+                batch_until = min(deadline, time.monotonic() + linger)
+                while not any(item["rung"] for item in self._buffer) and (
+                    (left := batch_until - time.monotonic()) > 0
+                ):
+                    self._cond.wait(left)
+            out, self._buffer = self._buffer, []
+        return out
+
+    @ray.method(concurrency_group=IO_GROUP)
+    def stop(self, token: str) -> None:
+        """Ask run `token` to stop at its next epoch boundary (or not to start at all)."""
+        with self._cond:
+            self._stops.add(token)
+            waiting = self._rungs.get(token)
+        if waiting is not None:
+            waiting.stop = True
+            waiting.event.set()
+
+    @ray.method(concurrency_group=IO_GROUP)
+    def decide(self, token: str, stop: bool) -> None:
+        """The ASHA verdict for run `token` waiting at a rung."""
+        with self._cond:
+            waiting = self._rungs.get(token)
+        if waiting is not None:
+            waiting.stop = stop
+            waiting.event.set()
+
+
+@functools.cache
+def runner_class() -> Any:
+    """The Ray actor class of TrialRunner (made on first use: nothing Ray happens at import)."""
+    # max_restarts=0: a dead actor's trial is failed and retried by the dispatcher, which also
+    # replaces the actor; a silent restart would hide the death from the queue.
+    options: dict[str, Any] = {"concurrency_groups": CONCURRENCY_GROUPS, "max_restarts": 0}
+    return ray.remote(**options)(TrialRunner)
+
+
+__all__ = ["CONCURRENCY_GROUPS", "TrialRunner", "runner_class", "versions"]
