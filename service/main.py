@@ -160,8 +160,9 @@ class StateCollector(Collector):
             yield family
 
 
-def _openapi_with_spec(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """OpenAPI that documents StudyCreate (the POST body is parsed by hand for YAML)."""
+def _openapi_with_spec(app: FastAPI, *, auth: bool) -> Callable[[], dict[str, Any]]:
+    """OpenAPI that documents StudyCreate (the POST body is parsed by hand for YAML), and
+    the bearer token only when this server requires one (`auth`)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -173,6 +174,12 @@ def _openapi_with_spec(app: FastAPI) -> Callable[[], dict[str, Any]]:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(spec.pop("$defs", {}))
         components["StudyCreate"] = spec
+        if not auth:
+            schema["components"].pop("securitySchemes", None)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.pop("security", None)
+                    operation.get("responses", {}).pop("401", None)
         app.openapi_schema = schema
         return schema
 
@@ -228,5 +235,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     app.add_middleware(LatencyMiddleware, histogram=latency)
-    app.openapi = _openapi_with_spec(app)  # type: ignore[method-assign]
+    app.openapi = _openapi_with_spec(app, auth=bool(settings.api_tokens))  # type: ignore[method-assign]
     return app

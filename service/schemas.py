@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from lcw import catalog
 from lcw.catalog import choices
@@ -57,6 +58,8 @@ LCWImplName = Annotated[
     str, AfterValidator(_one_of(catalog.LCW_IMPLEMENTATIONS)), _enum(catalog.LCW_IMPLEMENTATIONS)
 ]
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# Above 1000 every method diverges; the bound keeps typos (1e10) out of the queue.
+LearningRate = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 Depth = Annotated[int, Field(ge=1, le=catalog.MAX_DEPTH)]
 Width = Annotated[int, Field(ge=1, le=65536)]
 
@@ -79,7 +82,7 @@ class OptimizerSpec(_Spec):
     name: OptimizerName = "sgd"
     momentum: float = Field(default=0.9, ge=0, lt=1)  # SGD only; the paper's setting
     nesterov: bool = False
-    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    weight_decay: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
     betas: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
         default=[0.9, 0.999], min_length=2, max_length=2
     )  # Adam/AdamW only
@@ -88,8 +91,8 @@ class OptimizerSpec(_Spec):
 class LRSearch(_Spec):
     """Search the learning rate per cell (Optuna, filled in by the workers) instead of a grid."""
 
-    low: PositiveFinite
-    high: PositiveFinite
+    low: LearningRate
+    high: LearningRate
     trials_per_cell: int = Field(default=8, ge=1, le=1000)  # LR slots per cell, each x seeds
     sampler: Literal["tpe", "random"] = "tpe"
     log: bool = True  # sample log-uniformly
@@ -116,8 +119,25 @@ class SchedulerSpec(_Spec):
     reduction_factor: int = Field(default=3, ge=2)
 
 
+# The documented form of "exactly one of learning_rates or lr_search" (service.spec checks it).
+_ONE_LR_AXIS: JsonDict = {
+    "anyOf": [
+        {
+            "required": ["learning_rates"],
+            "properties": {"learning_rates": {"type": "array"}, "lr_search": {"type": "null"}},
+        },
+        {
+            "required": ["lr_search"],
+            "properties": {"lr_search": {"type": "object"}, "learning_rates": {"type": "null"}},
+        },
+    ]
+}
+
+
 class StudyCreate(_Spec):
     """A study spec: the grid of trials to run and the settings they share."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_ONE_LR_AXIS)
 
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
@@ -130,7 +150,7 @@ class StudyCreate(_Spec):
     activations: list[ActivationName] = Field(
         default=["sigmoid"], min_length=1, max_length=len(catalog.ACTIVATIONS)
     )
-    learning_rates: list[PositiveFinite] | None = Field(default=None, min_length=1, max_length=100)
+    learning_rates: list[LearningRate] | None = Field(default=None, min_length=1, max_length=100)
     lr_search: LRSearch | None = None
     seeds: int = Field(default=1, ge=1, le=100)  # n: seeds 0..n-1, paired across methods
     epochs: int = Field(default=5, ge=1, le=10_000)
