@@ -277,3 +277,22 @@ def test_oversize_bodies_are_refused(make_client: Callable[..., TestClient]) -> 
 def test_default_one_mib_cap(client: TestClient) -> None:
     r = client.post("/api/studies", json={**SMALL, "description": "x" * (1 << 20)})
     assert r.status_code == 413
+
+
+def test_openapi_documents_the_spec_and_auth_only_when_required(
+    make_client: Callable[..., TestClient],
+) -> None:
+    open_api = make_client().get("/openapi.json").json()
+    body = open_api["paths"]["/api/studies"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "application/yaml"}
+    spec = open_api["components"]["schemas"]["StudyCreate"]
+    assert "lcw" in spec["properties"]["methods"]["items"]["enum"]
+    assert "securitySchemes" not in open_api["components"]
+    guarded = make_client(api_tokens="t").get("/openapi.json").json()
+    assert "security" in guarded["paths"]["/api/studies"]["post"]
+    assert "HTTPBearer" in guarded["components"]["securitySchemes"]
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -> None:
+    r = client.put("/api/studies/1")
+    assert r.status_code == 405 and r.headers["Allow"] == "DELETE, GET"
