@@ -246,3 +246,15 @@ def test_delete_only_finished_studies(store: Store) -> None:
         store.get_trial(c.id)
     assert store.cancelled_or_gone([c.id]) == {c.id}
     assert store.counts_by_status() == ({}, {})
+
+
+def test_release_trials_gives_back_without_using_an_attempt(store: Store) -> None:
+    sid = make_study(store, methods=["lcw"], seeds=2)
+    a, b = store.claim_trials("w1", limit=2, lease_seconds=60)
+    assert store.release_trials("w2", [a.id, b.id]) == 0  # not its trials
+    assert store.release_trials("w1", [a.id]) == 1
+    trial = store.get_trial(a.id)
+    assert trial.status == "pending" and trial.attempt == 0 and trial.lease_owner is None
+    assert store.get_study(sid).status == "running"
+    [again] = store.claim_trials("w2", limit=1, lease_seconds=60)
+    assert again.id == a.id and again.attempt == 1
