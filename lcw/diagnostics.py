@@ -42,29 +42,35 @@ def _finite(x: float) -> float | None:
 
 
 def measure_layers(
-    model: nn.Module, x: Tensor, y: Tensor, *, activation: str
-) -> list[dict[str, Any]]:
-    """Diagnostics for each ``Block`` of `model` on the probe batch (x, y)."""
+    model: nn.Module, x: Tensor, y: Tensor, *, activation: str, packs: int | None = None
+) -> Any:
+    """Diagnostics for each ``Block`` of `model` on the probe batch (x, y).
+
+    `packs=None`: `model` is a plain ``Net`` taking (B, ...) and the result is one list of
+    per-layer rows. `packs=K`: `model` takes (K, B, ...) and returns (K, B, classes) (a single
+    trial adapted by ``lcw.train`` or a ``PackedNet``, members laid out along channels), and the
+    result is one list of rows per member.
+    """
+    k = packs or 1
     blocks = [m for m in model.modules() if isinstance(m, Block)]
     preacts: list[Tensor] = []
     outputs: list[Tensor] = []
     handles = [b.linear.register_forward_hook(lambda _m, _i, o: preacts.append(o)) for b in blocks]
     handles += [b.act.register_forward_hook(lambda _m, _i, o: outputs.append(o)) for b in blocks]
-    bn_state = [
-        (
-            m,
-            m.momentum,
-            m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None,
-        )
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    bn_state: list[tuple[Any, Any, Tensor | None]] = [
+        (m, m.momentum, _tracked(m)) for m in model.modules() if _is_batch_norm(m)
     ]
     for m, _, _ in bn_state:
         m.momentum = 0.0
     try:
         with parametrize.cached(), torch.enable_grad():
             weights = [effective_weight(b.linear) for b in blocks]  # cached: what forward uses
-            loss = F.cross_entropy(model(x), y)
+            if packs is None:
+                logits = model(x).unsqueeze(0)
+            else:
+                logits = model(x.unsqueeze(0).expand(k, *x.shape))  # (K, B, C)
+            flat = F.cross_entropy(logits.flatten(0, 1), y.repeat(k), reduction="none")
+            loss = flat.view(k, -1).mean(dim=1).sum()  # members are independent: sum of means
             grads = torch.autograd.grad(loss, weights, allow_unused=True)
     finally:
         for h in handles:
@@ -74,24 +80,49 @@ def measure_layers(
             counter = m.num_batches_tracked
             if tracked is not None and isinstance(counter, Tensor):
                 counter.copy_(tracked)
-    rows: list[dict[str, Any]] = []
+    members: list[list[dict[str, Any]]] = [[] for _ in range(k)]
     with torch.no_grad():
-        for i, (z, a, g) in enumerate(zip(preacts, outputs, grads, strict=True)):
-            zm = _neuron_matrix(z.detach().double())
-            means, stds = zm.mean(dim=1), zm.std(dim=1)
-            within = float(stds.mean())
-            shift = float(means.std()) / within if within > 0 else math.inf
-            abs_mean = float(means.abs().mean()) / within if within > 0 else math.inf
-            rows.append(
-                {
-                    "layer": i + 1,
-                    "shift": _finite(shift),
-                    "abs_mean": _finite(abs_mean),
-                    "grad_norm": _finite(float(g.norm())) if g is not None else None,
-                    "saturated": _saturation(a.detach(), activation),
-                }
-            )
-    return rows
+        for i, (b, z, a, g) in enumerate(zip(blocks, preacts, outputs, grads, strict=True)):
+            zs, acts = _members(b.linear, z.detach().double(), k), _members(b.linear, a.detach(), k)
+            gs = None if g is None else g.detach().reshape(k, -1)
+            for j in range(k):
+                members[j].append(_layer_row(i + 1, zs[j], acts[j], gs, j, activation))
+    return members[0] if packs is None else members
+
+
+def _is_batch_norm(m: nn.Module) -> bool:
+    return isinstance(getattr(m, "running_mean", None), Tensor)  # batch norms, packed or not
+
+
+def _tracked(m: nn.Module) -> Tensor | None:
+    t = getattr(m, "num_batches_tracked", None)
+    return t.clone() if isinstance(t, Tensor) else None
+
+
+def _members(layer: nn.Module, t: Tensor, k: int) -> list[Tensor]:
+    """Split a block's activations into per-member (B, units, ...) tensors."""
+    if getattr(layer, "member_major", False):  # (K, B, units): packed linear layers
+        return list(t.unbind(0))
+    n = t.shape[0]
+    split = t.view(n, k, -1, *t.shape[2:])  # (B, K * C, ...) -> (B, K, C, ...)
+    return [split[:, j] for j in range(k)]
+
+
+def _layer_row(
+    layer: int, z: Tensor, a: Tensor, g: Tensor | None, member: int, activation: str
+) -> dict[str, Any]:
+    zm = _neuron_matrix(z)
+    means, stds = zm.mean(dim=1), zm.std(dim=1)
+    within = float(stds.mean())
+    shift = float(means.std()) / within if within > 0 else math.inf
+    abs_mean = float(means.abs().mean()) / within if within > 0 else math.inf
+    return {
+        "layer": layer,
+        "shift": _finite(shift),
+        "abs_mean": _finite(abs_mean),
+        "grad_norm": None if g is None else _finite(float(g[member].norm())),
+        "saturated": _saturation(a, activation),
+    }
 
 
 def _saturation(a: Tensor, activation: str) -> float | None:

@@ -1,4 +1,4 @@
-"""One trial: ``train(config, on_epoch=callback) -> TrialResult``.
+"""Trials: ``train(config, on_epoch=callback) -> TrialResult``; ``train_pack`` for many at once.
 
 Config in, per-epoch metrics out through the callback, a result at the end. No database, no Ray.
 
@@ -13,6 +13,10 @@ Config in, per-epoch metrics out through the callback, a result at the end. No d
   as it was when it diverged (non-finite logits count as wrong).
 * Determinism: the same config gives bitwise-identical metrics on CPU (single thread default).
 * ``on_epoch`` may return True to stop the trial after that epoch (status ``stopped_early``).
+
+One loop serves both paths: a single trial trains its ``Net`` with the torch optimizer, a pack
+of K trials (``lcw.packed``) trains one fused model with a per-member optimizer; members that
+diverge or stop are frozen while the others go on.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ ORDER_SEED_OFFSET = 1_000_003  # data-order generator seed = seed + this
 EVAL_BATCH = 2048  # evaluation batch size (memory bound only; results do not depend on it)
 
 EpochCallback = Callable[[dict[str, Any]], bool | None]
+PackEpochCallback = Callable[[int, dict[str, Any]], bool | None]  # (member index, metrics)
+StepCallback = Callable[[int, Tensor], None]  # (global step, per-member losses (K,))
 
 
 @dataclass
@@ -87,21 +93,80 @@ def build_optimizer(cfg: TrialConfig, params: Any) -> torch.optim.Optimizer:
     return cls(params, lr=cfg.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
+def cosine_scale(step: int, total: int) -> float:
+    """Closed-form cosine annealing from 1 to 0 over `total` steps."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+class _Single(nn.Module):
+    """Adapts one ``Net`` to the pack interface: (1, B, ...) -> (1, B, classes)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x[0]).unsqueeze(0)
+
+
+class _TorchOptimizer:
+    """The torch optimizer of a single trial behind the pack optimizer's small interface."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float) -> None:
+        self.optimizer, self.base_lr = optimizer, lr
+        self.active = torch.ones(1, dtype=torch.bool)
+
+    def set_scale(self, scale: float) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.base_lr * scale
+
+    def lr(self, i: int) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+
+class _PackOptimizer:
+    def __init__(self, optimizer: Any) -> None:
+        self.optimizer = optimizer
+        self.active = optimizer.active
+
+    def set_scale(self, scale: float) -> None:
+        self.optimizer.set_scale(scale)
+
+    def lr(self, i: int) -> float:
+        return float(self.optimizer.member_lr[i])
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float | None, float]:
-    """(mean cross-entropy, accuracy) in eval mode; non-finite logits count as wrong."""
+def evaluate(
+    model: nn.Module, x: Tensor, y: Tensor, *, packs: int = 1
+) -> list[tuple[float | None, float]]:
+    """Per member: (mean cross-entropy, accuracy) in eval mode; non-finite logits are wrong."""
     was_training = model.training
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum = torch.zeros(packs, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(packs, dtype=torch.int64, device=x.device)
     for i in range(0, len(y), EVAL_BATCH):
-        logits = model(x[i : i + EVAL_BATCH])
-        yb = y[i : i + EVAL_BATCH]
-        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-        ok = torch.isfinite(logits).all(dim=1) & (logits.argmax(dim=1) == yb)
-        correct += int(ok.sum())
+        xb, yb = x[i : i + EVAL_BATCH], y[i : i + EVAL_BATCH]
+        logits = model(xb.unsqueeze(0).expand(packs, *xb.shape))  # (K, B, C)
+        flat = F.cross_entropy(logits.flatten(0, 1), yb.repeat(packs), reduction="none")
+        loss_sum += flat.view(packs, -1).double().sum(dim=1)
+        ok = torch.isfinite(logits).all(dim=2) & (logits.argmax(dim=2) == yb)
+        correct += ok.sum(dim=1)
     model.train(was_training)
     n = max(len(y), 1)
-    return _num(loss_sum / n), correct / n
+    return [(_num(loss_sum[k] / n), int(correct[k]) / n) for k in range(packs)]
 
 
 def _env(device: torch.device) -> dict[str, Any]:
@@ -119,122 +184,183 @@ def train(
     *,
     on_epoch: EpochCallback | None = None,
     dataset: Dataset | None = None,
+    on_step: StepCallback | None = None,
 ) -> TrialResult:
     """Train one trial to completion, divergence or an early stop asked for by `on_epoch`."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    callback = None if on_epoch is None else (lambda _i, m: on_epoch(m))
+    return _run([cfg], on_epoch=callback, dataset=dataset, on_step=on_step, packed=False)[0]
+
+
+def train_pack(
+    configs: list[TrialConfig | dict[str, Any]],
+    *,
+    on_epoch: PackEpochCallback | None = None,
+    dataset: Dataset | None = None,
+    on_step: StepCallback | None = None,
+) -> list[TrialResult]:
+    """Train trials that differ only in `lr` and `seed` as one fused model (``lcw.packed``).
+
+    Each member's result equals its trial run alone up to floating-point rounding.
+    """
+    from lcw.packed import pack_key
+
+    cfgs = [c if isinstance(c, TrialConfig) else TrialConfig.from_dict(c) for c in configs]
+    if not cfgs:
+        return []
+    keys = {pack_key(c) for c in cfgs}
+    if len(keys) > 1:
+        raise ValueError("configs: a pack's trials may differ only in 'lr' and 'seed'")
+    return _run(cfgs, on_epoch=on_epoch, dataset=dataset, on_step=on_step, packed=True)
+
+
+def _run(
+    cfgs: list[TrialConfig],
+    *,
+    on_epoch: PackEpochCallback | None,
+    dataset: Dataset | None,
+    on_step: StepCallback | None,
+    packed: bool,
+) -> list[TrialResult]:
+    cfg, packs = cfgs[0], len(cfgs)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
-    data = dataset or load_dataset(
-        cfg.dataset, device=device, root=cfg.data_dir, train_limit=cfg.train_limit
-    )
-    if dataset is not None:
-        data = data.limit_train(cfg.train_limit).to(device)
-    model = build_model(cfg, input_shape=data.input_shape, num_classes=data.num_classes).to(device)
-    optimizer = build_optimizer(cfg, model.parameters())
+    if dataset is None:
+        data = load_dataset(
+            cfg.dataset, device=device, root=cfg.data_dir, train_limit=cfg.train_limit
+        )
+    else:
+        data = dataset.limit_train(cfg.train_limit).to(device)
+    model: nn.Module
+    opt: _TorchOptimizer | _PackOptimizer
+    if packed:
+        from lcw.packed import build_packed_model, build_packed_optimizer
+
+        model = build_packed_model(
+            cfgs, input_shape=data.input_shape, num_classes=data.num_classes
+        ).to(device)
+        opt = _PackOptimizer(build_packed_optimizer(cfgs, model.parameters(), device))
+    else:
+        net = build_model(cfg, input_shape=data.input_shape, num_classes=data.num_classes)
+        model = _Single(net.to(device))
+        opt = _TorchOptimizer(build_optimizer(cfg, model.parameters()), cfg.lr)
     n = len(data.y_train)
     bs = min(cfg.batch_size, n)
     steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a 1-sample tail breaks batch norm
     total_steps = steps_per_epoch * cfg.epochs
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-        if cfg.lr_schedule == "cosine"
-        else None
-    )
-    order = torch.Generator().manual_seed(cfg.seed + ORDER_SEED_OFFSET)
+    orders = [torch.Generator().manual_seed(c.seed + ORDER_SEED_OFFSET) for c in cfgs]
     bound = cfg.divergence_factor * math.log(max(data.num_classes, 2))
     check_every = 1 if device.type == "cpu" else 25  # each check syncs a GPU
     probe = (data.x_train[: cfg.probe_size], data.y_train[: cfg.probe_size])
+    env = _env(device)
+    if packed:
+        env["pack_size"] = packs
+    results = [TrialResult(status="completed", config=c.to_dict(), env=dict(env)) for c in cfgs]
+    running = [True] * packs  # not yet diverged or stopped
 
-    result = TrialResult(status="completed", config=cfg.to_dict(), env=_env(device))
-
-    def emit(metrics: dict[str, Any]) -> bool:
-        result.epochs.append(metrics)
-        return bool(on_epoch(metrics)) if on_epoch is not None else False
-
-    def eval_metrics(epoch: int) -> dict[str, Any]:
-        val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
-        test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
-        diag = None
+    def eval_metrics(epoch: int) -> list[dict[str, Any]]:
+        val = evaluate(model, data.x_val, data.y_val, packs=packs)
+        test = evaluate(model, data.x_test, data.y_test, packs=packs)
+        diags: list[Any] = [None] * packs
         if cfg.diagnostics:
-            diag = {"layers": measure_layers(model, *probe, activation=cfg.activation)}
-        return {
-            "epoch": epoch,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "lr": optimizer.param_groups[0]["lr"],
-            "diagnostics": diag,
-        }
+            layers = measure_layers(model, *probe, activation=cfg.activation, packs=packs)
+            diags = [{"layers": rows} for rows in layers]
+        return [
+            {
+                "epoch": epoch,
+                "val_loss": val[k][0],
+                "val_acc": val[k][1],
+                "test_loss": test[k][0],
+                "test_acc": test[k][1],
+                "lr": opt.lr(k),
+                "diagnostics": diags[k],
+            }
+            for k in range(packs)
+        ]
+
+    def emit(k: int, metrics: dict[str, Any]) -> None:
+        results[k].epochs.append(metrics)
+        if on_epoch is not None and on_epoch(k, metrics) and running[k]:
+            running[k] = False
+            if len(results[k].epochs) <= cfg.epochs:  # stopping after the last epoch is completion
+                results[k].status = "stopped_early"
 
     model.train()
-    stop = emit(
-        {
-            **eval_metrics(0),
-            "train_loss": None,
-            "train_acc": None,
-            "seconds": 0.0,
-            "samples_per_s": None,
-        }
-    )
-    train_loss = train_acc = None
+    for k, m in enumerate(eval_metrics(0)):
+        emit(k, {**m, "train_loss": None, "train_acc": None, "seconds": 0.0, "samples_per_s": None})
+    step_no = 0
     for epoch in range(1, cfg.epochs + 1):
-        if stop:
-            result.status = "stopped_early"
+        if not any(running):
             break
+        for k in range(packs):
+            opt.active[k] = running[k]
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=order).to(device)
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        window = torch.zeros((), device=device, dtype=torch.float64)
+        perm = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)  # (K, N)
+        loss_sum = torch.zeros(packs, device=device, dtype=torch.float64)
+        correct = torch.zeros(packs, device=device, dtype=torch.int64)
+        window = torch.zeros(packs, device=device, dtype=torch.float64)
         seen = window_steps = 0
-        diverged = False
+        diverged = [False] * packs
+        active = opt.active.to(device)
         for step in range(steps_per_epoch):
-            idx = perm[step * bs : (step + 1) * bs]
-            xb, yb = data.x_train[idx], data.y_train[idx]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            detached = loss.detach().double()
-            loss_sum += detached * len(yb)
+            idx = perm[:, step * bs : (step + 1) * bs]  # (K, B)
+            xb, yb = data.x_train[idx], data.y_train[idx]  # (K, B, ...), (K, B)
+            logits = model(xb)  # (K, B, C)
+            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+            losses = losses.view(packs, -1).mean(dim=1)  # (K,) each member's mean loss
+            total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+            opt.zero_grad()
+            total.backward()
+            if cfg.lr_schedule == "cosine":
+                opt.set_scale(cosine_scale(step_no, total_steps))
+            opt.step()
+            step_no += 1
+            if cfg.lr_schedule == "cosine":
+                opt.set_scale(cosine_scale(step_no, total_steps))
+            detached = losses.detach().double()
+            if on_step is not None:
+                on_step(step_no, detached)
+            loss_sum += detached * yb.shape[1]
             window += detached
-            correct += (logits.detach().argmax(dim=1) == yb).sum()
-            seen += len(yb)
+            correct += (logits.detach().argmax(dim=2) == yb).sum(dim=1)
+            seen += yb.shape[1]
             window_steps += 1
             if window_steps == check_every or step == steps_per_epoch - 1:
-                mean = float(window) / window_steps
-                if not math.isfinite(mean) or mean > bound:
-                    diverged = True
-                    break
+                means = (window / window_steps).tolist()
+                for k, mean in enumerate(means):
+                    if running[k] and (not math.isfinite(mean) or mean > bound):
+                        diverged[k], running[k] = True, False
+                        opt.active[k] = False
+                        results[k].status, results[k].diverged_epoch = "diverged", epoch
+                        results[k].message = (
+                            f"training loss {mean:.4g} is non-finite or above the divergence "
+                            f"bound {bound:.4g} ({cfg.divergence_factor:g} x ln "
+                            f"{data.num_classes}) at epoch {epoch}"
+                        )
+                active = opt.active.to(device)
                 window.zero_()
                 window_steps = 0
+                if not any(running):
+                    break
         seconds = time.perf_counter() - t0
-        result.seconds += seconds
-        train_loss = _num(float(loss_sum) / max(seen, 1))
-        train_acc = float(correct) / max(seen, 1)
         metrics = eval_metrics(epoch)
-        metrics.update(
-            train_loss=train_loss,
-            train_acc=train_acc,
-            seconds=seconds,
-            samples_per_s=seen / seconds if seconds > 0 else None,
-        )
-        stop = emit(metrics)
-        if diverged:
-            result.status = "diverged"
-            result.diverged_epoch = epoch
-            result.message = (
-                f"training loss {mean:.4g} is non-finite or above the divergence bound "
-                f"{bound:.4g} ({cfg.divergence_factor:g} x ln {data.num_classes}) at epoch {epoch}"
+        for k in range(packs):
+            if not (running[k] or diverged[k]):
+                continue  # frozen before this epoch: nothing new to report
+            results[k].seconds += seconds
+            train_loss = _num(loss_sum[k] / max(seen, 1))
+            train_acc = float(correct[k]) / max(seen, 1)
+            results[k].train_loss, results[k].train_acc = train_loss, train_acc
+            metrics[k].update(
+                train_loss=train_loss,
+                train_acc=train_acc,
+                seconds=seconds,
+                samples_per_s=seen / seconds if seconds > 0 else None,
             )
-            break
-    last = result.epochs[-1]
-    result.train_loss, result.train_acc = train_loss, train_acc
-    result.val_loss, result.val_acc = last["val_loss"], last["val_acc"]
-    result.test_loss, result.test_acc = last["test_loss"], last["test_acc"]
-    return result
+            emit(k, metrics[k])
+    for r in results:
+        last = r.epochs[-1]
+        r.val_loss, r.val_acc = last["val_loss"], last["val_acc"]
+        r.test_loss, r.test_acc = last["test_loss"], last["test_acc"]
+    return results

@@ -1,0 +1,122 @@
+"""Packed trials equal the same trials run alone, member by member, for every method."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lcw import TrialConfig, catalog
+from lcw.data import load_dataset
+from lcw.train import train, train_pack
+
+# 1,000 training images in batches of 100: 10 steps an epoch, 10 epochs = 100 steps.
+BASE = dict(dataset="digits", depth=3, width=32, epochs=10, batch_size=100, train_limit=1000)
+
+
+def _curves_alone(cfgs: list[TrialConfig]) -> list[list[float]]:
+    out = []
+    for c in cfgs:
+        steps: list[float] = []
+        train(c, on_step=lambda _s, losses, st=steps: st.append(float(losses[0])))
+        out.append(steps)
+    return out
+
+
+def _curves_packed(cfgs: list[TrialConfig]) -> tuple[list[list[float]], list]:
+    steps: list[list[float]] = [[] for _ in cfgs]
+
+    def record(_s: int, losses: torch.Tensor) -> None:
+        for k, v in enumerate(losses.tolist()):
+            steps[k].append(v)
+
+    results = train_pack(cfgs, on_step=record)
+    return steps, results
+
+
+def _max_rel(a: list[float], b: list[float]) -> float:
+    return max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("method", list(catalog.METHODS))
+def test_each_member_matches_its_trial_run_alone(method: str) -> None:
+    cfgs = [
+        TrialConfig(method=method, lr=lr, seed=seed, diagnostics=False, **BASE)
+        for lr, seed in ((0.1, 0), (0.05, 1), (0.2, 2))
+    ]
+    alone = _curves_alone(cfgs)
+    packed, results = _curves_packed(cfgs)
+    for k in range(len(cfgs)):
+        assert len(packed[k]) == len(alone[k]) == 100
+        assert _max_rel(packed[k], alone[k]) <= 1e-4, (method, k)
+    assert all(r.env["pack_size"] == 3 for r in results)
+    # Members really differ (different seeds and LRs), so the comparison is not trivial.
+    assert packed[0] != packed[1]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_adam_members_match(optimizer: str) -> None:
+    cfgs = [
+        TrialConfig.from_dict(
+            {**BASE, "method": "lcw", "lr": lr, "seed": s, "diagnostics": False,
+             "optimizer": {"name": optimizer, "weight_decay": 1e-3}, "lr_schedule": "cosine"}
+        )  # fmt: skip
+        for lr, s in ((1e-3, 0), (3e-3, 1))
+    ]
+    alone, (packed, _) = _curves_alone(cfgs), _curves_packed(cfgs)
+    for k in range(2):
+        assert _max_rel(packed[k], alone[k]) <= 1e-4
+
+
+def test_epoch_metrics_and_diagnostics_match() -> None:
+    cfgs = [TrialConfig(method="bn_lcw", lr=0.1, seed=s, **{**BASE, "epochs": 2}) for s in (3, 4)]
+    packed = train_pack(cfgs)
+    for cfg, res in zip(cfgs, packed, strict=True):
+        alone = train(cfg)
+        assert res.status == alone.status == "completed"
+        assert res.test_acc == pytest.approx(alone.test_acc, abs=2e-3)
+        a, b = res.epochs[-1]["diagnostics"]["layers"], alone.epochs[-1]["diagnostics"]["layers"]
+        for ra, rb in zip(a, b, strict=True):
+            assert ra["shift"] == pytest.approx(rb["shift"], rel=1e-3)
+            assert ra["grad_norm"] == pytest.approx(rb["grad_norm"], rel=1e-3)
+
+
+def test_a_diverged_member_is_frozen_without_disturbing_the_others() -> None:
+    good = TrialConfig(method="plain", activation="relu", lr=0.05, seed=0, **BASE)
+    bad = TrialConfig(method="plain", activation="relu", lr=1e3, seed=1, **BASE)
+    alone = _curves_alone([good])[0]
+    packed, results = _curves_packed([good, bad])
+    assert results[1].status == "diverged" and results[1].diverged_epoch == 1
+    assert results[0].status == "completed"
+    assert _max_rel(packed[0], alone) <= 1e-4
+    assert [m["epoch"] for m in results[1].epochs] == [0, 1]
+    assert len(results[0].epochs) == 11
+
+
+def test_members_may_stop_early_individually() -> None:
+    cfgs = [TrialConfig(method="lcw", lr=0.1, seed=s, diagnostics=False, **BASE) for s in (0, 1)]
+    results = train_pack(cfgs, on_epoch=lambda k, m: k == 0 and m["epoch"] == 2)
+    assert results[0].status == "stopped_early" and len(results[0].epochs) == 3
+    assert results[1].status == "completed" and len(results[1].epochs) == 11
+
+
+@pytest.mark.slow
+def test_vgg_pack_uses_grouped_convolutions_and_matches() -> None:
+    data = load_dataset("synthetic")
+    base = dict(dataset="synthetic", model="vgg11", method="bn_lcw", activation="relu", epochs=1,
+                batch_size=20, train_limit=100, diagnostics=False)  # fmt: skip
+    cfgs = [TrialConfig(lr=0.005, seed=s, **base) for s in (0, 1)]
+    alone = []
+    for c in cfgs:
+        steps: list[float] = []
+        train(c, dataset=data, on_step=lambda _s, losses, st=steps: st.append(float(losses[0])))
+        alone.append(steps)
+    packed: list[list[float]] = [[], []]
+    train_pack(cfgs, dataset=data, on_step=lambda _s, ls: [packed[k].append(v)
+                                                            for k, v in enumerate(ls.tolist())])  # fmt: skip
+    for k in range(2):
+        assert _max_rel(packed[k], alone[k]) <= 1e-4
+
+
+def test_trials_that_differ_in_architecture_cannot_be_packed() -> None:
+    with pytest.raises(ValueError, match="differ only in 'lr' and 'seed'"):
+        train_pack([TrialConfig(depth=2), TrialConfig(depth=3)])
