@@ -24,8 +24,9 @@ _LAZY = {
     "zero_sum_basis": "lcw.layers",
     "build_model": "lcw.models",
     "load_dataset": "lcw.data",
-    "train": "lcw.train",
-    "TrialResult": "lcw.train",
+    "train": "lcw.trainer",
+    "train_pack": "lcw.trainer",
+    "TrialResult": "lcw.trainer",
     "measure_layers": "lcw.diagnostics",
 }
 

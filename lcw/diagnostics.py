@@ -48,7 +48,7 @@ def measure_layers(
 
     `packs=None`: `model` is a plain ``Net`` taking (B, ...) and the result is one list of
     per-layer rows. `packs=K`: `model` takes (K, B, ...) and returns (K, B, classes) (a single
-    trial adapted by ``lcw.train`` or a ``PackedNet``, members laid out along channels), and the
+    trial adapted by ``lcw.trainer`` or a ``PackedNet``, members laid out along channels), and the
     result is one list of rows per member.
     """
     k = packs or 1

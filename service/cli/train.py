@@ -88,7 +88,7 @@ def train_command(
     from rich.progress import Progress
     from rich.table import Table
 
-    from lcw.train import train
+    from lcw.trainer import train
 
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=as_json) as progress:

@@ -7,7 +7,7 @@ import torch
 
 from lcw import TrialConfig, catalog
 from lcw.data import load_dataset
-from lcw.train import train, train_pack
+from lcw.trainer import train, train_pack
 
 # 1,000 training images in batches of 100: 10 steps an epoch, 10 epochs = 100 steps.
 BASE = dict(dataset="digits", depth=3, width=32, epochs=10, batch_size=100, train_limit=1000)
@@ -57,8 +57,15 @@ def test_each_member_matches_its_trial_run_alone(method: str) -> None:
 def test_adam_members_match(optimizer: str) -> None:
     cfgs = [
         TrialConfig.from_dict(
-            {**BASE, "method": "lcw", "lr": lr, "seed": s, "diagnostics": False,
-             "optimizer": {"name": optimizer, "weight_decay": 1e-3}, "lr_schedule": "cosine"}
+            {
+                **BASE,
+                "method": "lcw",
+                "lr": lr,
+                "seed": s,
+                "diagnostics": False,
+                "optimizer": {"name": optimizer, "weight_decay": 1e-3},
+                "lr_schedule": "cosine",
+            }
         )  # fmt: skip
         for lr, s in ((1e-3, 0), (3e-3, 1))
     ]

@@ -121,3 +121,10 @@ def test_train_limit_and_preloaded_dataset() -> None:
     assert result.epochs[-1]["train_acc"] * 200 == pytest.approx(
         round(result.epochs[-1]["train_acc"] * 200)
     )
+
+
+def test_lcw_train_is_the_function_even_after_submodule_imports() -> None:
+    import lcw
+    import lcw.trainer  # noqa: F401
+
+    assert callable(lcw.train) and lcw.train.__module__ == "lcw.trainer"
