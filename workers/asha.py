@@ -17,6 +17,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+# The score of a trial without a value: below every accuracy, and finite so that the quantile's
+# interpolation stays a number (-inf would make it NaN and stop nobody).
+MISSING = -1.0
+
 
 def rungs(*, grace_period: int, reduction_factor: int, max_epochs: int) -> list[int]:
     """The rung epochs below `max_epochs` (stopping at the last epoch would save nothing)."""
@@ -86,7 +90,7 @@ class Asha:
         recorded = self._recorded.setdefault(epoch, {})
         if trial in recorded:
             return False
-        score = -math.inf if value is None or not math.isfinite(value) else float(value)
+        score = MISSING if value is None or not math.isfinite(value) else float(value)
         stop = should_stop(list(recorded.values()), score, reduction_factor=self.reduction_factor)
         recorded[trial] = score
         return stop

@@ -171,7 +171,9 @@ class Dispatcher:
         self._db_retry_at = 0.0
         self._db_backoff = 0.0
         self._wake = threading.Event()
-        self.stats = {"completed": 0, "failed_attempts": 0, "claimed": 0, "workers_replaced": 0}
+        # Counters for logs and tests: trials completed, attempts failed, claims, actors that
+        # died under a trial, actors we killed (timeouts, stop requests ignored, shutdown).
+        self.stats = {"completed": 0, "failed_attempts": 0, "claimed": 0, "died": 0, "killed": 0}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -256,6 +258,14 @@ class Dispatcher:
     def workers(self) -> int:
         return len(self._workers)
 
+    def actor_pids(self, *, timeout: float = 10.0) -> dict[int, int]:
+        """Running trial id -> pid of the actor process running it (asks the actors)."""
+        import ray
+
+        busy = [w for w in self._workers if w.trial is not None]
+        infos = ray.get([w.handle.info.remote() for w in busy], timeout=timeout)
+        return {w.trial.id: info["pid"] for w, info in zip(busy, infos, strict=True) if w.trial}
+
     # -- Ray side -----------------------------------------------------------------------------
 
     def _running(self) -> bool:
@@ -311,6 +321,7 @@ class Dispatcher:
     def _kill(self, w: _Worker, why: str) -> None:
         import ray
 
+        self.stats["killed"] += 1
         try:
             ray.kill(w.handle, no_restart=True)
         except Exception as exc:  # already dead: nothing to kill
@@ -336,7 +347,7 @@ class Dispatcher:
         elif t.stopping == "timeout":
             pass  # its failure is queued already
         else:
-            self.stats["workers_replaced"] += 1
+            self.stats["died"] += 1
             self._finish(
                 t,
                 _Op(

@@ -67,7 +67,7 @@ class TrialRunner:
 
     def __init__(self) -> None:
         # Imported here, once: the first trial then pays only for its dataset.
-        import lcw.train  # noqa: F401
+        import lcw.trainer  # noqa: F401
 
         self._cond = threading.Condition()
         # {"token", "rung", "metrics"} per epoch, {"token", "started"} when a run begins.
@@ -96,7 +96,7 @@ class TrialRunner:
         An exception from lcw (a missing dataset, a bad config) comes back as outcome "error"
         with its type, message and traceback: the actor survives it.
         """
-        from lcw.train import train
+        from lcw.trainer import train
 
         with self._cond:
             if token in self._stops:  # stopped before it started (cancelled while queued)

@@ -1,0 +1,88 @@
+"""Fixtures for tests/workers: one real local Ray for the session, SQLite stores, dispatchers.
+
+Ray starts once (``ray.init(num_cpus=2)``, a few seconds) and every in-process test shares it;
+each test gets its own SQLite database and its own Dispatcher (whose actors it kills at the end),
+so tests never see each other's trials.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wk_helpers import ray_tmpdir
+
+from service.db import make_engine, upgrade_database
+from service.store import Store
+from workers.dispatcher import Dispatcher
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A local Ray with 2 CPUs for the whole session (never someone else's cluster)."""
+    import ray
+
+    if ray.is_initialized():  # pragma: no cover - another plugin started it
+        yield
+        return
+    tmp = ray_tmpdir()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=tmp,
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'lcw.db'}"
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    engine = make_engine(db_url)
+    upgrade_database(engine)
+    yield Store(engine)
+    engine.dispose()
+
+
+class Started:
+    """A Dispatcher stepping in a background thread."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=dispatcher.run, args=(self._stop,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Shut down as at process exit (grace 0: running trials are given back)."""
+        self._stop.set()
+        self.dispatcher.wake()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the dispatcher did not stop"
+
+
+@pytest.fixture
+def dispatch(ray_local: None, store: Store) -> Iterator[Callable[..., Started]]:
+    """Start Dispatchers on `store` in background threads; all stopped after the test."""
+    running: list[Started] = []
+
+    def start(**options: Any) -> Started:
+        options.setdefault("lease_seconds", 10.0)
+        dispatcher = Dispatcher(store, **options)
+        dispatcher.start()
+        running.append(Started(dispatcher))
+        return running[-1]
+
+    yield start
+    for started in running:
+        started.stop()

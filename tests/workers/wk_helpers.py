@@ -1,0 +1,167 @@
+"""Helpers for tests/workers (a plain module; conftest.py holds the fixtures).
+
+Subprocesses (`lcw-sweep serve`, `lcw-sweep worker`, `ray start --head`) run with a private Ray
+temp dir (``RAY_TMPDIR`` / ``--temp-dir``) so that cleanup can find exactly the processes these
+tests started, by pid: other people run Ray on this machine at the same time, and `ray stop`
+would kill theirs too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from service.spec import plan_study
+from service.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+FINISHED = ("completed", "failed", "cancelled")
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def submit(store: Store, spec: dict[str, Any]) -> int:
+    """Create a study from a spec (as the API would); returns its id."""
+    planned, trials = plan_study(spec, max_trials=100_000)
+    study, _ = store.create_study(planned, trials)
+    return study.id
+
+
+def wait_study(store: Store, study_id: int, *, timeout: float) -> Any:
+    """The study once it is completed, failed or cancelled."""
+    wait_until(
+        lambda: store.get_study(study_id).status in FINISHED,
+        timeout=timeout,
+        what=f"study {study_id} to finish",
+    )
+    return store.get_study(study_id)
+
+
+def trials_of(store: Store, study_id: int) -> list[Any]:
+    """Every trial of a study with its metrics and run info (TrialDetailPublic)."""
+    return [store.get_trial(t.id) for t in store.list_trials(study_id, limit=10_000).data]
+
+
+def assert_one_row_per_epoch(trial: Any) -> None:
+    """The trial has metrics for epochs 0..last, each exactly once."""
+    epochs = [m.epoch for m in trial.metrics]
+    assert epochs == list(range(len(epochs))), (trial.id, trial.status, epochs)
+
+
+def ray_tmpdir() -> str:
+    # Short and under /tmp: Ray's unix socket paths must stay under ~107 bytes.
+    return tempfile.mkdtemp(prefix="lcwr", dir="/tmp")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LCW_")}
+    env.pop("RAY_ADDRESS", None)
+    env.update(
+        PYTHONUNBUFFERED="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        # One setting on both sides: a driver joining a token-protected cluster needs it.
+        RAY_AUTH_MODE="token",
+    )
+    env.update(extra)
+    return env
+
+
+def start(args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `lcw-sweep ARGS...` (or another venv binary) with stdout+stderr into `log`."""
+    exe = args[0] if args[0].startswith("/") else str(BIN / args[0])
+    handle = open(log, "ab")  # noqa: SIM115 - owned by the process for its lifetime
+    return subprocess.Popen(
+        [exe, *args[1:]], env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT
+    )
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def processes_under(marker: str, *, roots: tuple[int, ...] = ()) -> set[int]:
+    """Pids whose command line names `marker` (our private Ray temp dir) or descend from one
+    of them or from `roots`: exactly the processes our subprocesses started."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    found = {pid for pid in pids if marker in _cmdline(pid)} | set(roots)
+    parents = {pid: _ppid(pid) for pid in pids}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return {pid for pid in found if pid != os.getpid()}
+
+
+def kill_pids(pids: set[int], *, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL what is still there after `grace` s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 20.0) -> int:
+    """SIGTERM a subprocess and wait for it (SIGKILL after `timeout`)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return int(proc.returncode)
