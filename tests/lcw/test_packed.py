@@ -6,30 +6,32 @@ import pytest
 import torch
 
 from lcw import TrialConfig, catalog
-from lcw.data import load_dataset
-from lcw.trainer import train, train_pack
+from lcw.data import Dataset, load_dataset
+from lcw.trainer import TrialResult, train, train_pack
 
 # 1,000 training images in batches of 100: 10 steps an epoch, 10 epochs = 100 steps.
 BASE = dict(dataset="digits", depth=3, width=32, epochs=10, batch_size=100, train_limit=1000)
 
 
-def _curves_alone(cfgs: list[TrialConfig]) -> list[list[float]]:
+def _curves_alone(cfgs: list[TrialConfig], data: Dataset | None = None) -> list[list[float]]:
     out = []
     for c in cfgs:
         steps: list[float] = []
-        train(c, on_step=lambda _s, losses, st=steps: st.append(float(losses[0])))
+        train(c, dataset=data, on_step=lambda _s, losses, st=steps: st.append(float(losses[0])))
         out.append(steps)
     return out
 
 
-def _curves_packed(cfgs: list[TrialConfig]) -> tuple[list[list[float]], list]:
+def _curves_packed(
+    cfgs: list[TrialConfig], data: Dataset | None = None
+) -> tuple[list[list[float]], list[TrialResult]]:
     steps: list[list[float]] = [[] for _ in cfgs]
 
     def record(_s: int, losses: torch.Tensor) -> None:
         for k, v in enumerate(losses.tolist()):
             steps[k].append(v)
 
-    results = train_pack(cfgs, on_step=record)
+    results = train_pack(cfgs, dataset=data, on_step=record)
     return steps, results
 
 
@@ -112,14 +114,8 @@ def test_vgg_pack_uses_grouped_convolutions_and_matches() -> None:
     base = dict(dataset="synthetic", model="vgg11", method="bn_lcw", activation="relu", epochs=1,
                 batch_size=20, train_limit=100, diagnostics=False)  # fmt: skip
     cfgs = [TrialConfig(lr=0.005, seed=s, **base) for s in (0, 1)]
-    alone = []
-    for c in cfgs:
-        steps: list[float] = []
-        train(c, dataset=data, on_step=lambda _s, losses, st=steps: st.append(float(losses[0])))
-        alone.append(steps)
-    packed: list[list[float]] = [[], []]
-    train_pack(cfgs, dataset=data, on_step=lambda _s, ls: [packed[k].append(v)
-                                                            for k, v in enumerate(ls.tolist())])  # fmt: skip
+    alone = _curves_alone(cfgs, data)
+    packed, _ = _curves_packed(cfgs, data)
     for k in range(2):
         assert _max_rel(packed[k], alone[k]) <= 1e-4
 

@@ -125,6 +125,6 @@ def test_train_limit_and_preloaded_dataset() -> None:
 
 def test_lcw_train_is_the_function_even_after_submodule_imports() -> None:
     import lcw
-    import lcw.trainer  # noqa: F401
+    import lcw.trainer
 
     assert callable(lcw.train) and lcw.train.__module__ == "lcw.trainer"
