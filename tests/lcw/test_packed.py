@@ -68,7 +68,7 @@ def test_adam_members_match(optimizer: str) -> None:
                 "optimizer": {"name": optimizer, "weight_decay": 1e-3},
                 "lr_schedule": "cosine",
             }
-        )  # fmt: skip
+        )
         for lr, s in ((1e-3, 0), (3e-3, 1))
     ]
     alone, (packed, _) = _curves_alone(cfgs), _curves_packed(cfgs)
