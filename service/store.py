@@ -33,11 +33,13 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
+    and_,
     delete,
     func,
     insert,
     literal,
     null,
+    or_,
     select,
     text,
     update,
@@ -78,6 +80,11 @@ MAX_ERROR_CHARS = 20_000  # a traceback is kept, a runaway log is cut
 _METRIC_BATCH = 500  # rows per INSERT (SQLite allows 32,766 bound parameters)
 _IN_BATCH = 1000
 _EXPORT_BATCH = 500  # trials per export query
+# Columns a trial list can be ordered by (the web table's sortable columns).
+TRIAL_SORT_KEYS = frozenset(
+    {"index", "method", "depth", "width", "activation", "lr", "seed", "status", "attempt"}
+    | set(FINAL_METRICS)
+)
 
 
 @dataclass(frozen=True)
@@ -417,8 +424,16 @@ class Store:
         width: int | None = None,
         activation: str | None = None,
         status: str | None = None,
+        order_by: str = "index",
+        descending: bool = False,
     ) -> TrialsPublic:
-        """A page of a study's trials in expansion order, with optional filters."""
+        """A page of a study's trials with optional filters, in expansion order by default.
+
+        `order_by` is one of ``TRIAL_SORT_KEYS`` (the web table sorts by any column); missing
+        values sort last either way, and ties keep expansion order.
+        """
+        if order_by not in TRIAL_SORT_KEYS:
+            raise ValueError(f"order_by: {order_by!r} is not one of {sorted(TRIAL_SORT_KEYS)}")
         with self._read() as s:
             self._get_study(s, study_id)
             where = [Trial.study_id == study_id]
@@ -432,8 +447,13 @@ class Store:
                 if value is not None:
                     where.append(column == value)
             count = s.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
+            column = getattr(Trial, order_by)
+            order = [Trial.index.desc() if descending else Trial.index]
+            if order_by != "index":
+                # NULLs last in both directions, on SQLite and PostgreSQL alike.
+                order = [column.is_(None), column.desc() if descending else column, Trial.index]
             trials = s.scalars(
-                select(Trial).where(*where).order_by(Trial.index).limit(limit).offset(offset)
+                select(Trial).where(*where).order_by(*order).limit(limit).offset(offset)
             )
             return TrialsPublic(data=[_trial_public(t) for t in trials], count=count)
 
@@ -465,6 +485,95 @@ class Store:
                     for m in metrics
                 ],
             )
+
+    def _cell_where(
+        self, study_id: int, depth: int | None, width: int | None, activation: str
+    ) -> list[Any]:
+        return [
+            Trial.study_id == study_id,
+            Trial.depth.is_(None) if depth is None else Trial.depth == depth,
+            Trial.width.is_(None) if width is None else Trial.width == width,
+            Trial.activation == activation,
+            Trial.status.in_(sorted(TRIAL_SCORED)),
+        ]
+
+    def cell_curves(
+        self, study_id: int, *, depth: int | None, width: int | None, activation: str
+    ) -> list[dict[str, Any]]:
+        """Learning curves of one cell (depth x width x activation, every method and LR):
+        per (method, lr, epoch) the mean over scored trials' seeds of train_loss, val_acc and
+        test_acc, and n (trials with that epoch), ordered by method, lr, epoch.
+
+        One grouped query over the cell's trials (index on trial_metrics' (trial_id, epoch));
+        NotFoundError for an unknown study.
+        """
+        with self._read() as s:
+            self._get_study(s, study_id)
+            rows = s.execute(
+                select(
+                    Trial.method,
+                    Trial.lr,
+                    TrialMetric.epoch,
+                    func.count(TrialMetric.id),
+                    func.avg(TrialMetric.train_loss),
+                    func.avg(TrialMetric.val_acc),
+                    func.avg(TrialMetric.test_acc),
+                )
+                .join(TrialMetric, TrialMetric.trial_id == Trial.id)
+                .where(*self._cell_where(study_id, depth, width, activation))
+                .group_by(Trial.method, Trial.lr, TrialMetric.epoch)
+                .order_by(Trial.method, Trial.lr, TrialMetric.epoch)
+            ).all()
+        keys = ("method", "lr", "epoch", "n", "train_loss", "val_acc", "test_acc")
+        return [
+            {k: (_num(v) if k in keys[4:] else v) for k, v in zip(keys, row, strict=True)}
+            for row in rows
+        ]
+
+    def cell_diagnostics(
+        self,
+        study_id: int,
+        *,
+        depth: int | None,
+        width: int | None,
+        activation: str,
+        lrs: dict[str, float],
+    ) -> list[dict[str, Any]]:
+        """Per-layer diagnostics of one cell's scored trials of each method at its LR (`lrs`:
+        method -> lr, e.g. each method's best LR) at init (epoch 0) and at the trial's last
+        epoch: rows {"method", "seed", "epoch", "last", "layers"} in one query.
+        """
+        if not lrs:
+            return []
+        last = (
+            select(func.max(TrialMetric.epoch))
+            .where(TrialMetric.trial_id == Trial.id)
+            .correlate(Trial)
+            .scalar_subquery()
+        )
+        with self._read() as s:
+            self._get_study(s, study_id)
+            rows = s.execute(
+                select(Trial.method, Trial.seed, TrialMetric.epoch, last, TrialMetric.diagnostics)
+                .join(TrialMetric, TrialMetric.trial_id == Trial.id)
+                .where(
+                    *self._cell_where(study_id, depth, width, activation),
+                    or_(*(and_(Trial.method == m, Trial.lr == lr) for m, lr in lrs.items())),
+                    or_(TrialMetric.epoch == 0, TrialMetric.epoch == last),
+                )
+                .order_by(Trial.method, Trial.seed, TrialMetric.epoch)
+            ).all()
+        return [
+            {
+                "method": method,
+                "seed": seed,
+                "epoch": epoch,
+                "last": epoch == last_epoch,
+                "layers": diag["layers"],
+            }
+            for method, seed, epoch, last_epoch, diag in rows
+            if isinstance(diag, dict) and diag.get("layers")
+        ]
 
     def summary(self, study_id: int) -> SummaryPublic:
         """The study's comparison (service.stats) from the trials' final-metric columns."""
@@ -1046,4 +1155,4 @@ def _trial_public(t: Trial) -> TrialPublic:
     )
 
 
-__all__ = ["ClaimedTrial", "Store", "clean_json"]
+__all__ = ["TRIAL_SORT_KEYS", "ClaimedTrial", "Store", "clean_json"]
