@@ -32,6 +32,7 @@ import atexit
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -763,12 +764,45 @@ def _first_line(value: object) -> str:
 # -- connecting and running -----------------------------------------------------------------
 
 
-def connect_ray(*, address: str | None = None, num_cpus: int | None = None) -> dict[str, Any]:
+_NO_FAILURE_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
+
+
+def _import_ray_for_a_process_that_owns_sigterm() -> None:
+    """Import Ray so that this driver does not install abseil's failure-signal handler.
+
+    Ray's driver installs it for SIGTERM too, over the handler uvicorn set in the main thread;
+    after a SIGTERM went through it, the API process aborted at exit (status 134) instead of
+    running atexit (the embedded dispatcher giving its trials back, Ray's shutdown). Ray reads
+    the switch when it is imported; it is set for the import only, so the Ray processes that
+    ``ray.init`` starts keep their crash handlers.
+    """
+    if "ray" in sys.modules:  # imported before us: nothing to choose any more
+        return
+    saved = os.environ.get(_NO_FAILURE_HANDLER)
+    os.environ[_NO_FAILURE_HANDLER] = "1"
+    try:
+        import ray  # noqa: F401
+    finally:
+        if saved is None:
+            del os.environ[_NO_FAILURE_HANDLER]
+        else:
+            os.environ[_NO_FAILURE_HANDLER] = saved
+
+
+def connect_ray(
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    failure_signal_handler: bool = True,
+) -> dict[str, Any]:
     """Join the Ray cluster at `address` (or $RAY_ADDRESS), else start a local one.
 
-    Returns what we connected to: address, nodes, CPUs, GPUs, and whether Ray was already
-    connected in this process (then nothing is started and `num_cpus` is ignored).
+    `failure_signal_handler` False: for a process whose SIGTERM belongs to someone else (the
+    API server). Returns what we connected to: address, nodes, CPUs, GPUs, and whether Ray was
+    already connected in this process (then nothing is started and `num_cpus` is ignored).
     """
+    if not failure_signal_handler:
+        _import_ray_for_a_process_that_owns_sigterm()
     import ray
 
     already = ray.is_initialized()
@@ -814,7 +848,11 @@ def run_embedded(settings: Settings) -> None:
     stop = threading.Event()
     done = threading.Event()
     try:
-        info = connect_ray(address=settings.ray_address, num_cpus=settings.ray_num_cpus)
+        info = connect_ray(
+            address=settings.ray_address,
+            num_cpus=settings.ray_num_cpus,
+            failure_signal_handler=False,
+        )
         dispatcher = dispatcher_from_settings(settings)
     except Exception:
         log.exception("the embedded dispatcher could not start; serving the API only")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import logging
+import signal
 import threading
 from typing import Annotated
 
@@ -42,6 +43,10 @@ def _start_dispatcher(settings: object) -> threading.Thread | None:
     return thread
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; public ones need tokens.")] = (
         "127.0.0.1"
@@ -71,8 +76,14 @@ def serve(
     )
     upgrade_database(engine)
     engine.dispose()
-    if not no_worker and _start_dispatcher(settings) is None:
-        log.info("workers.dispatcher.run_embedded not available; serving the API only")
+    if not no_worker:
+        if _start_dispatcher(settings) is None:
+            log.info("workers.dispatcher.run_embedded not available; serving the API only")
+        else:
+            # uvicorn re-raises SIGTERM once it has shut down; with the default handler that
+            # kills the process before atexit runs. Exit through SystemExit instead, so the
+            # embedded dispatcher gives its trials back and Ray shuts down.
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run("service.main:create_app", factory=True, host=host, port=port)
 
 
