@@ -1,0 +1,428 @@
+"""Client commands of `lcw-sweep`: submit, status, results, cancel (over the REST API).
+
+They talk to a running server through :class:`service.client.Client` (``--url`` / ``LCW_URL``,
+``--token`` / ``LCW_TOKEN``) and never touch the database or Ray themselves. A failure is one
+line on stderr (``error: 422 methods[2]: 'foo' is not one of ...``) and exit code 1; a server
+that does not answer says which URL was tried and how to start one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from service.client import (
+    DEFAULT_URL,
+    TRIAL_STATES,
+    Client,
+    ClientError,
+    cell_rows,
+    comparison_rows,
+)
+from service.schemas import StudyPublic, SummaryPublic
+
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="LCW_URL", help="Base URL of the lcw-sweep server."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="LCW_TOKEN",
+        help="Bearer token for writes (one of the server's LCW_API_TOKENS).",
+        show_default=False,
+    ),
+]
+StudyIdArg = Annotated[int, typer.Argument(min=1, help="Study id (see `lcw-sweep status`).")]
+
+# Colours of the trial states in the progress view.
+_STATE_STYLE = {
+    "pending": "bright_black",
+    "running": "cyan",
+    "completed": "green",
+    "diverged": "yellow",
+    "stopped_early": "blue",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+_STUDY_STYLE = {
+    "queued": "bright_black",
+    "running": "cyan",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def _client(url: str, token: str | None) -> Iterator[Client]:
+    """A Client whose errors end the command with one line on stderr and exit code 1."""
+    try:
+        with Client(url, token=token) as api:
+            yield api
+    except ClientError as exc:
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=True)
+        raise typer.Exit(1) from None
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "-" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _layout(depth: int | None, width: int | None) -> str:
+    return "-" if depth is None else f"{depth}x{width}"
+
+
+def summary_tables(summary: SummaryPublic) -> list[Table]:
+    """The summary as rich tables: cells at their best LR, then the paired comparisons."""
+    cells = Table(title=f"Study {summary.study_id} ({summary.status}): test accuracy at best LR")
+    for name, justify in (
+        ("activation", "left"),
+        ("depth x width", "right"),
+        ("method", "left"),
+        ("best lr", "right"),
+        ("test acc", "right"),
+        ("std", "right"),
+        ("95% CI", "right"),
+        ("n", "right"),
+        ("diverged", "right"),
+    ):
+        cells.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for cell in summary.cells:
+        cells.add_row(
+            cell.activation,
+            _layout(cell.depth, cell.width),
+            cell.method,
+            _fmt(cell.best_lr, "g"),
+            _fmt(cell.test_acc_mean),
+            _fmt(cell.test_acc_std),
+            _ci(cell.test_acc_ci95),
+            str(cell.n),
+            str(cell.diverged),
+        )
+    tables = [cells]
+    if summary.comparisons:
+        comp = Table(title="Paired differences in test accuracy (same seeds)")
+        for name in ("activation", "depth x width", "method - baseline", "n", "mean diff"):
+            comp.add_column(name, justify="left" if name[0] in "am" else "right")
+        comp.add_column("95% CI", justify="right")
+        comp.add_column("p", justify="right")
+        for c in summary.comparisons:
+            diff = _fmt(c.mean_diff, "+.3f")
+            if c.mean_diff is not None and c.ci95 and (c.ci95[0] > 0 or c.ci95[1] < 0):
+                diff = f"[bold {'green' if c.mean_diff > 0 else 'red'}]{diff}[/]"
+            comp.add_row(
+                c.activation,
+                _layout(c.depth, c.width),
+                f"{c.method} - {c.baseline}",
+                str(c.n),
+                diff,
+                _ci(c.ci95),
+                _fmt(c.p_value, ".3g"),
+            )
+        tables.append(comp)
+    return tables
+
+
+def _study_table(study: StudyPublic) -> Table:
+    table = Table(title=f"Study {study.id}: {study.name}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    style = _STUDY_STYLE.get(study.status, "")
+    table.add_row("status", f"[{style}]{study.status}[/]" if style else study.status)
+    table.add_row("dataset / model", f"{study.dataset} / {study.model}")
+    table.add_row("trials", str(study.trial_count))
+    for state in TRIAL_STATES:
+        count = getattr(study.progress, state)
+        if count:
+            table.add_row(f"  {state}", f"[{_STATE_STYLE[state]}]{count}[/]")
+    table.add_row("created", study.created_at.isoformat(timespec="seconds"))
+    if study.started_at:
+        table.add_row("started", study.started_at.isoformat(timespec="seconds"))
+    if study.finished_at:
+        table.add_row("finished", study.finished_at.isoformat(timespec="seconds"))
+    if study.description:
+        table.add_row("description", study.description)
+    return table
+
+
+def _finished(study: StudyPublic) -> int:
+    p = study.progress
+    return p.completed + p.diverged + p.stopped_early + p.failed + p.cancelled
+
+
+class _ProgressView:
+    """A rich live view: one bar per trial state, plus the finished count over the total."""
+
+    def __init__(self, study: StudyPublic) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:>14}"),
+            BarColumn(bar_width=40),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out,
+            transient=False,
+        )
+        total = max(study.trial_count, 1)
+        self.done = self.progress.add_task("[bold]finished[/]", total=total)
+        self.tasks = {
+            state: self.progress.add_task(
+                f"[{_STATE_STYLE[state]}]{state}[/]", total=total, visible=False
+            )
+            for state in TRIAL_STATES
+        }
+
+    def update(self, study: StudyPublic) -> None:
+        self.progress.update(self.done, completed=_finished(study))
+        for state, task in self.tasks.items():
+            count = getattr(study.progress, state)
+            # States that never occurred stay hidden; once seen, a state keeps its row.
+            visible = count > 0 or self.progress.tasks[task].visible
+            self.progress.update(task, completed=count, visible=visible)
+
+
+def _print_summary(api: Client, study_id: int) -> None:
+    for table in summary_tables(api.summary(study_id)):
+        out.print(table)
+
+
+def submit_command(
+    spec: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="Study spec (YAML or JSON file)."
+        ),
+    ],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Show live progress by trial state until the study ends, then the summary table.",
+        ),
+    ] = False,
+    poll: Annotated[float, typer.Option(min=0.1, help="Seconds between polls (--wait).")] = 1.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=1.0, help="Give up waiting after this many seconds (exit code 1)."),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Submit a study spec and print its id (with --wait: follow it to the summary).
+
+    Example: lcw-sweep submit examples/quick-demo.yaml --wait
+
+    Exit code 0 when submitted (with --wait: when the study completed), 1 on an error, a
+    failed or cancelled study, or a --timeout.
+    """
+    with _client(url, token) as api:
+        study = api.submit(spec)
+        out.print(
+            f"submitted study [bold]{study.id}[/] ({study.name}): {study.trial_count} trials, "
+            f"status {study.status}"
+        )
+        if not wait:
+            out.print(f"follow it with: lcw-sweep status {study.id}")
+            return
+        view = _ProgressView(study)
+        try:
+            with view.progress:
+                study = api.wait(study.id, poll_s=poll, timeout_s=timeout, on_progress=view.update)
+        except KeyboardInterrupt:
+            err.print(
+                f"stopped waiting; study {study.id} keeps running "
+                f"(lcw-sweep status {study.id}, lcw-sweep cancel {study.id})"
+            )
+            raise typer.Exit(130) from None
+        style = _STUDY_STYLE.get(study.status, "")
+        out.print(f"study {study.id} [{style}]{study.status}[/]")
+        _print_summary(api, study.id)
+    if study.status != "completed":
+        raise typer.Exit(1)
+
+
+def status_command(
+    study_id: Annotated[
+        int | None, typer.Argument(min=1, help="A study id; without it, list the studies.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Studies to list.")] = 20,
+    only: Annotated[
+        Literal["queued", "running", "completed", "failed", "cancelled"] | None,
+        typer.Option("--status", help="List only studies in this state."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Show one study (status, trial counts by state) or list the newest studies.
+
+    Example: lcw-sweep status 3     (or: lcw-sweep status --status running)
+    """
+    with _client(url, token) as api:
+        if study_id is not None:
+            study = api.study(study_id)
+            if as_json:
+                typer.echo(study.model_dump_json(indent=2))
+            else:
+                out.print(_study_table(study))
+            return
+        studies = api.studies(limit=limit, status=only)
+    if as_json:
+        typer.echo(studies.model_dump_json(indent=2))
+        return
+    if not studies.data:
+        out.print("no studies yet: lcw-sweep submit examples/quick-demo.yaml")
+        return
+    table = Table(title=f"Studies ({len(studies.data)} of {studies.count}, newest first)")
+    for name in ("id", "name", "status", "dataset", "done", "created"):
+        table.add_column(name, justify="right" if name in ("id", "done") else "left")
+    for s in studies.data:
+        style = _STUDY_STYLE.get(s.status, "")
+        table.add_row(
+            str(s.id),
+            s.name,
+            f"[{style}]{s.status}[/]" if style else s.status,
+            s.dataset,
+            f"{_finished(s)}/{s.trial_count}",
+            s.created_at.isoformat(timespec="seconds"),
+        )
+    out.print(table)
+
+
+def _write_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
+            )
+    return buffer.getvalue()
+
+
+def results_command(
+    study_id: StudyIdArg,
+    format: Annotated[
+        Literal["table", "csv", "json"],
+        typer.Option("--format", "-f", help="table: rich tables; csv / json: machine-readable."),
+    ] = "table",
+    per: Annotated[
+        Literal["cell", "trial", "epoch"],
+        typer.Option(
+            help="Rows: cell (best LR per method x depth x width x activation: the summary), "
+            "trial (final metrics of each trial), epoch (every epoch of every trial)."
+        ),
+    ] = "cell",
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Print a study's results: the summary (cells and paired comparisons), trials or epochs.
+
+    Example: lcw-sweep results 3 --format csv > study-3.csv
+
+    --format json with --per cell prints the API's summary object (cells and comparisons);
+    otherwise json is a list of the rows that csv prints.
+    """
+    with _client(url, token) as api:
+        if per == "cell":
+            summary = api.summary(study_id)
+            if format == "table":
+                for table in summary_tables(summary):
+                    out.print(table)
+            elif format == "json":
+                typer.echo(summary.model_dump_json(indent=2))
+            else:
+                sys.stdout.write(_write_csv(cell_rows(summary)))
+                if summary.comparisons:
+                    # Second block, separated by a blank line, so one file holds both.
+                    sys.stdout.write("\n" + _write_csv(comparison_rows(summary)))
+            return
+        if per == "epoch" and format in ("csv", "json"):
+            sys.stdout.write(api.export(study_id, format=format))  # streamed as the API sends it
+            if format == "json":
+                sys.stdout.write("\n")
+            return
+        rows = api.results(study_id, per=per)
+    if format == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    elif format == "csv":
+        sys.stdout.write(_write_csv(rows))
+    else:
+        _rows_table(rows, title=f"Study {study_id}: {len(rows)} {per} rows")
+
+
+_ROW_COLUMNS = (
+    "id",
+    "index",
+    "trial_id",
+    "method",
+    "depth",
+    "width",
+    "activation",
+    "seed",
+    "lr",
+    "status",
+    "epoch",
+    "train_loss",
+    "val_acc",
+    "test_acc",
+)
+
+
+def _rows_table(rows: list[dict[str, Any]], *, title: str) -> None:
+    columns = [c for c in _ROW_COLUMNS if rows and c in rows[0]]
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="left" if c in ("method", "activation", "status") else "right")
+    for row in rows:
+        table.add_row(
+            *(
+                _fmt(v, ".4g") if isinstance(v, float) else ("-" if v is None else str(v))
+                for v in (row.get(c) for c in columns)
+            )
+        )
+    out.print(table)
+
+
+def cancel_command(
+    study_id: StudyIdArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None
+) -> None:
+    """Cancel a study: pending trials never run, running ones are stopped.
+
+    Example: lcw-sweep cancel 3 --token "$LCW_TOKEN"
+    """
+    with _client(url, token) as api:
+        study = api.cancel(study_id)
+    p = study.progress
+    out.print(
+        f"study {study.id} {study.status}: {p.cancelled} trials cancelled, "
+        f"{p.completed + p.diverged + p.stopped_early} finished before, {p.failed} failed"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `submit`, `status`, `results` and `cancel` to the CLI."""
+    app.command("submit")(submit_command)
+    app.command("status")(status_command)
+    app.command("results")(results_command)
+    app.command("cancel")(cancel_command)

@@ -1,0 +1,412 @@
+"""A small Python client for the lcw-sweep REST API (httpx), used by the CLI and by notebooks.
+
+Every call returns the API's own pydantic models (``service.schemas``: ``StudyPublic``,
+``SummaryPublic``...), and every failure is one :class:`ClientError` whose ``str()`` is a single
+line fit for a terminal (``422 methods[2]: 'foo' is not one of 'plain', ...``)::
+
+    from service.client import Client
+
+    with Client("http://127.0.0.1:8000", token="...") as api:
+        study = api.submit("examples/quick-demo.yaml")
+        api.wait(study.id)
+        frame = api.results(study.id, as_dataframe=True)  # one row per cell (pandas)
+
+It imports neither torch nor the database layer: only httpx, pyyaml and the response schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import yaml
+
+from service.schemas import (
+    CellSummary,
+    Comparison,
+    HealthPublic,
+    StudiesPublic,
+    StudyPublic,
+    SummaryPublic,
+    TrialDetailPublic,
+    TrialPublic,
+    TrialsPublic,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+STUDY_FINISHED = ("completed", "failed", "cancelled")
+# Trial states in the order a study moves through them (Progress's fields, less `total`).
+TRIAL_STATES = (
+    "pending",
+    "running",
+    "completed",
+    "diverged",
+    "stopped_early",
+    "failed",
+    "cancelled",
+)
+
+Per = Literal["cell", "trial", "epoch"]
+ExportFormat = Literal["csv", "json"]
+
+
+class ClientError(Exception):
+    """Base of every error this client raises; ``str()`` is one line."""
+
+
+class ServerUnreachableError(ClientError):
+    """No server answered at the URL (refused, DNS, timeout)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach the lcw-sweep server at {url} ({reason}); start one with "
+            "`lcw-sweep serve` (or `make serve`), or point --url / LCW_URL at a running one"
+        )
+        self.url = url
+        self.reason = reason
+
+
+class APIError(ClientError):
+    """The server answered with a 4xx/5xx; ``detail`` is the decoded ``detail`` of the body."""
+
+    def __init__(self, status_code: int, detail: Any, *, hint: str = "") -> None:
+        self.status_code = status_code
+        self.detail = detail
+        message = f"{status_code} {describe_detail(detail)}"
+        super().__init__(f"{message} ({hint})" if hint else message)
+
+
+class StudyTimeoutError(ClientError):
+    """`wait` gave up before the study finished (the study itself keeps running)."""
+
+
+def describe_detail(detail: Any) -> str:
+    """An API error body's ``detail`` as one line: 422 lists become 'loc: msg; loc: msg'."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                # The service's messages already start with the field path (service.errors).
+                parts.append(str(item.get("msg") or item))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts) or "invalid request"
+    if isinstance(detail, dict):
+        return json.dumps(detail, sort_keys=True)
+    return " ".join(str(detail).split()) or "error"
+
+
+def _spec_body(spec: dict[str, Any] | str | Path) -> tuple[bytes, str]:
+    """A spec as (body, content type): dicts go as JSON, files by their suffix, text as YAML."""
+    if isinstance(spec, dict):
+        return json.dumps(spec).encode(), "application/json"
+    if isinstance(spec, Path) or ("\n" not in spec and Path(spec).is_file()):
+        path = Path(spec)
+        text = path.read_text(encoding="utf-8")
+        kind = "application/json" if path.suffix == ".json" else "application/yaml"
+        return text.encode(), kind
+    return spec.encode(), "application/yaml"
+
+
+def cell_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
+    """One flat row per cell of a summary (ci95 split into low/high), for tables and CSV."""
+    rows = []
+    for cell in summary.cells:
+        low, high = cell.test_acc_ci95 or (None, None)
+        rows.append(
+            {
+                "method": cell.method,
+                "depth": cell.depth,
+                "width": cell.width,
+                "activation": cell.activation,
+                "best_lr": cell.best_lr,
+                "val_acc_mean": cell.val_acc_mean,
+                "test_acc_mean": cell.test_acc_mean,
+                "test_acc_std": cell.test_acc_std,
+                "test_acc_ci95_low": low,
+                "test_acc_ci95_high": high,
+                "n": cell.n,
+                "diverged": cell.diverged,
+            }
+        )
+    return rows
+
+
+def comparison_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
+    """One flat row per paired comparison (lcw / bn_lcw minus a baseline)."""
+    rows = []
+    for c in summary.comparisons:
+        low, high = c.ci95 or (None, None)
+        rows.append(
+            {
+                "method": c.method,
+                "baseline": c.baseline,
+                "depth": c.depth,
+                "width": c.width,
+                "activation": c.activation,
+                "n": c.n,
+                "mean_diff": c.mean_diff,
+                "ci95_low": low,
+                "ci95_high": high,
+                "p_value": c.p_value,
+            }
+        )
+    return rows
+
+
+def _dataframe(rows: list[dict[str, Any]]) -> Any:
+    try:
+        import pandas as pd
+    except ModuleNotFoundError as exc:  # pragma: no cover - pandas is optional
+        raise ClientError(
+            "as_dataframe=True needs pandas (pip install pandas); without it, "
+            "results() returns a list of dicts"
+        ) from exc
+    return pd.DataFrame.from_records(rows)
+
+
+class Client:
+    """The lcw-sweep REST API at `url`; `token` is sent as a bearer token (writes need it
+    when the server sets LCW_API_TOKENS). Use as a context manager or call ``close()``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+        self._has_token = bool(token)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise ServerUnreachableError(self.url, _reason(exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachableError(self.url, "timed out") from exc
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(self.url, _reason(exc)) from exc
+        if response.is_error:
+            raise self._error(response)
+        return response
+
+    def _error(self, response: httpx.Response) -> APIError:
+        try:
+            detail = response.json().get("detail", response.text)
+        except (ValueError, AttributeError):
+            detail = response.text or response.reason_phrase
+        hint = ""
+        if response.status_code == 401:
+            hint = "pass --token or set LCW_TOKEN" if not self._has_token else "check the token"
+        return APIError(response.status_code, detail, hint=hint)
+
+    # -- studies ---------------------------------------------------------------------------
+
+    def health(self) -> HealthPublic:
+        """GET /healthz."""
+        return HealthPublic.model_validate(self._request("GET", "/healthz").json())
+
+    def submit(
+        self,
+        spec: dict[str, Any] | str | Path,
+        *,
+        idempotency_key: str | None = None,
+        retries: int = 2,
+    ) -> StudyPublic:
+        """Submit a spec: a dict (sent as JSON), a path to a YAML/JSON file, or YAML text.
+
+        The request carries an Idempotency-Key (a fresh one unless given), so the retries on a
+        dropped connection never create the study twice.
+        """
+        body, content_type = _spec_body(spec)
+        headers = {
+            "Content-Type": content_type,
+            "Idempotency-Key": idempotency_key or f"lcw-client-{uuid.uuid4()}",
+        }
+        for attempt in range(retries + 1):
+            try:
+                response = self._request("POST", "/api/studies", content=body, headers=headers)
+                return StudyPublic.model_validate(response.json())
+            except ServerUnreachableError:
+                if attempt == retries:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def study(self, study_id: int) -> StudyPublic:
+        """GET /api/studies/{id}: status, spec and progress counts."""
+        return StudyPublic.model_validate(self._request("GET", f"/api/studies/{study_id}").json())
+
+    def studies(
+        self, *, limit: int = 50, offset: int = 0, status: str | None = None
+    ) -> StudiesPublic:
+        """GET /api/studies, newest first."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status:
+            params["status"] = status
+        return StudiesPublic.model_validate(
+            self._request("GET", "/api/studies", params=params).json()
+        )
+
+    def trials(
+        self, study_id: int, *, limit: int = 100, offset: int = 0, **filters: Any
+    ) -> TrialsPublic:
+        """GET /api/studies/{id}/trials (filters: method, depth, width, activation, status)."""
+        params = {"limit": limit, "offset": offset}
+        params.update({k: v for k, v in filters.items() if v is not None})
+        return TrialsPublic.model_validate(
+            self._request("GET", f"/api/studies/{study_id}/trials", params=params).json()
+        )
+
+    def iter_trials(self, study_id: int, *, page: int = 1000) -> Iterator[TrialPublic]:
+        """Every trial of a study in expansion order, fetched page by page."""
+        offset = 0
+        while True:
+            batch = self.trials(study_id, limit=page, offset=offset)
+            yield from batch.data
+            offset += len(batch.data)
+            if not batch.data or offset >= batch.count:
+                return
+
+    def trial(self, trial_id: int) -> TrialDetailPublic:
+        """GET /api/trials/{id}: one trial with its per-epoch metrics."""
+        return TrialDetailPublic.model_validate(
+            self._request("GET", f"/api/trials/{trial_id}").json()
+        )
+
+    def summary(self, study_id: int) -> SummaryPublic:
+        """GET /api/studies/{id}/summary: best LR per cell, CIs, paired comparisons."""
+        return SummaryPublic.model_validate(
+            self._request("GET", f"/api/studies/{study_id}/summary").json()
+        )
+
+    def cancel(self, study_id: int) -> StudyPublic:
+        """POST /api/studies/{id}/cancel."""
+        return StudyPublic.model_validate(
+            self._request("POST", f"/api/studies/{study_id}/cancel").json()
+        )
+
+    def delete(self, study_id: int) -> None:
+        """DELETE /api/studies/{id} (finished or cancelled studies only)."""
+        self._request("DELETE", f"/api/studies/{study_id}")
+
+    def export(self, study_id: int, *, format: ExportFormat = "csv") -> str:
+        """GET /api/studies/{id}/export: one row per trial and epoch, as CSV or JSON text."""
+        return self._request(
+            "GET", f"/api/studies/{study_id}/export", params={"format": format}
+        ).text
+
+    def results(self, study_id: int, *, per: Per = "cell", as_dataframe: bool = False) -> Any:
+        """A study's results as rows (list of dicts), or a pandas DataFrame.
+
+        per="cell": one row per method x depth x width x activation at its best LR (the
+        summary); "trial": one row per trial with its final metrics; "epoch": one row per trial
+        and epoch (the export, with the trial's config columns).
+        """
+        rows: list[dict[str, Any]]
+        if per == "cell":
+            rows = cell_rows(self.summary(study_id))
+        elif per == "trial":
+            rows = [
+                t.model_dump(mode="json", exclude={"config"}) for t in self.iter_trials(study_id)
+            ]
+        elif per == "epoch":
+            rows = json.loads(self.export(study_id, format="json"))
+        else:
+            raise ValueError(f"per must be 'cell', 'trial' or 'epoch', got {per!r}")
+        return _dataframe(rows) if as_dataframe else rows
+
+    def wait(
+        self,
+        study_id: int,
+        *,
+        poll_s: float = 1.0,
+        timeout_s: float | None = None,
+        on_progress: Callable[[StudyPublic], None] | None = None,
+        outage_s: float = 60.0,
+    ) -> StudyPublic:
+        """Poll a study until it is completed, failed or cancelled; returns it.
+
+        `on_progress` sees every poll. A server that stops answering for less than `outage_s`
+        (a restart) is waited out; `timeout_s` bounds the whole wait (StudyTimeoutError).
+        """
+        start = time.monotonic()
+        down_since: float | None = None
+        while True:
+            try:
+                study = self.study(study_id)
+                down_since = None
+            except ServerUnreachableError:
+                now = time.monotonic()
+                down_since = down_since or now
+                if now - down_since > outage_s:
+                    raise
+            else:
+                if on_progress is not None:
+                    on_progress(study)
+                if study.status in STUDY_FINISHED:
+                    return study
+            if timeout_s is not None and time.monotonic() - start > timeout_s:
+                raise StudyTimeoutError(
+                    f"study {study_id} did not finish within {timeout_s:g} s "
+                    f"(it keeps running: lcw-sweep status {study_id})"
+                )
+            time.sleep(poll_s)
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    text = str(exc).lower()
+    if "refused" in text:
+        return "connection refused"
+    if "name or service" in text or "nodename" in text or "resolve" in text:
+        return "unknown host"
+    return str(exc).split("\n")[0] or type(exc).__name__
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    """Read a YAML/JSON spec file into a dict (no validation: the server does that)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ClientError(f"{path}: a spec must be a mapping, got {type(data).__name__}")
+    return data
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "STUDY_FINISHED",
+    "TRIAL_STATES",
+    "APIError",
+    "CellSummary",
+    "Client",
+    "ClientError",
+    "Comparison",
+    "ServerUnreachableError",
+    "StudyTimeoutError",
+    "cell_rows",
+    "comparison_rows",
+    "describe_detail",
+    "load_spec_file",
+]
