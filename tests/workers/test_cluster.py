@@ -1,0 +1,185 @@
+"""`lcw-sweep worker` against a Ray cluster started apart (`ray start --head` on loopback).
+
+The cluster topology of a real deployment, on one machine: a Ray head with 2 CPUs, and the
+dispatcher as its own process that joins it by address. The same cluster serves the recovery
+test: the dispatcher is SIGKILLed mid-study and started again, and the study still completes
+with exactly one metrics row per epoch of every trial.
+
+The head runs with a private ``--temp-dir`` and its own ports; teardown ends exactly the
+processes under that temp dir (by pid), never someone else's Ray (`ray stop` would).
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wk_helpers import (
+    BIN,
+    assert_one_row_per_epoch,
+    free_port,
+    kill_pids,
+    processes_under,
+    ray_tmpdir,
+    start,
+    stop_process,
+    submit,
+    subprocess_env,
+    trials_of,
+    wait_study,
+    wait_until,
+)
+
+from service.db import make_engine, upgrade_database
+from service.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """A 2-CPU Ray head on loopback; yields its address."""
+    tmp = ray_tmpdir()
+    port = free_port()
+    ports = {
+        flag: str(free_port())
+        for flag in (
+            "--dashboard-port",
+            "--dashboard-agent-listen-port",
+            "--dashboard-agent-grpc-port",
+            "--metrics-export-port",
+            "--runtime-env-agent-port",
+        )
+    }
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--port",
+        str(port),
+        "--num-cpus",
+        "2",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--include-dashboard",
+        "false",
+        "--disable-usage-stats",
+        "--temp-dir",
+        tmp,
+        *[item for pair in ports.items() for item in pair],
+    ]
+    try:
+        done = subprocess.run(
+            command, env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield f"127.0.0.1:{port}"
+    finally:
+        kill_pids(processes_under(tmp))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[tuple[str, Store]]:
+    url = f"sqlite:///{tmp_path / 'lcw.db'}"
+    engine = make_engine(url)
+    upgrade_database(engine)
+    yield url, Store(engine)
+    engine.dispose()
+
+
+def _worker(
+    address: str, url: str, log: Path, *, lease_seconds: float = 10.0
+) -> subprocess.Popen[bytes]:
+    env = subprocess_env(LCW_DATABASE_URL=url, LCW_LEASE_SECONDS=str(lease_seconds))
+    proc = start(["lcw-sweep", "worker", "--ray-address", address], env=env, log=log)
+
+    def connected() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text()}")
+        return "lcw-sweep worker" in log.read_text()
+
+    wait_until(connected, timeout=60, interval=0.2, what="the worker to connect")
+    return proc
+
+
+SMALL: dict[str, Any] = {
+    "name": "through a cluster",
+    "dataset": "digits",
+    "methods": ["plain", "lcw"],
+    "depths": [3],
+    "learning_rates": [0.1],
+    "seeds": 2,
+    "epochs": 2,
+}
+
+
+def test_worker_joins_a_cluster_by_address_and_runs_a_study(
+    ray_head: str, db: tuple[str, Store], tmp_path: Path
+) -> None:
+    url, store = db
+    log = tmp_path / "worker.log"
+    proc = _worker(ray_head, url, log)
+    try:
+        banner = log.read_text()
+        assert "Ray cluster at" in banner and f":{ray_head.rsplit(':', 1)[1]}" in banner
+        assert "1 node(s), 2 CPU, 0 GPU" in banner and "2 slot(s)" in banner
+        study = wait_study(store, submit(store, SMALL), timeout=120)
+        assert study.status == "completed"
+        trials = trials_of(store, study.id)
+        assert [t.status for t in trials] == ["completed"] * 4
+        assert len({t.run_info["node_id"] for t in trials}) == 1  # the head node
+        assert all(t.run_info["dispatcher"].split(":")[1] == str(proc.pid) for t in trials)
+    finally:
+        code = stop_process(proc)
+    assert code == 0, log.read_text()[-3000:]
+    assert "stopped" in log.read_text().splitlines()[-1]
+
+
+def test_a_sigkilled_dispatcher_restarted_finishes_the_study(
+    ray_head: str, db: tuple[str, Store], tmp_path: Path
+) -> None:
+    url, store = db
+    spec = {
+        "name": "recovery",
+        "dataset": "mnist5k",
+        "methods": ["plain", "lcw"],
+        "depths": [10],
+        "learning_rates": [0.03, 0.1],
+        "seeds": 2,
+        "epochs": 3,
+    }
+    sid = submit(store, spec)
+    first = _worker(ray_head, url, tmp_path / "first.log", lease_seconds=3)
+
+    def mid_study() -> bool:
+        progress = store.get_study(sid).progress
+        running = [t for t in trials_of(store, sid) if t.status == "running" and t.metrics]
+        return progress.completed >= 2 and bool(running)
+
+    try:
+        wait_until(mid_study, timeout=120, what="some trials done and others mid-run")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    interrupted = {t.id for t in trials_of(store, sid) if t.status == "running"}
+    assert interrupted and store.get_study(sid).progress.pending > 0
+
+    second = _worker(ray_head, url, tmp_path / "second.log", lease_seconds=3)
+    try:
+        study = wait_study(store, sid, timeout=180)
+    finally:
+        assert stop_process(second) == 0
+    assert study.status == "completed"
+    trials = trials_of(store, sid)
+    assert [t.status for t in trials] == ["completed"] * 8
+    for t in trials:
+        assert_one_row_per_epoch(t)
+        assert len(t.metrics) == spec["epochs"] + 1
+        # Trials the kill interrupted ran again from the start; no completed one ran twice.
+        assert t.attempt == (2 if t.id in interrupted else 1), (t.id, t.attempt)
