@@ -65,8 +65,10 @@ _STUDY_STYLE = {
     "cancelled": "magenta",
 }
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+def _console(*, stderr: bool = False) -> Console:
+    # Made per call, not at import: the width (COLUMNS) and streams are the invocation's.
+    return Console(stderr=stderr, highlight=False)
 
 
 @contextmanager
@@ -76,7 +78,7 @@ def _client(url: str, token: str | None) -> Iterator[Client]:
         with Client(url, token=token) as api:
             yield api
     except ClientError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=True)
+        _console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -173,13 +175,13 @@ def _finished(study: StudyPublic) -> int:
 class _ProgressView:
     """A rich live view: one bar per trial state, plus the finished count over the total."""
 
-    def __init__(self, study: StudyPublic) -> None:
+    def __init__(self, study: StudyPublic, *, console: Console) -> None:
         self.progress = Progress(
             TextColumn("{task.description:>14}"),
             BarColumn(bar_width=40),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=out,
+            console=console,
             transient=False,
         )
         total = max(study.trial_count, 1)
@@ -200,8 +202,8 @@ class _ProgressView:
             self.progress.update(task, completed=count, visible=visible)
 
 
-def _print_summary(api: Client, study_id: int) -> None:
-    for table in summary_tables(api.summary(study_id)):
+def _print_summary(out: Console, summary: SummaryPublic) -> None:
+    for table in summary_tables(summary):
         out.print(table)
 
 
@@ -234,6 +236,7 @@ def submit_command(
     Exit code 0 when submitted (with --wait: when the study completed), 1 on an error, a
     failed or cancelled study, or a --timeout.
     """
+    out = _console()
     with _client(url, token) as api:
         study = api.submit(spec)
         out.print(
@@ -243,19 +246,19 @@ def submit_command(
         if not wait:
             out.print(f"follow it with: lcw-sweep status {study.id}")
             return
-        view = _ProgressView(study)
+        view = _ProgressView(study, console=out)
         try:
             with view.progress:
                 study = api.wait(study.id, poll_s=poll, timeout_s=timeout, on_progress=view.update)
         except KeyboardInterrupt:
-            err.print(
+            _console(stderr=True).print(
                 f"stopped waiting; study {study.id} keeps running "
                 f"(lcw-sweep status {study.id}, lcw-sweep cancel {study.id})"
             )
             raise typer.Exit(130) from None
         style = _STUDY_STYLE.get(study.status, "")
         out.print(f"study {study.id} [{style}]{study.status}[/]")
-        _print_summary(api, study.id)
+        _print_summary(out, api.summary(study.id))
     if study.status != "completed":
         raise typer.Exit(1)
 
@@ -277,6 +280,7 @@ def status_command(
 
     Example: lcw-sweep status 3     (or: lcw-sweep status --status running)
     """
+    out = _console()
     with _client(url, token) as api:
         if study_id is not None:
             study = api.study(study_id)
@@ -347,8 +351,7 @@ def results_command(
         if per == "cell":
             summary = api.summary(study_id)
             if format == "table":
-                for table in summary_tables(summary):
-                    out.print(table)
+                _print_summary(_console(), summary)
             elif format == "json":
                 typer.echo(summary.model_dump_json(indent=2))
             else:
@@ -358,7 +361,7 @@ def results_command(
                     sys.stdout.write("\n" + _write_csv(comparison_rows(summary)))
             return
         if per == "epoch" and format in ("csv", "json"):
-            sys.stdout.write(api.export(study_id, format=format))  # streamed as the API sends it
+            sys.stdout.write(api.export(study_id, format=format))  # as the API exports it
             if format == "json":
                 sys.stdout.write("\n")
             return
@@ -390,6 +393,7 @@ _ROW_COLUMNS = (
 
 
 def _rows_table(rows: list[dict[str, Any]], *, title: str) -> None:
+    out = _console()
     columns = [c for c in _ROW_COLUMNS if rows and c in rows[0]]
     table = Table(title=title)
     for c in columns:
@@ -413,6 +417,7 @@ def cancel_command(
     """
     with _client(url, token) as api:
         study = api.cancel(study_id)
+    out = _console()
     p = study.progress
     out.print(
         f"study {study.id} {study.status}: {p.cancelled} trials cancelled, "
