@@ -7,9 +7,10 @@ in_channels x kh x kw filter) is kept in the zero-sum subspace {w : w . 1 = 0}.
 Three exact implementations, one switch (``impl=``):
 
 * ``projection`` (default): the weight itself is the parameter. It is projected at init, each
-  gradient row is projected to zero mean, and every optimizer step is followed by one more
-  projection (a global optimizer post-step hook). Same weight trajectory as ``centering`` for
-  every optimizer, and nearly free: no reparameterization in the forward pass.
+  gradient row is projected to zero mean before the optimizer step (skipped for SGD, where it
+  changes nothing, see ``_linear_in_gradient``), and the weight is projected again after every
+  step (global optimizer hooks). Same weight trajectory as ``centering`` for every optimizer,
+  and nearly free: no reparameterization in the forward pass.
 * ``centering``: w = v - mean(v) at forward time (a parametrization).
 * ``basis``: the paper's w = B v with B an m x (m-1) orthonormal basis of the zero-sum subspace,
   in closed form B = [I - c 1 1^T ; -(1/sqrt m) 1^T], c = (1 - 1/sqrt m) / (m - 1). B is never
@@ -28,13 +29,17 @@ preserving *for zero-mean inputs*, which LCW guarantees: sigmoid 4 (1/sigmoid'(0
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 from lcw import catalog
 
@@ -97,11 +102,6 @@ def project_rows_(w: Tensor) -> Tensor:
     r = _rows(w)
     r.sub_(r.mean(dim=1, keepdim=True))
     return w
-
-
-def _project_grad(g: Tensor) -> Tensor:
-    r = _rows(g)
-    return (r - r.mean(dim=1, keepdim=True)).view_as(g)
 
 
 def zero_sum_basis(m: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -171,19 +171,108 @@ class _CenteredWeightNorm(nn.Module):
         return r.norm(dim=1, keepdim=True), w
 
 
-# Projected parameters re-project after every optimizer step, whatever the optimizer.
+# Projected parameters are kept in the subspace by two global optimizer hooks, whatever the
+# optimizer: gradient rows are projected before the step and the weight after it.
+#
+# For SGD (momentum, nesterov, weight decay) the first is skipped: its update is linear in the
+# gradient and the weight is already zero-sum, so P(w - lr d) = w - lr P d, and projecting after
+# the step gives exactly the projected-gradient trajectory (= centering = basis under SGD). For
+# Adam-like optimizers, which are not linear in the gradient, the gradient must be projected
+# first to match centering. Optimizers may declare ``linear_in_gradient = True`` to opt in.
+# (Global hooks instead of per-parameter autograd hooks: one Python call a step, not one per
+# layer, which is what keeps the constraint nearly free.)
 _PROJECTED_ATTR = "_lcw_zero_sum"
 
 
-def _reproject_after_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+def _projected_params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
+    return [
+        p for group in optimizer.param_groups for p in group["params"]
+        if getattr(p, _PROJECTED_ATTR, False)
+    ]  # fmt: skip
+
+
+def _linear_in_gradient(optimizer: torch.optim.Optimizer) -> bool:
+    return isinstance(optimizer, torch.optim.SGD) or getattr(optimizer, "linear_in_gradient", False)
+
+
+def _project_grads_before_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    if _linear_in_gradient(optimizer):
+        return
     with torch.no_grad():
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                if getattr(p, _PROJECTED_ATTR, False):
-                    project_rows_(p.data)
+        project_all_([p.grad for p in _projected_params(optimizer) if p.grad is not None])
 
 
-_HOOK_HANDLE = register_optimizer_step_post_hook(_reproject_after_step)
+def project_all_(tensors: list[Tensor]) -> None:
+    """Project the rows of many tensors in place; same-shaped ones in one batched pass."""
+    groups: dict[tuple[Any, ...], list[Tensor]] = {}
+    for t in tensors:
+        r = _rows(t.data)
+        groups.setdefault((r.shape, r.dtype, r.device), []).append(r)
+    for rows in groups.values():
+        if len(rows) == 1:
+            project_rows_(rows[0])
+            continue
+        means = torch.stack(rows).mean(dim=2, keepdim=True)  # (L, out, 1)
+        torch._foreach_sub_(rows, list(means.unbind(0)))
+
+
+class _ProjectionPlan:
+    """An optimizer's projected weights, consolidated by shape into contiguous buffers.
+
+    Same-shaped weights are moved (once) into one (L, out, fan_in) buffer and the parameters
+    become views of it, so the projection after each step is two tensor ops per shape group
+    instead of two per layer. The plan is rebuilt whenever the optimizer's parameter lists or
+    any weight's storage change (``model.to(device)``, ``load_state_dict`` into new storage).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.signature = self._signature(optimizer)
+        self.params = _projected_params(optimizer)
+        self.buffers: list[Tensor] = []
+        groups: dict[tuple[Any, ...], list[Tensor]] = {}
+        for p in self.params:
+            groups.setdefault((_rows(p.data).shape, p.dtype, p.device), []).append(p)
+        for members in groups.values():
+            if len(members) == 1:
+                self.buffers.append(_rows(members[0].data))
+                continue
+            buf = torch.stack([_rows(p.data) for p in members])  # (L, out, fan_in)
+            for i, p in enumerate(members):
+                p.data = buf[i].view(p.shape)
+            self.buffers.append(buf)
+        self.ptrs = [p.data_ptr() for p in self.params]
+
+    @staticmethod
+    def _signature(optimizer: torch.optim.Optimizer) -> tuple[tuple[int, int], ...]:
+        return tuple((id(g["params"]), len(g["params"])) for g in optimizer.param_groups)
+
+    def valid_for(self, optimizer: torch.optim.Optimizer) -> bool:
+        return self.signature == self._signature(optimizer) and all(
+            p.data_ptr() == ptr for p, ptr in zip(self.params, self.ptrs, strict=True)
+        )
+
+    def project(self) -> None:
+        for buf in self.buffers:
+            buf.sub_(buf.mean(dim=-1, keepdim=True))
+
+
+_PLANS: weakref.WeakKeyDictionary[torch.optim.Optimizer, _ProjectionPlan] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reproject_after_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    plan = _PLANS.get(optimizer)
+    if plan is None or not plan.valid_for(optimizer):
+        plan = _PLANS[optimizer] = _ProjectionPlan(optimizer)
+    with torch.no_grad():
+        plan.project()
+
+
+_HOOK_HANDLES = (
+    register_optimizer_step_pre_hook(_project_grads_before_step),
+    register_optimizer_step_post_hook(_reproject_after_step),
+)
 
 
 def reproject_(module: nn.Module) -> None:
@@ -218,7 +307,6 @@ class _ZeroSumMixin:
         module: Any = self
         if impl == "projection":
             setattr(self.weight, _PROJECTED_ATTR, True)
-            self.weight.register_hook(_project_grad)
         elif impl == "centering":
             parametrize.register_parametrization(module, "weight", _Centering())
         else:

@@ -296,6 +296,8 @@ class _PackedOptimizer(torch.optim.Optimizer):
 class PackedSGD(_PackedOptimizer):
     """``torch.optim.SGD`` (momentum, dampening 0, nesterov, weight decay) per member."""
 
+    linear_in_gradient = True  # lets projected LCW skip the gradient projection (lcw.layers)
+
     def __init__(
         self, params: Iterable[Tensor], *, lr: Tensor, momentum: float = 0.0,
         nesterov: bool = False, weight_decay: float = 0.0,

@@ -143,3 +143,28 @@ def test_documented_gains() -> None:
 def test_bad_impl_is_rejected_with_allowed_values() -> None:
     with pytest.raises(ValueError, match="'projection', 'centering' or 'basis'"):
         LCWLinear(4, 2, impl="qr")
+
+
+def test_consolidated_weights_stay_projected_across_moves_and_reloads() -> None:
+    from lcw import TrialConfig
+    from lcw.models import build_model
+
+    model = build_model(TrialConfig(dataset="digits", method="lcw", depth=4, width=16))
+    x, y = torch.rand(32, 1, 8, 8), torch.arange(32) % 10
+
+    def steps(opt: torch.optim.Optimizer, n: int = 5) -> None:
+        for _ in range(n):
+            loss = torch.nn.functional.cross_entropy(model(x.to(next(model.parameters()).dtype)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        for block in model.blocks:
+            w = block.linear.weight.detach()
+            assert w.sum(dim=1).abs().max() < 1e-5
+
+    steps(torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    steps(torch.optim.SGD(model.parameters(), lr=0.5))
+    model.double()  # new storage: the projection plan must be rebuilt
+    steps(torch.optim.Adam(model.parameters(), lr=1e-2))
