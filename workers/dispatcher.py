@@ -216,8 +216,7 @@ class Dispatcher:
 
     def step(self) -> None:
         """One tick: collect from actors, start trials, write, renew/claim, enforce limits."""
-        now = time.monotonic()
-        self._collect(self._wait_s(now))
+        self._collect(self.tick_s)
         self._place(time.monotonic())
         self._flush()
         self._housekeep(time.monotonic())
@@ -271,12 +270,6 @@ class Dispatcher:
 
     def _running(self) -> bool:
         return any(w.trial is not None for w in self._workers)
-
-    def _wait_s(self, now: float) -> float:
-        wait = self.tick_s
-        if self._backlog and not self._running():
-            wait = min(wait, 0.05)
-        return wait
 
     def _refresh_cluster(self, now: float) -> None:
         import ray
@@ -681,7 +674,7 @@ class Dispatcher:
             # Cancelled, deleted, or our lease lapsed and someone else runs it now.
             if t.phase == "backlog":
                 self._forget(t)
-            elif t.phase == "running":
+            elif t.phase == "running" and t.stopping is None:
                 log.info("trial %d is no longer ours (cancelled or reclaimed): stopping it", tid)
                 self._stop(t, "lost", now)
 

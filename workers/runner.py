@@ -66,8 +66,11 @@ class TrialRunner:
     """Runs one trial at a time (``run``) and hands out its epoch metrics (``drain``)."""
 
     def __init__(self) -> None:
-        # Imported here, once: the first trial then pays only for its dataset.
-        import lcw.trainer  # noqa: F401
+        # Imported here, once (lcw.train resolves lazily to the trainer module, and torch):
+        # the first trial then pays only for its dataset.
+        import lcw
+
+        self._train = lcw.train
 
         self._cond = threading.Condition()
         # {"token", "rung", "metrics"} per epoch, {"token", "started"} when a run begins.
@@ -96,8 +99,6 @@ class TrialRunner:
         An exception from lcw (a missing dataset, a bad config) comes back as outcome "error"
         with its type, message and traceback: the actor survives it.
         """
-        from lcw.trainer import train
-
         with self._cond:
             if token in self._stops:  # stopped before it started (cancelled while queued)
                 self._stops.discard(token)
@@ -127,7 +128,7 @@ class TrialRunner:
 
         start = time.perf_counter()
         try:
-            result = train(config, on_epoch=on_epoch)
+            result = self._train(config, on_epoch=on_epoch)
         except Exception as exc:
             return {
                 "token": token,

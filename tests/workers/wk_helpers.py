@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -76,6 +78,34 @@ def assert_one_row_per_epoch(trial: Any) -> None:
     """The trial has metrics for epochs 0..last, each exactly once."""
     epochs = [m.epoch for m in trial.metrics]
     assert epochs == list(range(len(epochs))), (trial.id, trial.status, epochs)
+
+
+PG_ADMIN_URL = os.environ.get(
+    "LCW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new, uniquely named PostgreSQL database on the shared local server; dropped on exit."""
+    import psycopg
+    import pytest
+    from sqlalchemy.engine import make_url
+
+    def libpq(url: str) -> str:
+        return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    name = f"lcw_w_{secrets.token_hex(6)}"
+    try:
+        admin = psycopg.connect(libpq(PG_ADMIN_URL), autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable (CI starts it): {exc}")
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def ray_tmpdir() -> str:
