@@ -206,7 +206,13 @@ class Dispatcher:
         self.start()
         try:
             while not stop.is_set():
-                self.step()
+                try:
+                    self.step()
+                except Exception:
+                    # A bug or a lost Ray connection must not end a long-running service's
+                    # dispatcher silently: log it, pause, go on (leases keep everything safe).
+                    log.exception("dispatcher step failed; retrying in 1 s")
+                    stop.wait(1.0)
         finally:
             self.shutdown(grace_s=grace_s)
 
@@ -312,15 +318,17 @@ class Dispatcher:
         w.drain_ref = w.handle.drain.remote(DRAIN_WAIT_S, DRAIN_LINGER_S)
         self._refs[w.drain_ref] = ("drain", w)
 
-    def _kill(self, w: _Worker, why: str) -> None:
+    def _kill(self, w: _Worker, why: str, *, died: bool = False) -> None:
+        """Kill an actor (or make sure a dead one is gone: `died`) and settle its trial."""
         import ray
 
-        self.stats["killed"] += 1
+        if not died:
+            self.stats["killed"] += 1
         try:
             ray.kill(w.handle, no_restart=True)
         except Exception as exc:  # already dead: nothing to kill
             log.debug("kill %s: %s", w.name, exc)
-        self._worker_gone(w, f"killed by the dispatcher: {why}")
+        self._worker_gone(w, why if died else f"killed by the dispatcher: {why}")
 
     def _worker_gone(self, w: _Worker, reason: str) -> None:
         """Forget a dead actor; its trial is lost, released or failed by why it stopped."""
@@ -417,9 +425,9 @@ class Dispatcher:
             w: _Worker | None = obj if kind == "drain" else obj.worker
             try:
                 value = ray.get(ref)
-            except RayActorError as exc:
+            except RayActorError as exc:  # the actor process died (OOM, SIGKILL, node lost)
                 if w is not None:
-                    self._kill(w, f"{type(exc).__name__}: {_first_line(exc)}")
+                    self._kill(w, f"{type(exc).__name__}: {_first_line(exc)}", died=True)
                 continue
             except RayError as exc:  # the call itself failed (e.g. a result not unpicklable)
                 if kind == "run":
@@ -608,6 +616,8 @@ class Dispatcher:
 
     def _flush(self) -> bool:
         """Store the tick's metrics (one call), then the finished trials; True when all done."""
+        if not self._rows and not self._ops:
+            return True
         return self._db(self._flush_now)
 
     def _flush_now(self) -> None:
@@ -647,11 +657,11 @@ class Dispatcher:
                 self._observe(t.claim)
 
     def _housekeep(self, now: float) -> None:
+        if now >= self._next_cluster:
+            self._refresh_cluster(now)
         self._db(lambda: self._housekeep_now(now))
 
     def _housekeep_now(self, now: float) -> None:
-        if now >= self._next_cluster:
-            self._refresh_cluster(now)
         if now >= self._next_renew:
             self._renew(now)
         if now >= self._next_release:
@@ -819,11 +829,13 @@ def connect_ray(
 
 def dispatcher_from_settings(settings: Settings, *, slots: int | None = None) -> Dispatcher:
     """A Dispatcher on the settings' database (Ray connects separately: ``connect_ray``)."""
-    from service.db import make_engine
+    from service.db import make_engine, upgrade_database
 
     engine = make_engine(
         settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
+    if settings.migrate_on_start:  # as the API does: a worker may be the first one up
+        upgrade_database(engine)
     return Dispatcher(
         Store(engine),
         lease_seconds=settings.lease_seconds,
