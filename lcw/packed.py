@@ -307,24 +307,29 @@ class PackedSGD(_PackedOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        # Batched over all parameters (torch._foreach_*): a few kernels a step, not a few per
+        # layer, which matters because a pack's step is otherwise dominated by launch overhead.
         for group in self.param_groups:
             mu, wd = group["momentum"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                pm = p.view(self.packs, -1)
-                d = p.grad.view(self.packs, -1)
-                if wd != 0:
-                    d = d.add(pm, alpha=wd)
-                if mu != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = d.clone()
-                    else:
-                        buf.mul_(mu).add_(d)
-                    d = d.add(buf, alpha=mu) if group["nesterov"] else buf
-                pm.sub_(self._lr(pm) * d)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            pm = [p.view(self.packs, -1) for p in params]
+            d: list[Tensor] = [p.grad.view(self.packs, -1) for p in params]
+            if wd != 0:
+                d = list(torch._foreach_add(d, pm, alpha=wd))
+            if mu != 0:
+                bufs = [self.state[p].get("momentum_buffer") for p in params]
+                if any(b is None for b in bufs):
+                    bufs = [x.clone() for x in d]
+                    for p, b in zip(params, bufs, strict=True):
+                        self.state[p]["momentum_buffer"] = b
+                else:
+                    torch._foreach_mul_(bufs, mu)
+                    torch._foreach_add_(bufs, d)
+                d = list(torch._foreach_add(d, bufs, alpha=mu)) if group["nesterov"] else bufs
+            lr = self._lr(pm[0])  # (K, 1): the same for every parameter of the pack
+            torch._foreach_sub_(pm, torch._foreach_mul(d, [lr] * len(d)))
 
 
 class PackedAdam(_PackedOptimizer):

@@ -1,0 +1,48 @@
+"""Packed trials: training throughput of K fused trials vs the same K trials run one by one.
+
+K = 16 depth-20 width-100 sigmoid LCW MLPs on mnist5k (different seeds and LRs), one torch
+thread for both, samples/s of the training loops (the trainer's own epoch timers; evaluation
+and diagnostics excluded). Median of interleaved repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+import torch
+
+from lcw import TrialConfig
+from lcw.data import load_dataset
+from lcw.trainer import train, train_pack
+
+
+def run(*, packs: int = 16, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    data = load_dataset("mnist5k")
+    base = dict(
+        dataset="mnist5k", method="lcw", depth=20, width=100, activation="sigmoid",
+        epochs=1 if quick else 2, diagnostics=False, train_limit=1000 if quick else 2000,
+    )  # fmt: skip
+    cfgs = [TrialConfig(lr=0.05 + 0.01 * k, seed=k, **base) for k in range(packs)]
+    samples = len(data.y_train[: base["train_limit"]]) * base["epochs"] * packs  # type: ignore[index]
+    ratios, separate_sps, packed_sps = [], [], []
+    for _ in range(repeats):
+        t_sep = sum(train(c, dataset=data).seconds for c in cfgs)
+        t_pack = train_pack(cfgs, dataset=data)[0].seconds
+        separate_sps.append(samples / t_sep)
+        packed_sps.append(samples / t_pack)
+        ratios.append(t_sep / t_pack)
+    return {
+        "packs": packs,
+        "separate_samples_per_s": statistics.median(separate_sps),
+        "packed_samples_per_s": statistics.median(packed_sps),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
