@@ -29,6 +29,7 @@ from service.errors import install_handlers
 from service.models import STUDY_STATUSES, TRIAL_STATUSES
 from service.schemas import StudyCreate
 from service.store import Store
+from service.web import pages
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(studies.router)
     app.include_router(trials.router)
     app.include_router(health.router)
+    app.include_router(pages.router)  # the web view: /, /studies/{id}, /trials/{id}, /static
 
     # Added last = outermost: latency sees every response, the body cap runs before routing.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

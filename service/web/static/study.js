@@ -1,0 +1,501 @@
+// A study's page: charts from the summary (GET /api/studies/{id}/summary, the API's shape), one
+// cell's curves and diagnostics, the trial table, live progress while the study runs.
+"use strict";
+
+(function () {
+  const { data, el, request, authHeaders, errorText, duration, poll, setProgress } = window.LCW;
+  const C = window.LCWCharts;
+  const config = data("page-config");
+  const sid = config.study_id;
+  const colors = config.colors;
+  let study = data("study-data");
+  let summary = data("summary-data");
+  let cellData = data("cell-data");
+  const FINISHED = ["completed", "failed", "cancelled"];
+
+  const color = (m) => colors[m] || "#333333";
+  const methodRank = (m) => { const i = config.methods.indexOf(m); return i < 0 ? 99 : i; };
+  const byMethod = (a, b) => methodRank(a) - methodRank(b);
+  const actRank = (a) => { const i = config.activations.indexOf(a); return i < 0 ? 99 : i; };
+  const byActivation = (a, b) => actRank(a) - actRank(b);
+  const widthsOf = () => [...new Set(summary.cells.map((c) => c.width))];
+  const scoredOf = (p) => p.completed + p.diverged + p.stopped_early;
+
+  function groupLabel(activation, width) {
+    return widthsOf().length > 1 && width !== null ? activation + " · width " + width : activation;
+  }
+
+  function chartDiv(holder, key) {
+    let div = holder.querySelector('[data-chart="' + key + '"]');
+    if (!div) {
+      div = el("div", { class: "chart", "data-chart": key });
+      holder.append(div);
+    }
+    return div;
+  }
+
+  function pruneCharts(holder, keep) {
+    holder.querySelectorAll("[data-chart]").forEach((div) => {
+      if (!keep.has(div.dataset.chart)) {
+        if (div.data) window.Plotly.purge(div);
+        (div.closest(".chart-fig") || div).remove();
+      }
+    });
+  }
+
+  // -- test accuracy vs depth, one chart per activation (and width) -----------------------------
+
+  function drawComparison() {
+    const holder = document.getElementById("comparison-charts");
+    const groups = new Map();
+    const ordered = [...summary.cells].sort((a, b) => byActivation(a.activation, b.activation) || (a.width || 0) - (b.width || 0));
+    for (const c of ordered) {
+      const key = c.activation + "|" + c.width;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(c);
+    }
+    const keep = new Set();
+    for (const [key, cells] of groups) {
+      const chartKey = "comparison-" + key.replace("|", "-");
+      keep.add(chartKey);
+      const div = chartDiv(holder, chartKey);
+      const fixed = cells.every((c) => c.depth === null);
+      const traces = [];
+      const methods = [...new Set(cells.map((c) => c.method))].sort(byMethod);
+      for (const m of methods) {
+        const pts = cells.filter((c) => c.method === m && c.test_acc_mean !== null)
+          .sort((a, b) => (a.depth || 0) - (b.depth || 0));
+        if (!pts.length) continue;
+        const x = pts.map((c) => (fixed ? m : c.depth));
+        const lo = pts.map((c) => (c.test_acc_ci95 ? c.test_acc_ci95[0] : c.test_acc_mean));
+        const hi = pts.map((c) => (c.test_acc_ci95 ? c.test_acc_ci95[1] : c.test_acc_mean));
+        if (!fixed) {
+          traces.push({
+            x: x.concat([...x].reverse()), y: hi.concat([...lo].reverse()), fill: "toself",
+            fillcolor: C.rgba(color(m), 0.14), line: { width: 0 }, hoverinfo: "skip",
+            showlegend: false, legendgroup: m, type: "scatter", mode: "lines",
+          });
+        }
+        traces.push({
+          x: x, y: pts.map((c) => c.test_acc_mean), name: m, legendgroup: m, type: "scatter",
+          mode: fixed ? "markers" : "lines+markers",
+          line: { color: color(m), width: 2.2 }, marker: { color: color(m), size: 7 },
+          error_y: fixed ? { type: "data", symmetric: false, array: hi.map((h, i) => h - pts[i].test_acc_mean),
+            arrayminus: lo.map((l, i) => pts[i].test_acc_mean - l), color: color(m) } : undefined,
+          customdata: pts.map((c) => [
+            c.test_acc_ci95 ? "[" + C.fmt(c.test_acc_ci95[0]) + ", " + C.fmt(c.test_acc_ci95[1]) + "]" : (c.ci95_note || "no CI"),
+            c.best_lr, c.n, c.diverged,
+          ]),
+          hovertemplate: "<b>" + m + "</b> · depth %{x}<br>test acc %{y:.3f}<br>95% CI %{customdata[0]}" +
+            "<br>best lr %{customdata[1]} · n=%{customdata[2]} · diverged %{customdata[3]}<extra></extra>",
+        });
+      }
+      const [activation, width] = key.split("|");
+      if (!traces.length) { C.empty(div, "No results for " + activation + " yet"); continue; }
+      const depths = [...new Set(cells.map((c) => c.depth).filter((d) => d !== null))].sort((a, b) => a - b);
+      const logX = depths.length > 2 && depths[depths.length - 1] / depths[0] >= 8;
+      C.draw(div, traces, C.layout("Test accuracy · " + groupLabel(activation, width === "null" ? null : Number(width)), {
+        xaxis: fixed ? { type: "category" } : { title: { text: "depth (hidden layers)" }, type: logX ? "log" : "linear", tickvals: depths },
+        yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
+      }));
+    }
+    pruneCharts(holder, keep);
+  }
+
+  // -- heatmap: lcw / bn_lcw minus a chosen baseline --------------------------------------------
+
+  const baselineSelect = document.getElementById("baseline-select");
+
+  function fillBaselines() {
+    const options = [...new Set(summary.comparisons.map((c) => c.baseline))].sort(byMethod);
+    const current = baselineSelect.value;
+    baselineSelect.replaceChildren(...options.map((m) => el("option", { value: m, text: m })));
+    const nonTarget = options.filter((m) => !config.targets.includes(m));
+    baselineSelect.value = options.includes(current) ? current
+      : (options.includes("plain") ? "plain" : (nonTarget[0] || options[0] || ""));
+  }
+
+  function drawHeatmaps() {
+    const holder = document.getElementById("heatmap-charts");
+    const baseline = baselineSelect.value;
+    const keep = new Set();
+    const targets = [...new Set(summary.comparisons.map((c) => c.method))].sort(byMethod);
+    for (const target of targets) {
+      if (target === baseline) continue;
+      const key = "heatmap-" + target;
+      keep.add(key);
+      const div = chartDiv(holder, key);
+      const rows = summary.comparisons.filter((c) => c.method === target && c.baseline === baseline);
+      if (!rows.length || rows.every((r) => r.mean_diff === null)) {
+        C.empty(div, target + " vs " + baseline + ": no paired seeds with results yet");
+        continue;
+      }
+      const cols = [...new Set([...rows].sort((a, b) => byActivation(a.activation, b.activation) || (a.width || 0) - (b.width || 0))
+        .map((r) => groupLabel(r.activation, r.width)))];
+      const depthsRaw = [...new Set(rows.map((r) => r.depth))].sort((a, b) => (a || 0) - (b || 0));
+      const ys = depthsRaw.map((d) => (d === null ? "fixed" : "depth " + d));
+      const z = ys.map(() => cols.map(() => null));
+      const text = ys.map(() => cols.map(() => ""));
+      const custom = ys.map(() => cols.map(() => ["", "", "", ""]));
+      const sigX = [], sigY = [];
+      let zmax = 0;
+      for (const r of rows) {
+        const i = depthsRaw.indexOf(r.depth), j = cols.indexOf(groupLabel(r.activation, r.width));
+        z[i][j] = r.mean_diff;
+        if (r.mean_diff !== null) zmax = Math.max(zmax, Math.abs(r.mean_diff));
+        const significant = r.p_value !== null && r.p_value < 0.05;
+        text[i][j] = C.signed(r.mean_diff, 3) + (significant ? " *" : "");
+        custom[i][j] = [
+          r.ci95 ? "[" + C.signed(r.ci95[0]) + ", " + C.signed(r.ci95[1]) + "]" : (r.ci95_note || "no CI"),
+          r.p_value !== null ? r.p_value.toPrecision(2) : (r.p_value_note || "—"),
+          r.n, "lr " + r.method_lr + " vs " + r.baseline_lr,
+        ];
+        if (significant) { sigX.push(cols[j]); sigY.push(ys[i]); }
+      }
+      zmax = zmax || 0.01;
+      const traces = [{
+        type: "heatmap", x: cols, y: ys, z: z, text: text, texttemplate: "%{text}", customdata: custom,
+        zmin: -zmax, zmax: zmax, zmid: 0, xgap: 2, ygap: 2,
+        colorscale: [[0, "#2f63a8"], [0.5, "#f4f4f1"], [1, "#c4512d"]],
+        colorbar: { thickness: 10, len: 0.9, outlinewidth: 0, tickfont: { size: 10 } },
+        hovertemplate: "<b>" + target + " − " + baseline + "</b> · %{y} · %{x}<br>Δ test acc %{z:+.3f}" +
+          "<br>95% CI %{customdata[0]}<br>p %{customdata[1]} · n=%{customdata[2]}<br>%{customdata[3]}<extra></extra>",
+        textfont: { size: 12 },
+      }];
+      if (sigX.length) {
+        traces.push({
+          type: "scatter", mode: "markers", x: sigX, y: sigY, name: "p < 0.05", hoverinfo: "skip",
+          marker: { symbol: "circle-open", size: 34, color: "#1d2125", line: { width: 2 } },
+        });
+      }
+      C.draw(div, traces, C.layout(target + " − " + baseline + " (test accuracy)", {
+        xaxis: { type: "category", showgrid: false, ticks: "" },
+        yaxis: { type: "category", showgrid: false, ticks: "", autorange: "reversed" },
+        showlegend: false, margin: { l: 74, r: 8, t: 36, b: 36 },
+        height: Math.max(220, 70 + 56 * ys.length),
+      }));
+    }
+    if (!targets.length) {
+      keep.add("heatmap-none");
+      C.empty(chartDiv(holder, "heatmap-none"), "Add lcw or bn_lcw to the methods to compare against a baseline");
+    }
+    pruneCharts(holder, keep);
+  }
+
+  // -- learning-rate sensitivity ----------------------------------------------------------------
+
+  const lrActivation = document.getElementById("lr-activation-select");
+
+  function fillActivations() {
+    const acts = [...new Set(summary.cells.map((c) => c.activation))].sort(byActivation);
+    const current = lrActivation.value;
+    lrActivation.replaceChildren(...acts.map((a) => el("option", { value: a, text: a })));
+    lrActivation.value = acts.includes(current) ? current : (acts.includes("sigmoid") ? "sigmoid" : (acts[0] || ""));
+  }
+
+  function drawLR() {
+    const holder = document.getElementById("lr-charts");
+    const activation = lrActivation.value;
+    const cells = summary.cells.filter((c) => c.activation === activation);
+    const groups = new Map();
+    for (const c of cells) {
+      const key = c.depth + "|" + c.width;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(c);
+    }
+    const keep = new Set();
+    const sorted = [...groups.keys()].sort((a, b) => Number(a.split("|")[0]) - Number(b.split("|")[0]));
+    for (const key of sorted) {
+      const chartKey = "lr-" + activation + "-" + key.replace("|", "-");
+      keep.add(chartKey);
+      const div = chartDiv(holder, chartKey);
+      const traces = [];
+      for (const c of groups.get(key).sort((a, b) => byMethod(a.method, b.method))) {
+        const lrs = c.lrs.filter((l) => l.n > 0 || l.diverged > 0);
+        if (!lrs.length) continue;
+        traces.push({
+          type: "scatter", mode: "lines+markers", name: c.method, legendgroup: c.method,
+          x: lrs.map((l) => l.lr), y: lrs.map((l) => l.test_acc_mean),
+          line: { color: color(c.method), width: 2 },
+          marker: { color: color(c.method), size: lrs.map((l) => (l.lr === c.best_lr ? 11 : 6)),
+            line: { color: "#fff", width: 1 } },
+          customdata: lrs.map((l) => [l.n, l.diverged, l.failed, l.lr === c.best_lr ? " · best" : ""]),
+          hovertemplate: "<b>" + c.method + "</b> · lr %{x}%{customdata[3]}<br>test acc %{y:.3f}" +
+            "<br>n=%{customdata[0]} · diverged %{customdata[1]} · failed %{customdata[2]}<extra></extra>",
+        });
+        const div_ = lrs.filter((l) => l.diverged > 0);
+        if (div_.length) {
+          traces.push({
+            type: "scatter", mode: "markers", name: c.method + " diverged", legendgroup: c.method, showlegend: false,
+            x: div_.map((l) => l.lr), y: div_.map((l) => (l.test_acc_mean === null ? 0 : l.test_acc_mean)),
+            marker: { symbol: "x-thin-open", size: 15, color: color(c.method), line: { width: 2.5, color: color(c.method) } },
+            customdata: div_.map((l) => [l.diverged, l.n + l.failed + l.unfinished]),
+            hovertemplate: "<b>" + c.method + "</b> · lr %{x}<br>%{customdata[0]} diverged<extra></extra>",
+          });
+        }
+      }
+      const [depth, width] = key.split("|");
+      const title = (depth === "null" ? activation : "depth " + depth + (widthsOf().length > 1 ? " · width " + width : "")) + " · " + activation;
+      if (!traces.length) { C.empty(div, title + ": no results yet"); continue; }
+      const budget = [...new Set(groups.get(key).flatMap((c) => c.lrs.map((l) => l.lr)))].sort((a, b) => a - b);
+      const xticks = budget.length <= 8 ? { tickvals: budget, ticktext: budget.map((v) => String(v)) } : C.logTicks(budget);
+      C.draw(div, traces, C.layout(title, {
+        xaxis: Object.assign({ type: "log", title: { text: "learning rate" } }, xticks),
+        yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
+      }));
+    }
+    pruneCharts(holder, keep);
+  }
+
+  // -- one cell: learning curves and diagnostics ------------------------------------------------
+
+  const cellSelect = document.getElementById("cell-select");
+
+  function cellValue(c) { return [c.depth, c.width, c.activation].join("|"); }
+
+  function fillCells() {
+    const current = cellSelect.value || (config.default_cell ? config.default_cell.join("|") : "");
+    const cells = config.cells;
+    cellSelect.replaceChildren(...cells.map((c) => el("option", { value: cellValue(c), text: c.label })));
+    const values = cells.map(cellValue);
+    cellSelect.value = values.includes(current) ? current : (values[0] || "");
+  }
+
+  function drawCell() {
+    const trainDiv = document.getElementById("chart-train-loss");
+    const accDiv = document.getElementById("chart-test-acc");
+    const shiftDiv = document.getElementById("chart-shift");
+    const gradDiv = document.getElementById("chart-grad");
+    if (!cellData) {
+      [trainDiv, accDiv, shiftDiv, gradDiv].forEach((d) => C.empty(d, "No cell with results yet"));
+      return;
+    }
+    const label = cellData.label;
+    const curves = Object.entries(cellData.curves).sort((a, b) => byMethod(a[0], b[0]));
+    const curveTrace = (metric) => curves.map(([m, c]) => ({
+      type: "scatter", mode: "lines+markers", name: m, legendgroup: m, x: c.epoch, y: c[metric],
+      line: { color: color(m), width: 2 }, marker: { color: color(m), size: 5 },
+      customdata: c.n, hovertemplate: "<b>" + m + "</b> (lr " + c.lr + ") · epoch %{x}<br>" +
+        metric.replace("_", " ") + " %{y:.4f}<br>n=%{customdata}<extra></extra>",
+    }));
+    if (curves.length) {
+      C.draw(trainDiv, curveTrace("train_loss"), C.layout("Train loss · " + label, {
+        xaxis: { title: { text: "epoch" }, dtick: 1 },
+        yaxis: Object.assign({ title: { text: "train loss (log)" }, type: "log" }, C.logTicks(curves.flatMap(([, c]) => c.train_loss))),
+      }));
+      C.draw(accDiv, curveTrace("test_acc"), C.layout("Test accuracy · " + label, {
+        xaxis: { title: { text: "epoch" }, dtick: 1 }, yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
+      }));
+    } else {
+      [trainDiv, accDiv].forEach((d) => C.empty(d, "No finished trials in " + label + " yet"));
+    }
+    const diag = Object.entries(cellData.diagnostics).sort((a, b) => byMethod(a[0], b[0]));
+    const focus = ["plain", "lcw"].filter((m) => cellData.diagnostics[m]);
+    const diagTraces = (metric) => {
+      const out = [];
+      for (const [m, d] of diag) {
+        const visible = focus.length < 2 || focus.includes(m) ? true : "legendonly";
+        for (const phase of ["init", "last"]) {
+          const series = d[phase];
+          if (!series) continue;
+          const when = phase === "init" ? "init" : "epoch " + d.last_epoch;
+          out.push({
+            type: "scatter", mode: "lines+markers", name: m + (phase === "init" ? " · init" : " · last"),
+            legendgroup: m, visible: visible, x: series.layer, y: series[metric],
+            line: { color: color(m), width: phase === "init" ? 1.6 : 2.4, dash: phase === "init" ? "dot" : "solid" },
+            marker: { color: color(m), size: phase === "init" ? 4 : 6, symbol: phase === "init" ? "circle-open" : "circle" },
+            hovertemplate: "<b>" + m + "</b> · " + when + " · layer %{x}<br>" + metric.replace("_", " ") +
+              " %{y:.3g}<br>mean of " + d.seeds + " seed(s), lr " + d.lr + "<extra></extra>",
+          });
+        }
+      }
+      return out;
+    };
+    const values = (metric) => diag.flatMap(([, d]) => [...((d.init || {})[metric] || []), ...((d.last || {})[metric] || [])]);
+    if (diag.length) {
+      C.draw(shiftDiv, diagTraces("shift"), C.layout("Activation shift per layer · " + label, {
+        xaxis: { title: { text: "layer" }, dtick: diag.some(([, d]) => (d.init || d.last).layer.length > 12) ? 5 : 1 },
+        yaxis: Object.assign({ title: { text: "shift (log)" }, type: "log" }, C.logTicks(values("shift"))),
+      }));
+      C.draw(gradDiv, diagTraces("grad_norm"), C.layout("Gradient norm per layer · " + label, {
+        xaxis: { title: { text: "layer" }, dtick: diag.some(([, d]) => (d.init || d.last).layer.length > 12) ? 5 : 1 },
+        yaxis: Object.assign({ title: { text: "‖∇W‖ (log)" }, type: "log" }, C.logTicks(values("grad_norm"))),
+      }));
+    } else {
+      [shiftDiv, gradDiv].forEach((d) => C.empty(d, "No diagnostics recorded for " + label));
+    }
+  }
+
+  async function loadCell() {
+    const [depth, width, activation] = cellSelect.value.split("|");
+    const params = new URLSearchParams({ activation: activation });
+    if (depth !== "") params.set("depth", depth);
+    if (width !== "") params.set("width", width);
+    const res = await request("/studies/" + sid + "/cell?" + params.toString());
+    if (res.ok) { cellData = res.body; drawCell(); }
+  }
+
+  // -- everything from the summary --------------------------------------------------------------
+
+  function drawAll() {
+    const hasResults = summary.cells.some((c) => c.n > 0);
+    document.getElementById("results").classList.toggle("hidden", !hasResults);
+    document.getElementById("no-results").classList.toggle("hidden", hasResults);
+    if (!hasResults) return;
+    fillBaselines();
+    fillActivations();
+    fillCells();
+    drawComparison();
+    drawHeatmaps();
+    drawLR();
+    drawCell();
+  }
+
+  baselineSelect.addEventListener("change", drawHeatmaps);
+  lrActivation.addEventListener("change", drawLR);
+  cellSelect.addEventListener("change", loadCell);
+
+  // -- trial table: sort, filter, page through the server-rendered fragment ---------------------
+
+  const tableHolder = document.getElementById("trial-table");
+  const filters = document.getElementById("trial-filters");
+  let tableQuery = new URLSearchParams(window.location.search);
+
+  let tableSeq = 0; // the latest request wins: quick filter changes never show a stale page
+  async function loadTable(query) {
+    tableQuery = query;
+    const seq = ++tableSeq;
+    const res = await request("/studies/" + sid + "/table?" + query.toString());
+    if (!res.ok || seq !== tableSeq) return;
+    tableHolder.innerHTML = res.body; // server-rendered, autoescaped template
+    const qs = query.toString();
+    history.replaceState(null, "", "/studies/" + sid + (qs ? "?" + qs : "") + window.location.hash);
+  }
+
+  tableHolder.addEventListener("click", (event) => {
+    const link = event.target.closest("a.sort, a.page-link");
+    if (!link) return;
+    event.preventDefault();
+    loadTable(new URL(link.href, window.location.href).searchParams);
+  });
+
+  filters.addEventListener("change", () => {
+    const query = new URLSearchParams();
+    for (const [key, value] of new FormData(filters)) if (value) query.set(key, String(value));
+    for (const key of ["sort", "dir"]) if (tableQuery.get(key)) query.set(key, tableQuery.get(key));
+    loadTable(query);
+  });
+  filters.addEventListener("submit", (event) => { event.preventDefault(); });
+
+  // -- header: live progress while the study runs -----------------------------------------------
+
+  function renderHeader() {
+    const p = study.progress;
+    const badge = document.getElementById("study-status");
+    badge.textContent = study.status;
+    badge.className = "badge st-" + study.status;
+    setProgress(document.getElementById("study-progress"), p);
+    document.querySelectorAll("#study-counts .count[data-status]").forEach((node) => {
+      const n = p[node.dataset.status] || 0;
+      node.querySelector("b").textContent = String(n);
+      node.classList.toggle("zero", n === 0);
+    });
+    document.getElementById("count-total").textContent = String(p.total);
+    let elapsed = null, remaining = null;
+    if (study.started_at) {
+      const end = study.finished_at ? Date.parse(study.finished_at) : Date.now();
+      elapsed = Math.max(0, (end - Date.parse(study.started_at)) / 1000);
+      const done = p.total - p.pending - p.running;
+      if (study.status === "running" && done > 0) remaining = (elapsed / done) * (p.pending + p.running);
+    }
+    document.getElementById("elapsed").textContent = duration(elapsed);
+    document.getElementById("remaining").textContent = duration(remaining);
+    document.getElementById("cancel-form").classList.toggle("hidden", FINISHED.includes(study.status));
+  }
+
+  let lastScored = scoredOf(study.progress);
+  let lastRefresh = 0;
+  let pendingRefresh = false;
+
+  async function refreshResults() {
+    lastRefresh = Date.now();
+    pendingRefresh = false;
+    const res = await request("/api/studies/" + sid + "/summary");
+    if (res.ok) {
+      summary = res.body;
+      const known = new Set(config.cells.map(cellValue));
+      for (const c of summary.cells) {
+        const cell = { depth: c.depth, width: c.width, activation: c.activation };
+        if (!known.has(cellValue(cell))) {
+          cell.label = c.depth === null ? c.activation : "depth " + c.depth + " · width " + c.width + " · " + c.activation;
+          config.cells.push(cell);
+          known.add(cellValue(cell));
+        }
+        if (!config.methods.includes(c.method)) config.methods.push(c.method);
+      }
+      if (!cellData && config.cells.length) {
+        const first = config.cells[0];
+        cellData = { label: first.label, curves: {}, diagnostics: {} };
+      }
+      drawAll();
+      if (cellSelect.value) await loadCell();
+    }
+    await loadTable(tableQuery);
+  }
+
+  renderHeader();
+  drawAll();
+  const clock = FINISHED.includes(study.status) ? null : setInterval(renderHeader, 1000);
+
+  if (!FINISHED.includes(study.status)) {
+    poll(async () => {
+      const res = await request("/api/studies/" + sid);
+      if (!res.ok) return true;
+      study = res.body;
+      renderHeader();
+      const scored = scoredOf(study.progress);
+      const finished = FINISHED.includes(study.status);
+      if (scored !== lastScored || finished) pendingRefresh = true;
+      lastScored = scored;
+      // Redraw the charts at most every 5 s while trials finish, and once at the end.
+      if (pendingRefresh && (finished || Date.now() - lastRefresh > 5000)) await refreshResults();
+      if (finished && clock) clearInterval(clock);
+      return !finished;
+    }, 1500);
+  }
+
+  // -- cancel (two clicks; the token, when the server needs one, goes in the header) ------------
+
+  const cancelForm = document.getElementById("cancel-form");
+  const cancelBtn = document.getElementById("cancel-btn");
+  const cancelMsg = document.getElementById("cancel-msg");
+  let armed = null;
+  cancelForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!armed) {
+      cancelBtn.textContent = "Confirm cancel";
+      cancelBtn.classList.add("armed");
+      armed = setTimeout(() => { armed = null; cancelBtn.textContent = "Cancel study"; cancelBtn.classList.remove("armed"); }, 4000);
+      return;
+    }
+    clearTimeout(armed);
+    armed = null;
+    cancelBtn.disabled = true;
+    const res = await request("/api/studies/" + sid + "/cancel", {
+      method: "POST", headers: authHeaders(document.getElementById("cancel-token")),
+    });
+    cancelBtn.disabled = false;
+    cancelBtn.textContent = "Cancel study";
+    cancelBtn.classList.remove("armed");
+    if (res.ok) {
+      study = res.body;
+      renderHeader();
+      cancelMsg.textContent = "Cancelled: pending and running trials stop.";
+      cancelMsg.className = "form-msg ok";
+    } else {
+      cancelMsg.textContent = (res.status === 401 ? "Cancel needs a valid API token: " : "Could not cancel: ") +
+        errorText(res.body, res.status);
+      cancelMsg.className = "form-msg bad";
+    }
+  });
+})();
