@@ -107,7 +107,7 @@ def fmt_time(value: datetime | None) -> str:
 
 def _pretty(value: Any) -> str:
     """Nested config/run info as readable YAML (text; the template escapes it)."""
-    return yaml.safe_dump(value, sort_keys=False, default_flow_style=None, width=88).strip()
+    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=88).strip()
 
 
 # -- templates and assets (built on first use, one set per app) --------------------------------

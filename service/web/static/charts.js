@@ -22,7 +22,7 @@ window.LCWCharts = (function () {
     const v = values.filter((x) => x !== null && x !== undefined && x > 0 && isFinite(x));
     if (!v.length) return {};
     const lo = Math.floor(Math.log10(Math.min(...v))), hi = Math.ceil(Math.log10(Math.max(...v)));
-    const steps = hi - lo > 3 ? [1] : (hi - lo > 1 ? [1, 3] : [1, 2, 5]);
+    const steps = hi - lo > 3 ? [1] : (hi - lo > 2 ? [1, 3] : [1, 2, 5]);
     const every = Math.max(1, Math.ceil((hi - lo) / 6)); // at most ~7 decade ticks
     const ticks = [];
     for (let e = lo; e <= hi; e += every) for (const s of steps) ticks.push(s * Math.pow(10, e));
@@ -39,6 +39,7 @@ window.LCWCharts = (function () {
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#ffffff",
       margin: { l: 52, r: 12, t: 12, b: 44 },
       height: 300,
+      showlegend: true,
       legend: { orientation: "h", x: 0, xanchor: "left", y: 1.0, yanchor: "bottom", font: { size: 11 }, bgcolor: "rgba(0,0,0,0)" },
       hoverlabel: { font: { family: FONT, size: 12 }, align: "left" },
       xaxis: axis(), yaxis: axis(),
