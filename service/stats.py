@@ -15,6 +15,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 SCORED = frozenset({"completed", "diverged", "stopped_early"})
@@ -45,6 +46,13 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+@lru_cache(maxsize=1024)
+def _t_quantile(df: int) -> float:
+    from scipy import stats as st
+
+    return float(st.t.ppf(0.975, df))
+
+
 def t_interval(values: Sequence[float]) -> tuple[list[float] | None, str | None]:
     """95% Student-t interval of the mean: ([low, high], None) or (None, reason)."""
     n = len(values)
@@ -52,11 +60,9 @@ def t_interval(values: Sequence[float]) -> tuple[list[float] | None, str | None]
         return None, "no finished trials"
     if n == 1:
         return None, "n=1: one value has no spread to estimate an interval from"
-    from scipy import stats as st
-
     mean = sum(values) / n
     sd = _std(values)
-    half = float(st.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    half = _t_quantile(n - 1) * sd / math.sqrt(n)
     return [mean - half, mean + half], None
 
 
@@ -69,6 +75,13 @@ def _std(values: Sequence[float]) -> float:
 
 def wilcoxon_p(diffs: Sequence[float]) -> tuple[float | None, str | None]:
     """Two-sided Wilcoxon signed-rank p-value of paired differences, or (None, reason)."""
+    return _wilcoxon_p(tuple(diffs))
+
+
+# scipy's test costs ~2 ms a call; a study's summary repeats it for every comparison whenever
+# any trial changes, with mostly unchanged inputs. Caching on the exact differences is exact.
+@lru_cache(maxsize=8192)
+def _wilcoxon_p(diffs: tuple[float, ...]) -> tuple[float | None, str | None]:
     n = len(diffs)
     if n < MIN_WILCOXON_N:
         return None, (

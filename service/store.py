@@ -25,7 +25,8 @@ loss) are stored as NULL: JSON has no NaN, and the API must be able to serve eve
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+import threading
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -141,9 +142,16 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class Store:
     """All persistence for one database (``engine``); safe to share between threads."""
 
+    SUMMARY_CACHE_SIZE = 64  # studies whose summary is kept, per process
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = writer(engine)
+        # (study_id, study.updated_at) -> summary. updated_at moves with every trial state
+        # change (_refresh_studies), so a cached summary is never stale; polling a large
+        # finished or slowly moving study then costs one primary-key read.
+        self._summaries: OrderedDict[tuple[int, Any], SummaryPublic] = OrderedDict()
+        self._summaries_lock = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -404,9 +412,9 @@ class Store:
                     new = "cancelled"
                 else:
                     new = "failed"
+            study.updated_at = now  # the study's version: summaries are cached per value
             if new != study.status:
                 study.status = new
-                study.updated_at = now
                 if new in STUDY_FINISHED:
                     study.finished_at = now
         s.flush()
@@ -579,6 +587,12 @@ class Store:
         """The study's comparison (service.stats) from the trials' final-metric columns."""
         with self._read() as s:
             study = self._get_study(s, study_id)
+            key = (study_id, study.updated_at)
+            with self._summaries_lock:
+                cached = self._summaries.get(key)
+                if cached is not None:
+                    self._summaries.move_to_end(key)
+                    return cached
             rows = s.execute(
                 select(
                     Trial.method,
@@ -594,9 +608,14 @@ class Store:
             )
             outcomes = [stats.TrialOutcome(*row) for row in rows]
             result = stats.summarize(outcomes)
-            return SummaryPublic.model_validate(
+            summary = SummaryPublic.model_validate(
                 {"study_id": study_id, "status": study.status, **result}
             )
+        with self._summaries_lock:
+            self._summaries[key] = summary
+            while len(self._summaries) > self.SUMMARY_CACHE_SIZE:
+                self._summaries.popitem(last=False)
+        return summary
 
     EXPORT_TRIAL_COLUMNS = (
         "trial_id",

@@ -1,0 +1,164 @@
+"""Result queries at scale: a study of 20,000 trials x 20 epochs on SQLite and PostgreSQL.
+
+The study is created through the store (the real expansion), then its trials are marked
+completed with final metrics and 20 epoch rows each by bulk SQL (seeding 400,000 metric rows
+through the lease API would take minutes and measure nothing of interest). The API is then
+called through an in-process HTTP client: the summary (cold, i.e. after a trial change, and
+warm), the first trials page, a filtered trials page and a trial's detail; p50 / p95 of repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+from sqlalchemy import create_engine, insert, select, text, update
+
+from service.config import Settings
+from service.db import make_engine, upgrade_database
+from service.models import Trial, TrialMetric
+from service.spec import plan_study
+from service.store import Store
+
+EPOCHS = 20
+SPEC: dict[str, Any] = {
+    "name": "scale",
+    "dataset": "digits",
+    "methods": ["plain", "bn", "lcw", "bn_lcw"],
+    "depths": [2, 5, 10, 20, 50],
+    "activations": ["sigmoid", "tanh", "relu", "leaky_relu", "gelu"],
+    "learning_rates": [round(0.005 * (i + 1), 3) for i in range(20)],
+    "seeds": 10,
+    "epochs": EPOCHS,
+}  # 4 x 5 x 5 x 20 x 10 = 20,000 trials
+
+
+@contextmanager
+def _postgres_url() -> Iterator[str]:
+    name = f"lcw_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test",
+                          isolation_level="AUTOCOMMIT")  # fmt: skip
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _seed(store: Store, url: str) -> int:
+    spec, planned = plan_study(SPEC, max_trials=20_000)
+    study, _ = store.create_study(spec, planned)
+    rng = random.Random(0)
+    engine = store.engine
+    with engine.begin() as c:
+        ids = [r[0] for r in c.execute(select(Trial.id).where(Trial.study_id == study.id))]
+        c.execute(
+            update(Trial)
+            .where(Trial.study_id == study.id)
+            .values(status="completed", attempt=1, val_acc=0.5, test_acc=0.5, train_loss=1.0)
+        )
+        batch: list[dict[str, Any]] = []
+        for tid in ids:
+            for epoch in range(EPOCHS + 1):
+                acc = rng.random()
+                batch.append({
+                    "trial_id": tid, "epoch": epoch, "train_loss": 1.0 - acc / 2,
+                    "train_acc": acc, "val_loss": 1.0, "val_acc": acc, "test_loss": 1.0,
+                    "test_acc": acc, "seconds": 0.1, "samples_per_s": 1000.0, "lr": 0.1,
+                })  # fmt: skip
+            if len(batch) >= 50_000:
+                c.execute(insert(TrialMetric), batch)
+                batch.clear()
+        if batch:
+            c.execute(insert(TrialMetric), batch)
+        for tid in ids[:: max(1, len(ids) // 200)]:  # vary final accuracies a little
+            c.execute(update(Trial).where(Trial.id == tid).values(val_acc=rng.random()))
+    return study.id
+
+
+def _percentiles(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {
+        "p50_ms": statistics.median(times),
+        "p95_ms": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+    }
+
+
+def _measure(url: str, *, repeats: int) -> dict[str, Any]:
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+
+    engine = make_engine(url)
+    upgrade_database(engine)
+    store = Store(engine)
+    t0 = time.perf_counter()
+    study_id = _seed(store, url)
+    seeded = time.perf_counter() - t0
+    app = create_app(Settings(database_url=url, migrate_on_start=False))
+    out: dict[str, Any] = {"seed_seconds": seeded}
+    with TestClient(app) as client:
+        trial_id = client.get(f"/api/studies/{study_id}/trials?limit=1").json()["data"][0]["id"]
+
+        def get(path: str) -> Callable[[], Any]:
+            def call() -> Any:
+                r = client.get(path)
+                r.raise_for_status()
+                return r
+
+            return call
+
+        def cold_summary() -> Any:
+            # A trial changes state (as when one completes): the cached summary is invalid.
+            app_store: Store = app.state.store
+            with app_store.engine.begin() as c:
+                c.execute(update(Trial).where(Trial.id == trial_id).values(val_acc=random.random()))
+            app_store._summaries.clear()
+            return get(f"/api/studies/{study_id}/summary")()
+
+        out["summary_cold"] = _percentiles(cold_summary, max(5, repeats // 4))
+        out["summary_warm"] = _percentiles(get(f"/api/studies/{study_id}/summary"), repeats)
+        out["trials_page"] = _percentiles(get(f"/api/studies/{study_id}/trials?limit=50"), repeats)
+        out["trials_filtered"] = _percentiles(
+            get(f"/api/studies/{study_id}/trials?limit=50&method=lcw&depth=20&status=completed"),
+            repeats,
+        )
+        out["trials_deep_page"] = _percentiles(
+            get(f"/api/studies/{study_id}/trials?limit=50&offset=19000"), repeats
+        )
+        out["trial_detail"] = _percentiles(get(f"/api/trials/{trial_id}"), repeats)
+        page = client.get(f"/studies/{study_id}")
+        if page.status_code == 200:
+            out["study_page"] = _percentiles(get(f"/studies/{study_id}"), max(5, repeats // 4))
+    engine.dispose()
+    return out
+
+
+def run(*, repeats: int = 40, quick: bool = False) -> dict[str, Any]:
+    repeats = 10 if quick else repeats
+    results: dict[str, Any] = {}
+    with TemporaryDirectory() as tmp:
+        results["sqlite"] = _measure(f"sqlite:///{Path(tmp) / 'bench.db'}", repeats=repeats)
+    with _postgres_url() as url:
+        results["postgresql"] = _measure(url, repeats=repeats)
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
