@@ -68,6 +68,8 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
 
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
 _IDX_MNIST = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",

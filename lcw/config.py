@@ -59,6 +59,9 @@ class TrialConfig:
     gain: float | None = None
     lcw_impl: str = "projection"  # exact and nearly free; "basis" is the paper's parameterization
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
+    precision: str = "fp32"  # "bf16": autocast the forward pass to bfloat16 (weights stay fp32)
+    channels_last: bool = False  # NHWC memory layout for conv models (faster on tensor cores)
+    compile: bool = False  # torch.compile the model (pays a compile time up front)
     threads: int = 1  # torch intra-op threads; one per concurrent trial avoids oversubscription
     diagnostics: bool = True  # per-layer activation shift and gradient norms, one probe batch
     probe_size: int = 256  # samples in the diagnostics probe batch
@@ -74,6 +77,7 @@ class TrialConfig:
         _one_of("activation", self.activation, catalog.ACTIVATIONS)
         _one_of("lr_schedule", self.lr_schedule, catalog.LR_SCHEDULES)
         _one_of("lcw_impl", self.lcw_impl, catalog.LCW_IMPLEMENTATIONS)
+        _one_of("precision", self.precision, catalog.PRECISIONS)
         if not catalog.model_accepts(self.model, self.dataset):
             shape = catalog.DATASETS[self.dataset].input_shape
             raise ConfigError(

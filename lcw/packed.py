@@ -44,7 +44,8 @@ from lcw.models import VGG_LAYOUTS, Net, build_model
 # Fields a pack's members must share (everything that shapes the model or the update rule).
 SHARED_FIELDS = (
     "dataset", "model", "method", "activation", "depth", "width", "epochs", "batch_size",
-    "optimizer", "lr_schedule", "gain", "lcw_impl", "device", "threads", "diagnostics",
+    "optimizer", "lr_schedule", "gain", "lcw_impl", "device", "precision", "channels_last",
+    "compile", "threads", "diagnostics",
     "probe_size", "divergence_factor", "train_limit", "data_dir",
 )  # fmt: skip
 
@@ -190,6 +191,7 @@ class PackedNet(nn.Module):
         super().__init__()
         self.features, self.classifier, self.flatten = features, classifier, flatten
         self.packs = classifier.packs
+        self.channels_last = False  # set by the trainer for conv packs (NHWC activations)
 
     @property
     def blocks(self) -> list[Block]:
@@ -200,6 +202,8 @@ class PackedNet(nn.Module):
         if self.flatten:
             return self.classifier(self.features(x.reshape(k, n, -1)))  # (K, B, classes)
         h = x.transpose(0, 1).reshape(n, k * x.shape[2], *x.shape[3:])  # (B, K*C, H, W)
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
         h = self.features(h).reshape(n, k, -1).transpose(0, 1)  # (K, B, C * H * W)
         return self.classifier(h)
 

@@ -26,6 +26,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -101,12 +102,15 @@ def cosine_scale(step: int, total: int) -> float:
 class _Single(nn.Module):
     """Adapts one ``Net`` to the pack interface: (1, B, ...) -> (1, B, classes)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, *, channels_last: bool = False) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.channels_last = net, channels_last
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x[0]).unsqueeze(0)
+        x0 = x[0]
+        if self.channels_last and x0.dim() == 4:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        return self.net(x0).unsqueeze(0)
 
 
 class _TorchOptimizer:
@@ -243,8 +247,19 @@ def _run(
         opt = _PackOptimizer(build_packed_optimizer(cfgs, model.parameters(), device))
     else:
         net = build_model(cfg, input_shape=data.input_shape, num_classes=data.num_classes)
-        model = _Single(net.to(device))
+        model = _Single(net.to(device), channels_last=cfg.channels_last)
         opt = _TorchOptimizer(build_optimizer(cfg, model.parameters()), cfg.lr)
+    conv = cfg.model != "mlp"
+    if cfg.channels_last and conv:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if packed:
+            model.channels_last = True  # type: ignore[assignment]
+    # Training runs the compiled module when asked; evaluation and diagnostics (hooks) stay eager.
+    forward: Any = torch.compile(model) if cfg.compile else model
+    autocast = partial(
+        torch.autocast, device_type=device.type, dtype=torch.bfloat16,
+        enabled=cfg.precision == "bf16",
+    )  # fmt: skip
     n = len(data.y_train)
     bs = min(cfg.batch_size, n)
     steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a 1-sample tail breaks batch norm
@@ -260,8 +275,9 @@ def _run(
     running = [True] * packs  # not yet diverged or stopped
 
     def eval_metrics(epoch: int) -> list[dict[str, Any]]:
-        val = evaluate(model, data.x_val, data.y_val, packs=packs)
-        test = evaluate(model, data.x_test, data.y_test, packs=packs)
+        with autocast():
+            val = evaluate(model, data.x_val, data.y_val, packs=packs)
+            test = evaluate(model, data.x_test, data.y_test, packs=packs)
         diags: list[Any] = [None] * packs
         if cfg.diagnostics:
             layers = measure_layers(model, *probe, activation=cfg.activation, packs=packs)
@@ -306,9 +322,10 @@ def _run(
         for step in range(steps_per_epoch):
             idx = perm[:, step * bs : (step + 1) * bs]  # (K, B)
             xb, yb = data.x_train[idx], data.y_train[idx]  # (K, B, ...), (K, B)
-            logits = model(xb)  # (K, B, C)
-            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
-            losses = losses.view(packs, -1).mean(dim=1)  # (K,) each member's mean loss
+            with autocast():
+                logits = forward(xb)  # (K, B, C)
+                losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
+            losses = losses.float().view(packs, -1).mean(dim=1)  # (K,) each member's mean loss
             total = torch.where(active, losses, torch.zeros_like(losses)).sum()
             opt.zero_grad()
             total.backward()

@@ -128,3 +128,14 @@ def test_lcw_train_is_the_function_even_after_submodule_imports() -> None:
     import lcw.trainer
 
     assert callable(lcw.train) and lcw.train.__module__ == "lcw.trainer"
+
+
+def test_bf16_autocast_and_channels_last_train() -> None:
+    cfg = TrialConfig(dataset="synthetic", model="vgg11", method="bn_lcw", activation="relu",
+                      epochs=1, batch_size=25, train_limit=100, precision="bf16",
+                      channels_last=True, lr=0.01, diagnostics=False)  # fmt: skip
+    result = train(cfg)
+    assert result.status == "completed"
+    assert result.epochs[-1]["train_loss"] is not None
+    with pytest.raises(ValueError, match="precision"):
+        TrialConfig(precision="fp8")
