@@ -97,7 +97,9 @@ def test_cell_view_means_over_seeds_at_the_best_lr(client: TestClient) -> None:
         for c in summary.cells
         if (c.depth, c.width, c.activation) == (20, 100, "sigmoid")
     }
-    body = client.get("/studies/1/cell", params={"depth": 20, "width": 100, "activation": "sigmoid"})
+    body = client.get(
+        "/studies/1/cell", params={"depth": 20, "width": 100, "activation": "sigmoid"}
+    )
     data = body.json()
     assert set(data["curves"]) == {"plain", "bn", "lcw", "bn_lcw"}
     for method, curve in data["curves"].items():

@@ -29,9 +29,15 @@
     let div = holder.querySelector('[data-chart="' + key + '"]');
     if (!div) {
       div = el("div", { class: "chart", "data-chart": key });
-      holder.append(div);
+      holder.append(el("figure", { class: "chart-fig" }, el("figcaption"), div));
     }
     return div;
+  }
+
+  /** Create every chart's place first, so each is drawn at its final grid width. */
+  function placeCharts(holder, keys) {
+    pruneCharts(holder, new Set(keys));
+    keys.forEach((key) => chartDiv(holder, key));
   }
 
   function pruneCharts(holder, keep) {
@@ -55,6 +61,7 @@
       groups.get(key).push(c);
     }
     const keep = new Set();
+    placeCharts(holder, [...groups.keys()].map((key) => "comparison-" + key.replace("|", "-")));
     for (const [key, cells] of groups) {
       const chartKey = "comparison-" + key.replace("|", "-");
       keep.add(chartKey);
@@ -120,6 +127,8 @@
     const baseline = baselineSelect.value;
     const keep = new Set();
     const targets = [...new Set(summary.comparisons.map((c) => c.method))].sort(byMethod);
+    placeCharts(holder, targets.filter((t) => t !== baseline).map((t) => "heatmap-" + t)
+      .concat(targets.length ? [] : ["heatmap-none"]));
     for (const target of targets) {
       if (target === baseline) continue;
       const key = "heatmap-" + target;
@@ -205,6 +214,7 @@
     }
     const keep = new Set();
     const sorted = [...groups.keys()].sort((a, b) => Number(a.split("|")[0]) - Number(b.split("|")[0]));
+    placeCharts(holder, sorted.map((key) => "lr-" + activation + "-" + key.replace("|", "-")));
     for (const key of sorted) {
       const chartKey = "lr-" + activation + "-" + key.replace("|", "-");
       keep.add(chartKey);
@@ -278,13 +288,15 @@
       customdata: c.n, hovertemplate: "<b>" + m + "</b> (lr " + c.lr + ") · epoch %{x}<br>" +
         metric.replace("_", " ") + " %{y:.4f}<br>n=%{customdata}<extra></extra>",
     }));
+    const maxEpoch = Math.max(0, ...curves.map(([, c]) => c.epoch[c.epoch.length - 1] || 0));
+    const epochAxis = maxEpoch <= 12 ? { title: { text: "epoch" }, dtick: 1 } : { title: { text: "epoch" } };
     if (curves.length) {
       C.draw(trainDiv, curveTrace("train_loss"), C.layout("Train loss · " + label, {
-        xaxis: { title: { text: "epoch" }, dtick: 1 },
+        xaxis: epochAxis,
         yaxis: Object.assign({ title: { text: "train loss (log)" }, type: "log" }, C.logTicks(curves.flatMap(([, c]) => c.train_loss))),
       }));
       C.draw(accDiv, curveTrace("test_acc"), C.layout("Test accuracy · " + label, {
-        xaxis: { title: { text: "epoch" }, dtick: 1 }, yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
+        xaxis: epochAxis, yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
       }));
     } else {
       [trainDiv, accDiv].forEach((d) => C.empty(d, "No finished trials in " + label + " yet"));

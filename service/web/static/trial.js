@@ -14,16 +14,17 @@
     hovertemplate: name + " · epoch %{x}: %{y:.4f}<extra></extra>",
   });
   const ink = meta.color;
+  const epochAxis = epochs[epochs.length - 1] <= 12 ? { title: { text: "epoch" }, dtick: 1 } : { title: { text: "epoch" } };
   const grey = "#8b9096";
   C.draw(document.getElementById("chart-loss"), [
     series("train_loss", "train", "solid", ink), series("val_loss", "val", "dot", grey),
     series("test_loss", "test", "dash", "#1d2125"),
-  ], C.layout("Loss", { xaxis: { title: { text: "epoch" }, dtick: 1 }, yaxis: Object.assign({ title: { text: "loss (log)" }, type: "log" },
+  ], C.layout("Loss", { xaxis: epochAxis, yaxis: Object.assign({ title: { text: "loss (log)" }, type: "log" },
     C.logTicks(metrics.flatMap((m) => [m.train_loss, m.val_loss, m.test_loss]))) }));
   C.draw(document.getElementById("chart-acc"), [
     series("train_acc", "train", "solid", ink), series("val_acc", "val", "dot", grey),
     series("test_acc", "test", "dash", "#1d2125"),
-  ], C.layout("Accuracy", { xaxis: { title: { text: "epoch" }, dtick: 1 }, yaxis: { title: { text: "accuracy" }, rangemode: "tozero" } }));
+  ], C.layout("Accuracy", { xaxis: epochAxis, yaxis: { title: { text: "accuracy" }, rangemode: "tozero" } }));
 
   const withDiag = metrics.filter((m) => m.diagnostics && (m.diagnostics.layers || []).length);
   const shiftDiv = document.getElementById("chart-shift");
