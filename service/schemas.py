@@ -57,6 +57,9 @@ LRScheduleName = Annotated[
 LCWImplName = Annotated[
     str, AfterValidator(_one_of(catalog.LCW_IMPLEMENTATIONS)), _enum(catalog.LCW_IMPLEMENTATIONS)
 ]
+PrecisionName = Annotated[
+    str, AfterValidator(_one_of(catalog.PRECISIONS)), _enum(catalog.PRECISIONS)
+]
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # Above 1000 every method diverges; the bound keeps typos (1e10) out of the queue.
 LearningRate = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
@@ -165,6 +168,10 @@ class StudyCreate(_Spec):
     trial_timeout_s: PositiveFinite | None = None
     scheduler: SchedulerSpec | None = None
     diagnostics: bool = True  # per-layer activation shift and gradient norms per epoch
+    # GPU path: bf16 autocast, NHWC layout for conv models, torch.compile (see lcw.config).
+    precision: PrecisionName = "fp32"
+    channels_last: bool = False
+    compile: bool = False
 
     @field_validator("methods", "depths", "widths", "activations", "learning_rates")
     @classmethod

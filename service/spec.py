@@ -189,6 +189,9 @@ def _config(
             threads=max(1, math.floor(spec.resources.cpu)),
             diagnostics=spec.diagnostics,
             train_limit=spec.train_limit,
+            precision=spec.precision,
+            channels_last=spec.channels_last,
+            compile=spec.compile,
         )
     except ConfigError as exc:
         raise _spec_error(exc) from exc
