@@ -134,6 +134,7 @@
       const key = "heatmap-" + target;
       keep.add(key);
       const div = chartDiv(holder, key);
+      div.classList.add("chart-auto"); // as tall as its rows, not the line charts' height
       const rows = summary.comparisons.filter((c) => c.method === target && c.baseline === baseline);
       if (!rows.length || rows.every((r) => r.mean_diff === null)) {
         C.empty(div, target + " vs " + baseline + ": no paired seeds with results yet");
@@ -180,7 +181,7 @@
       C.draw(div, traces, C.layout(target + " − " + baseline + " (test accuracy)", {
         xaxis: { type: "category", showgrid: false, ticks: "" },
         yaxis: { type: "category", showgrid: false, ticks: "", autorange: "reversed" },
-        showlegend: false, margin: { l: 74, r: 8, t: 36, b: 36 },
+        showlegend: false, margin: { l: 74, r: 8, t: 8, b: 36 },
         height: Math.max(220, 70 + 56 * ys.length),
       }));
     }
