@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 
 def time_per_call(fn: Callable[[], object], *, calls: int, warmup: int = 3) -> float:
@@ -18,7 +18,7 @@ def time_per_call(fn: Callable[[], object], *, calls: int, warmup: int = 3) -> f
 
 
 def interleaved_ratios(
-    candidates: dict[str, Callable[[], object]],
+    candidates: Mapping[str, Callable[[], object]],
     *,
     baseline: str,
     calls: int,

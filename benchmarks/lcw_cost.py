@@ -48,7 +48,7 @@ def _step_fn(cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor, *, plain_twin: 
 def run(*, repeats: int = 5, quick: bool = False) -> dict[str, Any]:
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
-    setups = {
+    setups: dict[str, tuple[dict[str, Any], torch.Tensor, int]] = {
         "mlp_d20_w100": (
             dict(dataset="mnist5k", model="mlp", depth=20, width=100, activation="sigmoid"),
             torch.rand(100, 1, 28, 28, generator=g),

@@ -21,12 +21,12 @@ from lcw.trainer import train, train_pack
 def run(*, packs: int = 16, repeats: int = 3, quick: bool = False) -> dict[str, Any]:
     torch.set_num_threads(1)
     data = load_dataset("mnist5k")
-    base = dict(
+    base: dict[str, Any] = dict(
         dataset="mnist5k", method="lcw", depth=20, width=100, activation="sigmoid",
         epochs=1 if quick else 2, diagnostics=False, train_limit=1000 if quick else 2000,
     )  # fmt: skip
     cfgs = [TrialConfig(lr=0.05 + 0.01 * k, seed=k, **base) for k in range(packs)]
-    samples = len(data.y_train[: base["train_limit"]]) * base["epochs"] * packs  # type: ignore[index]
+    samples = len(data.y_train[: base["train_limit"]]) * base["epochs"] * packs
     ratios, separate_sps, packed_sps = [], [], []
     for _ in range(repeats):
         t_sep = sum(train(c, dataset=data).seconds for c in cfgs)

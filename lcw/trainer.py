@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -197,7 +197,7 @@ def train(
 
 
 def train_pack(
-    configs: list[TrialConfig | dict[str, Any]],
+    configs: Sequence[TrialConfig | dict[str, Any]],
     *,
     on_epoch: PackEpochCallback | None = None,
     dataset: Dataset | None = None,

@@ -1,0 +1,118 @@
+"""`make bench`: every CPU benchmark, side-by-side ratios, medians of repeats.
+
+Writes ``benchmarks/results.json`` (all figures) and ``benchmarks/results.md`` (the table), and
+replaces the table between the ``<!-- bench:start -->`` / ``<!-- bench:end -->`` markers in
+README.md. ``--quick`` runs a smoke version (fewer repeats) that the tests use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+
+
+def run_all(*, quick: bool) -> dict[str, Any]:
+    from benchmarks import lcw_cost, overhead, packing, queries
+
+    out: dict[str, Any] = {
+        "date": dt.date.today().isoformat(),
+        "machine": _machine(),
+        "quick": quick,
+    }
+    for name, fn in (
+        ("lcw_cost", lambda: lcw_cost.run(repeats=3 if quick else 5, quick=quick)),
+        ("packing", lambda: packing.run(repeats=1 if quick else 3, quick=quick)),
+        ("overhead", lambda: overhead.run(repeats=1 if quick else 3)),
+        ("queries", lambda: queries.run(quick=quick)),
+    ):
+        t0 = time.perf_counter()
+        out[name] = fn()
+        out[name + "_seconds"] = time.perf_counter() - t0
+    return out
+
+
+def table(r: dict[str, Any]) -> str:
+    rows = [
+        f"Measured {r['date']} on {r['machine']} (`make bench`; medians of interleaved repeats).",
+        "",
+        "| what | figure | target |",
+        "|---|---|---|",
+    ]
+    for setup, label in (("mlp_d20_w100", "MLP depth 20 width 100, batch 100"),
+                         ("vgg11_32x32", "VGG-11 on 32x32, batch 32")):  # fmt: skip
+        c = r["lcw_cost"][setup]
+        rows.append(
+            f"| LCW step cost, {label}: projection / centering / basis | "
+            f"{c['projection']['ratio']:.3f}x / {c['centering']['ratio']:.3f}x / "
+            f"{c['basis']['ratio']:.3f}x plain | projection <= 1.05x |"
+        )
+    p = r["packing"]
+    rows.append(
+        f"| Packed trials, K={p['packs']} depth-20 sigmoid MLPs, 1 thread | "
+        f"{p['ratio']:.2f}x samples/s vs one by one | >= 3x |"
+    )
+    o = r["overhead"]
+    ratio = o.get("ratio_median")
+    if isinstance(ratio, int | float):
+        rows.append(
+            f"| Orchestration overhead, 32-trial digits study | {ratio:.3f} "
+            "(wall / (compute / concurrency)) | <= 1.25 (issue 7: 1.10) |"
+        )
+    for db in ("sqlite", "postgresql"):
+        q = r["queries"][db]
+        rows.append(
+            f"| 20k-trial study on {db}: summary p95 cold / warm, trials page p95 | "
+            f"{q['summary_cold']['p95_ms']:.0f} / {q['summary_warm']['p95_ms']:.0f} ms, "
+            f"{q['trials_page']['p95_ms']:.0f} ms | <= 100 ms |"
+        )
+    return "\n".join(rows)
+
+
+def _update_readme(md: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        return
+    block = f"{START}\n{md}\n{END}"
+    readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), block, text, flags=re.S))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run every CPU benchmark.")
+    parser.add_argument("--quick", action="store_true", help="smoke run (fewer repeats)")
+    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
+    args = parser.parse_args()
+    results = run_all(quick=args.quick)
+    md = table(results)
+    suffix = ".quick" if args.quick else ""
+    (ROOT / "benchmarks" / f"results{suffix}.json").write_text(json.dumps(results, indent=2))
+    (ROOT / "benchmarks" / f"results{suffix}.md").write_text(md + "\n")
+    if not args.quick and not args.no_readme:
+        _update_readme(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
