@@ -202,9 +202,25 @@ class _ProgressView:
             self.progress.update(task, completed=count, visible=visible)
 
 
+def summary_notes(summary: SummaryPublic) -> list[str]:
+    """Why a CI or p-value is missing (too few seeds...), each distinct note once."""
+    notes: dict[str, None] = {}
+    for cell in summary.cells:
+        if cell.ci95_note:
+            notes[f"95% CI: {cell.ci95_note}"] = None
+    for c in summary.comparisons:
+        if c.ci95_note:
+            notes[f"95% CI: {c.ci95_note}"] = None
+        if c.p_value_note:
+            notes[f"p: {c.p_value_note}"] = None
+    return list(notes)
+
+
 def _print_summary(out: Console, summary: SummaryPublic) -> None:
     for table in summary_tables(summary):
         out.print(table)
+    for note in summary_notes(summary):
+        out.print(f"[dim]{note}[/]", soft_wrap=True)
 
 
 def submit_command(
@@ -243,6 +259,7 @@ def submit_command(
             f"submitted study [bold]{study.id}[/] ({study.name}): {study.trial_count} trials, "
             f"status {study.status}"
         )
+        out.print(f"page: {api.url}/studies/{study.id}")
         if not wait:
             out.print(f"follow it with: lcw-sweep status {study.id}")
             return

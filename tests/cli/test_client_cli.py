@@ -207,6 +207,7 @@ def test_submit_then_cancel(api_server: str, tmp_path: Path) -> None:
     assert submitted.returncode == 0, submitted.stderr
     study_id = submitted.stdout.split()[2]
     assert "queued" in submitted.stdout and f"lcw-sweep status {study_id}" in submitted.stdout
+    assert f"page: {api_server}/studies/{study_id}" in submitted.stdout
 
     cancelled = lcw("cancel", study_id, env=env)
     assert cancelled.returncode == 0, cancelled.stderr
