@@ -259,3 +259,22 @@ def test_every_client_command_has_help_with_an_example() -> None:
         assert proc.returncode == 0, proc.stderr
         assert "Example: lcw-sweep " + command in proc.stdout
         assert "--url" in proc.stdout and "LCW_URL" in proc.stdout
+
+
+def test_wait_timeout_is_one_line_and_leaves_the_study_queued(
+    api_server: str, tmp_path: Path
+) -> None:
+    # No dispatcher behind this server: the study stays queued until the wait gives up.
+    spec = _write(tmp_path, "tiny.yaml", TINY)
+    proc = lcw(
+        "submit", str(spec), "--wait", "--timeout", "1", "--poll", "0.2",
+        "--url", api_server, "--token", TOKEN,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    study_id = proc.stdout.split()[2]
+    assert proc.stderr.splitlines() == [
+        f"error: study {study_id} did not finish within 1 s "
+        f"(it keeps running: lcw-sweep status {study_id})"
+    ]
+    status = json.loads(lcw("status", study_id, "--json", "--url", api_server).stdout)
+    assert status["status"] == "queued"
