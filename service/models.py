@@ -117,6 +117,22 @@ class Trial(Base):
         # by status over all studies (/metrics).
         Index("ix_trials_claim", "status", "study_id", "index"),
         Index("ix_trials_lease", "status", "lease_expires_at"),
+        # The summary's GROUP BY (cell, lr) and its read of the trials at each cell's best LR
+        # are answered from this index alone (Store.summary), never from the wide trial rows.
+        Index(
+            "ix_trials_study_summary",
+            "study_id",
+            "cell_key",
+            "lr",
+            "method",
+            "depth",
+            "width",
+            "activation",
+            "status",
+            "seed",
+            "val_acc",
+            "test_acc",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

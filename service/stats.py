@@ -98,51 +98,109 @@ def _wilcoxon_p(diffs: tuple[float, ...]) -> tuple[float | None, str | None]:
     return p, None
 
 
-def _cell_summary(key: CellKey, trials: list[TrialOutcome]) -> tuple[dict[str, Any], float | None]:
-    by_lr: dict[float, list[TrialOutcome]] = defaultdict(list)
-    for t in trials:
-        if t.lr is not None:
-            by_lr[t.lr].append(t)
+@dataclass(frozen=True)
+class LrGroup:
+    """One cell's trials at one learning rate, aggregated: a row of the summary's GROUP BY.
+
+    ``lr`` None holds lr_search slots not assigned yet (they count only in ``diverged``).
+    """
+
+    method: str
+    depth: int | None
+    width: int | None
+    activation: str
+    lr: float | None
+    scored: int  # trials with a scored status and a val_acc
+    val_sum: float  # their val_acc, summed
+    tested: int  # of those, trials with a test_acc
+    test_sum: float  # their test_acc, summed
+    diverged: int
+    failed: int
+    unfinished: int
+
+    @property
+    def cell(self) -> CellKey:
+        return (self.method, self.depth, self.width, self.activation)
+
+
+def _counts_in_summary(t: TrialOutcome) -> bool:
+    return t.status in SCORED and t.val_acc is not None
+
+
+def group_outcomes(rows: Iterable[TrialOutcome]) -> list[LrGroup]:
+    """The per-(cell, lr) aggregates of trial rows, as ``Store.summary`` reads them in SQL."""
+    acc: dict[tuple[CellKey, float | None], list[Any]] = {}
+    for t in rows:
+        key = ((t.method, t.depth, t.width, t.activation), t.lr)
+        entry = acc.setdefault(key, [0, 0.0, 0, 0.0, 0, 0, 0])
+        if _counts_in_summary(t):
+            entry[0] += 1
+            entry[1] += t.val_acc
+            if t.test_acc is not None:
+                entry[2] += 1
+                entry[3] += t.test_acc
+        entry[4] += t.status == "diverged"
+        entry[5] += t.status == "failed"
+        entry[6] += t.status in UNFINISHED
+    return [LrGroup(*cell, lr, *entry) for (cell, lr), entry in acc.items()]
+
+
+def best_lrs(groups: Iterable[LrGroup]) -> dict[CellKey, float | None]:
+    """Each cell's learning rate with the highest mean val_acc (ties: the smaller LR)."""
+    best: dict[CellKey, tuple[float, float] | None] = {}
+    for g in groups:
+        current = best.setdefault(g.cell, None)
+        if g.lr is None or not g.scored:
+            continue
+        candidate = (g.val_sum / g.scored, -g.lr)
+        if current is None or candidate > current:
+            best[g.cell] = candidate
+    return {cell: None if b is None else -b[1] for cell, b in best.items()}
+
+
+def _order(key: CellKey) -> tuple[Any, ...]:
+    method, depth, width, activation = key
+    return (activation, depth or 0, width or 0, method)
+
+
+def _cell_summary(
+    key: CellKey, groups: list[LrGroup], best_lr: float | None, at_best: list[TrialOutcome]
+) -> dict[str, Any]:
     lrs = []
-    best: tuple[float, float] | None = None  # (mean val_acc, -lr): ties go to the smaller LR
-    best_lr: float | None = None
-    for lr in sorted(by_lr):
-        group = by_lr[lr]
-        scored = [t for t in group if t.status in SCORED and t.val_acc is not None]
-        val_mean = _mean([t.val_acc for t in scored if t.val_acc is not None])
-        tests = [t.test_acc for t in scored if t.test_acc is not None]
+    best_val: float | None = None
+    for g in sorted((g for g in groups if g.lr is not None), key=lambda g: g.lr or 0.0):
+        val_mean = g.val_sum / g.scored if g.scored else None
+        if g.lr == best_lr:
+            best_val = val_mean
         lrs.append(
             {
-                "lr": lr,
+                "lr": g.lr,
                 "val_acc_mean": val_mean,
-                "test_acc_mean": _mean(tests),
-                "n": len(scored),
-                "diverged": sum(t.status == "diverged" for t in group),
-                "failed": sum(t.status == "failed" for t in group),
-                "unfinished": sum(t.status in UNFINISHED for t in group),
+                "test_acc_mean": g.test_sum / g.tested if g.tested else None,
+                "n": g.scored,
+                "diverged": g.diverged,
+                "failed": g.failed,
+                "unfinished": g.unfinished,
             }
         )
-        if val_mean is not None and (best is None or (val_mean, -lr) > best):
-            best, best_lr = (val_mean, -lr), lr
-    tests_at_best = [t.test_acc for t in _scored_at(trials, best_lr) if t.test_acc is not None]
+    tests_at_best = [t.test_acc for t in _scored_at(at_best, best_lr) if t.test_acc is not None]
     ci, note = t_interval(tests_at_best)
     method, depth, width, activation = key
-    cell = {
+    return {
         "method": method,
         "depth": depth,
         "width": width,
         "activation": activation,
         "best_lr": best_lr,
-        "val_acc_mean": best[0] if best else None,
+        "val_acc_mean": best_val,
         "test_acc_mean": _mean(tests_at_best),
         "test_acc_std": _std(tests_at_best) if len(tests_at_best) > 1 else None,
         "test_acc_ci95": ci,
         "ci95_note": note,
         "n": len(tests_at_best),
-        "diverged": sum(t.status == "diverged" for t in trials),
+        "diverged": sum(g.diverged for g in groups),
         "lrs": lrs,
     }
-    return cell, best_lr
 
 
 def _scored_at(trials: Iterable[TrialOutcome], lr: float | None) -> list[TrialOutcome]:
@@ -181,32 +239,44 @@ def compare(method: Sequence[float], baseline: Sequence[float]) -> dict[str, Any
 
 def summarize(rows: Iterable[TrialOutcome]) -> dict[str, list[dict[str, Any]]]:
     """{"cells": [...], "comparisons": [...]} for a study's trials (see module docstring)."""
-    cells: dict[CellKey, list[TrialOutcome]] = defaultdict(list)
-    for row in rows:
-        cells[(row.method, row.depth, row.width, row.activation)].append(row)
+    rows = list(rows)
+    groups = group_outcomes(rows)
+    best = best_lrs(groups)
+    at_best = [t for t in rows if t.lr is not None and best.get(_cell_of(t)) == t.lr]
+    return summarize_groups(groups, at_best)
 
-    def order(key: CellKey) -> tuple[Any, ...]:
-        method, depth, width, activation = key
-        return (activation, depth or 0, width or 0, method)
 
-    out_cells = []
-    best: dict[CellKey, float | None] = {}
-    for key in sorted(cells, key=order):
-        cell, best_lr = _cell_summary(key, cells[key])
-        out_cells.append(cell)
-        best[key] = best_lr
+def _cell_of(t: TrialOutcome) -> CellKey:
+    return (t.method, t.depth, t.width, t.activation)
+
+
+def summarize_groups(
+    groups: Iterable[LrGroup], at_best: Iterable[TrialOutcome]
+) -> dict[str, list[dict[str, Any]]]:
+    """``summarize`` from per-(cell, lr) aggregates and the trials at each cell's best LR
+    (``best_lrs(groups)``; rows at other LRs are ignored): the same output, without every row.
+    """
+    cells: dict[CellKey, list[LrGroup]] = defaultdict(list)
+    for g in groups:
+        cells[g.cell].append(g)
+    best = best_lrs(g for cell_groups in cells.values() for g in cell_groups)
+    trials: dict[CellKey, list[TrialOutcome]] = defaultdict(list)
+    for t in at_best:
+        trials[_cell_of(t)].append(t)
+    ordered = sorted(cells, key=_order)
+    out_cells = [_cell_summary(key, cells[key], best[key], trials[key]) for key in ordered]
 
     comparisons = []
-    for key in sorted(cells, key=order):
+    for key in ordered:
         target, depth, width, activation = key
         if target not in TARGETS:
             continue
-        mine = _by_seed(cells[key], best[key])
-        for other_key in sorted(cells, key=order):
+        mine = _by_seed(trials[key], best[key])
+        for other_key in ordered:
             other, o_depth, o_width, o_activation = other_key
             if other == target or (o_depth, o_width, o_activation) != (depth, width, activation):
                 continue
-            theirs = _by_seed(cells[other_key], best[other_key])
+            theirs = _by_seed(trials[other_key], best[other_key])
             seeds = sorted(set(mine) & set(theirs))
             comparisons.append(
                 {

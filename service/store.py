@@ -34,7 +34,11 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
+    Float,
+    String,
     and_,
+    case,
+    column,
     delete,
     func,
     insert,
@@ -44,6 +48,7 @@ from sqlalchemy import (
     select,
     text,
     update,
+    values,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -586,6 +591,9 @@ class Store:
     def summary(self, study_id: int) -> SummaryPublic:
         """The study's comparison (service.stats) from the trials' final-metric columns."""
         with self._read() as s:
+            if self.engine.dialect.name == "postgresql":
+                # Two reads below (aggregates, then the trials at the best LRs): one snapshot.
+                s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             study = self._get_study(s, study_id)
             key = (study_id, study.updated_at)
             with self._summaries_lock:
@@ -593,8 +601,98 @@ class Store:
                 if cached is not None:
                     self._summaries.move_to_end(key)
                     return cached
-            rows = s.execute(
+            groups = self._lr_groups(s, study_id)
+            result = stats.summarize_groups(
+                [g for cell in groups.values() for g in cell], self._trials_at(s, study_id, groups)
+            )
+            summary = SummaryPublic.model_validate(
+                {"study_id": study_id, "status": study.status, **result}
+            )
+        with self._summaries_lock:
+            self._summaries[key] = summary
+            while len(self._summaries) > self.SUMMARY_CACHE_SIZE:
+                self._summaries.popitem(last=False)
+        return summary
+
+    def _lr_groups(self, s: Session, study_id: int) -> dict[str, list[stats.LrGroup]]:
+        """``stats.group_outcomes`` of the study's trials, by cell_key, from one GROUP BY over
+        the covering index ``ix_trials_study_summary`` (~4,000 rows for 20,000 trials, no visit
+        to the wide trial rows); statuses are grouped in SQL and added up here."""
+        keys = (Trial.cell_key, Trial.lr, Trial.method, Trial.depth, Trial.width, Trial.activation)
+        test_if_val = case((Trial.val_acc.is_not(None), Trial.test_acc))
+        rows = s.execute(
+            select(
+                *keys,
+                Trial.status,
+                func.count(),
+                func.count(Trial.val_acc),
+                func.sum(Trial.val_acc),
+                func.count(test_if_val),
+                func.sum(test_if_val),
+            )
+            .where(Trial.study_id == study_id)
+            .group_by(*keys, Trial.status)
+        )
+        # (cell_key, lr) -> [scored, tested, diverged, failed, unfinished], partial sums of
+        # val_acc and test_acc per scored status (fsum: the same total in any row order).
+        cells: dict[tuple[str, float | None], stats.CellKey] = {}
+        counts: dict[tuple[str, float | None], list[int]] = {}
+        sums: dict[tuple[str, float | None], tuple[list[float], list[float]]] = {}
+        for cell_key, lr, method, depth, width, activation, status, n, nv, sv, nt, st in rows:
+            key = (cell_key, lr)
+            if key not in cells:
+                cells[key] = (method, depth, width, activation)
+                counts[key] = [0, 0, 0, 0, 0]
+                sums[key] = ([], [])
+            entry = counts[key]
+            if status in TRIAL_SCORED:
+                entry[0] += nv
+                entry[1] += nt
+                sums[key][0].append(sv or 0.0)
+                sums[key][1].append(st or 0.0)
+            entry[2] += n if status == "diverged" else 0
+            entry[3] += n if status == "failed" else 0
+            entry[4] += n if status in stats.UNFINISHED else 0
+        out: dict[str, list[stats.LrGroup]] = defaultdict(list)
+        for key, (method, depth, width, activation) in cells.items():
+            scored, tested, diverged, failed, unfinished = counts[key]
+            val_sums, test_sums = sums[key]
+            out[key[0]].append(
+                stats.LrGroup(
+                    method=method,
+                    depth=depth,
+                    width=width,
+                    activation=activation,
+                    lr=key[1],
+                    scored=scored,
+                    val_sum=math.fsum(val_sums),
+                    tested=tested,
+                    test_sum=math.fsum(test_sums),
+                    diverged=diverged,
+                    failed=failed,
+                    unfinished=unfinished,
+                )
+            )
+        return out
+
+    def _trials_at(
+        self, s: Session, study_id: int, groups: dict[str, list[stats.LrGroup]]
+    ) -> list[stats.TrialOutcome]:
+        """The trials of each cell at its best LR, in expansion order (stats picks the scored
+        ones); index lookups on ``ix_trials_study_summary``."""
+        best = stats.best_lrs(g for cell in groups.values() for g in cell)
+        at = [
+            (cell_key, lr)
+            for cell_key, cell in groups.items()
+            if (lr := best[cell[0].cell]) is not None
+        ]
+        rows: list[Any] = []
+        for chunk in _chunks(at, _IN_BATCH // 2):  # SQLite: bound parameters per statement
+            pairs = values(column("cell_key", String), column("lr", Float), name="best")
+            best_at = pairs.data(list(chunk)).cte("best")
+            rows += s.execute(
                 select(
+                    Trial.index,
                     Trial.method,
                     Trial.depth,
                     Trial.width,
@@ -604,18 +702,13 @@ class Store:
                     Trial.status,
                     Trial.val_acc,
                     Trial.test_acc,
-                ).where(Trial.study_id == study_id)
-            )
-            outcomes = [stats.TrialOutcome(*row) for row in rows]
-            result = stats.summarize(outcomes)
-            summary = SummaryPublic.model_validate(
-                {"study_id": study_id, "status": study.status, **result}
-            )
-        with self._summaries_lock:
-            self._summaries[key] = summary
-            while len(self._summaries) > self.SUMMARY_CACHE_SIZE:
-                self._summaries.popitem(last=False)
-        return summary
+                )
+                .join(best_at, and_(Trial.cell_key == best_at.c.cell_key, Trial.lr == best_at.c.lr))
+                .where(Trial.study_id == study_id)
+            ).all()
+        # Sorted here: an ORDER BY makes SQLite walk the (study_id, index) index instead.
+        rows.sort(key=lambda row: row[0])
+        return [stats.TrialOutcome(*row[1:]) for row in rows]
 
     EXPORT_TRIAL_COLUMNS = (
         "trial_id",

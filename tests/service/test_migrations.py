@@ -33,7 +33,7 @@ def test_empty_database_upgraded_to_head_matches_models(empty_db_url: str) -> No
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
-            assert context.get_current_revision() == "0001"
+            assert context.get_current_revision() == "0002"
         tables = set(inspect(engine).get_table_names())
         assert {"studies", "trials", "trial_metrics", "alembic_version"} <= tables
     finally:
