@@ -117,8 +117,8 @@ class Trial(Base):
         # by status over all studies (/metrics).
         Index("ix_trials_claim", "status", "study_id", "index"),
         Index("ix_trials_lease", "status", "lease_expires_at"),
-        # The summary's GROUP BY (cell, lr) and its read of the trials at each cell's best LR
-        # are answered from this index alone (Store.summary), never from the wide trial rows.
+        # Store.summary: its GROUP BY (cell, lr, status) reads this index alone, never the wide
+        # trial rows; its read of the trials at each cell's best LR seeks (cell_key, lr).
         Index(
             "ix_trials_study_summary",
             "study_id",
