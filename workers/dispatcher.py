@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import socket
 import sys
@@ -61,6 +62,9 @@ STOP_GRACE_S = 3.0  # a trial asked to stop gets this long to reach an epoch bou
 DRAIN_WAIT_S = 2.0  # long poll: an idle actor answers every 2 s (and so proves it is alive)
 DRAIN_LINGER_S = 0.2  # batch an actor's epochs for up to 0.2 s (one DB write per tick)
 CLUSTER_REFRESH_S = 10.0  # re-read the cluster's CPUs/GPUs (nodes join and leave)
+FREE_REFRESH_S = 1.0  # how stale Ray's free-resource figures may be when sizing the pool
+POOL_GROW_S = 1.0  # how often to top the pool up to `slots` actors
+ACTOR_START_TIMEOUT_S = 120.0  # an actor still unscheduled after this: resources never came
 DB_BACKOFF_MAX_S = 10.0
 _EPS = 1e-9
 
@@ -100,6 +104,8 @@ class _Worker:
     name: str
     trial: _Trial | None = None
     drain_ref: Any = None
+    ready: bool = False  # its process is up (answered ``info``): only then does it get trials
+    born: float = field(default_factory=time.monotonic)
     idle_since: float = field(default_factory=time.monotonic)
 
 
@@ -154,7 +160,8 @@ class Dispatcher:
         self._trials: dict[int, _Trial] = {}
         self._backlog: deque[_Trial] = deque()
         self._workers: list[_Worker] = []
-        self._refs: dict[Any, tuple[str, Any]] = {}  # ObjectRef -> ("run", trial) | ("drain", w)
+        # ObjectRef -> ("run", trial) | ("drain", worker) | ("ready", worker)
+        self._refs: dict[Any, tuple[str, Any]] = {}
         self._tokens: dict[str, _Trial] = {}
         self._rows: list[tuple[int, dict[str, Any]]] = []
         self._ops: deque[_Op] = deque()
@@ -162,6 +169,9 @@ class Dispatcher:
         self._ashas: dict[tuple[int, str], Asha] = {}
         self._slot_lrs: dict[tuple[int, str, int], float] = {}
         self._cluster: dict[str, float] = {}
+        self._free_cache: tuple[float, dict[str, float]] = (-math.inf, {})  # (when, free)
+        self._want = Shape()  # the shape the pool grows with: the latest claimed trial's
+        self._next_grow = 0.0
         self._seq = 0
         self._started = False
         self._draining = False
@@ -227,6 +237,7 @@ class Dispatcher:
         self._flush()
         self._housekeep(time.monotonic())
         self._place(time.monotonic())
+        self._grow_pool(time.monotonic())
         self._enforce(time.monotonic())
 
     def shutdown(self, *, grace_s: float = 0.0) -> None:
@@ -283,36 +294,54 @@ class Dispatcher:
         self._cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
         self._next_cluster = now + CLUSTER_REFRESH_S
 
-    def _reserved(self) -> tuple[float, float]:
-        return (
-            sum(w.shape.cpu for w in self._workers),
-            sum(w.shape.gpu for w in self._workers),
-        )
-
     def _fits_cluster(self, shape: Shape) -> bool:
         return (
             shape.cpu <= self._cluster.get("CPU", 0.0) + _EPS
             and shape.gpu <= self._cluster.get("GPU", 0.0) + _EPS
         )
 
+    def _free_resources(self) -> dict[str, float]:
+        """Ray's free CPUs/GPUs (other dispatchers and users count), at most a second old."""
+        import ray
+
+        when, free = self._free_cache
+        if time.monotonic() - when > FREE_REFRESH_S:
+            free = {k: float(v) for k, v in ray.available_resources().items()}
+            self._free_cache = (time.monotonic(), free)
+        return free
+
     def _spawn(self, shape: Shape) -> _Worker | None:
-        """A new actor of `shape` if the slots and our share of the cluster allow it."""
+        """A new actor of `shape` if the slots allow it and the cluster has room for it now.
+
+        Room is what Ray reports free, less what our actors still starting will take: an actor
+        Ray cannot schedule would hold its trials hostage, so we never ask for one.
+        """
         from workers.runner import runner_class
 
         if len(self._workers) >= self.slots:
             return None
-        cpu, gpu = self._reserved()
-        if (
-            cpu + shape.cpu > self._cluster.get("CPU", 0.0) + _EPS
-            or gpu + shape.gpu > self._cluster.get("GPU", 0.0) + _EPS
+        free = self._free_resources()
+        starting = [w.shape for w in self._workers if not w.ready]
+        if free.get("CPU", 0.0) - sum(x.cpu for x in starting) < shape.cpu - _EPS or (
+            free.get("GPU", 0.0) - sum(x.gpu for x in starting) < shape.gpu - _EPS
         ):
             return None
         self._seq += 1
         handle = runner_class().options(num_cpus=shape.cpu, num_gpus=shape.gpu).remote()
         w = _Worker(handle=handle, shape=shape, name=f"runner-{self._seq}")
         self._workers.append(w)
+        self._refs[handle.info.remote()] = ("ready", w)
         self._drain(w)
         return w
+
+    def _grow_pool(self, now: float) -> None:
+        """Top the pool up to `slots` actors (after deaths and kills, or once Ray has room)."""
+        if now < self._next_grow or self._draining:
+            return
+        self._next_grow = now + POOL_GROW_S
+        waiting = next((t.shape for t in self._backlog if t.config is not None), None)
+        while len(self._workers) < self.slots and self._spawn(waiting or self._want):
+            pass
 
     def _drain(self, w: _Worker) -> None:
         w.drain_ref = w.handle.drain.remote(DRAIN_WAIT_S, DRAIN_LINGER_S)
@@ -378,11 +407,16 @@ class Dispatcher:
         for t in list(self._backlog):
             if t.config is None:
                 continue
-            w = next((w for w in self._workers if w.trial is None and w.shape == t.shape), None)
-            if w is None:
-                w = self._spawn(t.shape)
+            w = next(
+                (w for w in self._workers if w.trial is None and w.ready and w.shape == t.shape),
+                None,
+            )
             if w is not None:
                 self._submit(t, w, now)
+                continue
+            if any(w.shape == t.shape and not w.ready for w in self._workers):
+                continue  # one of its shape is starting up
+            if self._spawn(t.shape) is not None:
                 continue
             if not self._fits_cluster(t.shape):
                 self._finish(
@@ -400,7 +434,7 @@ class Dispatcher:
                 )
                 continue
             # Free the resources an idle actor of another shape holds; placed on a later tick.
-            idle = [w for w in self._workers if w.trial is None and w.shape != t.shape]
+            idle = [w for w in self._workers if w.trial is None and w.ready and w.shape != t.shape]
             if idle:
                 self._kill(min(idle, key=lambda w: w.idle_since), "making room for another shape")
 
@@ -422,7 +456,7 @@ class Dispatcher:
             if entry is None:  # its actor was dropped earlier in this loop
                 continue
             kind, obj = entry
-            w: _Worker | None = obj if kind == "drain" else obj.worker
+            w: _Worker | None = obj.worker if kind == "run" else obj
             try:
                 value = ray.get(ref)
             except RayActorError as exc:  # the actor process died (OOM, SIGKILL, node lost)
@@ -432,10 +466,15 @@ class Dispatcher:
             except RayError as exc:  # the call itself failed (e.g. a result not unpicklable)
                 if kind == "run":
                     self._run_failed(obj, f"{type(exc).__name__}: {exc}")
-                elif w is not None:
+                elif kind == "drain" and w is not None:
                     self._drain(w)
+                elif w is not None:  # its constructor raised: the actor is unusable
+                    self._kill(w, f"{type(exc).__name__}: {_first_line(exc)}", died=True)
                 continue
-            if kind == "drain":
+            if kind == "ready":
+                obj.ready = True
+                self._free_cache = (-math.inf, {})  # its resources now show as taken
+            elif kind == "drain":
                 self._on_drain(obj, value)
             else:
                 self._on_run(obj, value)
@@ -540,6 +579,9 @@ class Dispatcher:
     def _enforce(self, now: float) -> None:
         """Kill actors whose trial ignored a stop request or ran past its timeout."""
         for w in list(self._workers):
+            if not w.ready and now - w.born > ACTOR_START_TIMEOUT_S:
+                self._kill(w, f"not scheduled within {ACTOR_START_TIMEOUT_S:g} s")
+                continue
             t = w.trial
             if t is None:
                 continue
@@ -689,7 +731,9 @@ class Dispatcher:
                 self._stop(t, "lost", now)
 
     def _claim(self, now: float) -> None:
-        room = 2 * self.slots - len(self._trials)  # one running and one waiting per slot
+        # One running and one waiting per actor that is up: a dispatcher whose actors Ray cannot
+        # place (another one holds the cluster) claims nothing, so it hoards no trials.
+        room = 2 * sum(w.ready for w in self._workers) - len(self._trials)
         if room <= 0 or now < self._next_claim:
             return
         claimed = self.store.claim_trials(self.owner, limit=room, lease_seconds=self.lease_seconds)
@@ -697,6 +741,7 @@ class Dispatcher:
         for c in claimed:
             t = _Trial(claim=c, shape=Shape.of(c.resources))
             self._trials[c.id] = t
+            self._want = t.shape
             self._backlog.append(t)
         if len(claimed) < room:
             self._next_claim = now + IDLE_CLAIM_S

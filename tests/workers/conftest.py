@@ -1,8 +1,9 @@
 """Fixtures for tests/workers: one real local Ray for the session, SQLite stores, dispatchers.
 
-Ray starts once (``ray.init(num_cpus=2)``, a few seconds) and every in-process test shares it;
-each test gets its own SQLite database and its own Dispatcher (whose actors it kills at the end),
-so tests never see each other's trials.
+Ray starts once (``ray.init(num_cpus=2)``, a few seconds) and every in-process test shares it.
+Most tests of a module share one warm dispatcher on one database (``shared``: its actors have
+imported torch and loaded the datasets, as in a running service) and look only at their own
+studies; tests that stop or reconfigure a dispatcher start their own (``dispatch``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,28 @@ def dispatch(ray_local: None, store: Store) -> Iterator[Callable[..., Started]]:
     yield start
     for started in running:
         started.stop()
+
+
+@dataclass
+class Shared:
+    store: Store
+    dispatcher: Dispatcher
+    db_url: str
+
+    def idle(self) -> bool:
+        return not self.dispatcher.held_trial_ids()
+
+
+@pytest.fixture(scope="module")
+def shared(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    """One dispatcher (lease 10 s) on one SQLite database for a whole test module."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'lcw.db'}"
+    engine = make_engine(url)
+    upgrade_database(engine)
+    store = Store(engine)
+    dispatcher = Dispatcher(store, lease_seconds=10.0)
+    dispatcher.start()
+    started = Started(dispatcher)
+    yield Shared(store=store, dispatcher=dispatcher, db_url=url)
+    started.stop()
+    engine.dispose()

@@ -31,6 +31,26 @@ FINISHED = ("completed", "failed", "cancelled")
 
 T = TypeVar("T")
 
+DIGITS: dict[str, Any] = {
+    "name": "small",
+    "dataset": "digits",
+    "methods": ["plain", "lcw"],
+    "depths": [3],
+    "learning_rates": [0.1],
+    "epochs": 2,
+    "diagnostics": False,
+}
+# Long trials (depth 50 on 4,000 MNIST images: about a second per epoch here).
+LONG: dict[str, Any] = {
+    "name": "long",
+    "dataset": "mnist5k",
+    "methods": ["plain", "lcw"],
+    "depths": [50],
+    "learning_rates": [0.1],
+    "epochs": 40,
+    "seeds": 2,
+}
+
 
 def free_port() -> int:
     with socket.socket() as s:
