@@ -9,6 +9,7 @@ starts with the field path (``methods[2]``, ``optimizer.name``) and names the al
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,6 +103,20 @@ def format_loc(loc: Sequence[str | int]) -> str:
 
 
 _WHERE = {"body", "query", "path", "header", "cookie"}
+
+# Bounded repr of a rejected input: a YAML body of a few hundred bytes can alias a list into
+# billions of elements ("billion laughs"); a plain repr of it would take minutes and gigabytes.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def shown(value: Any) -> str:
+    """A short repr of `value` (at most about 60 characters, whatever its size)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 _LITERAL = re.compile(r"^Input should be (.+)$")
 
 
@@ -112,12 +127,11 @@ def _message(error: dict[str, Any]) -> str:
     elif error.get("type") == "literal_error":
         match = _LITERAL.match(msg)
         if match:
-            msg = f"{error.get('input')!r} is not one of {match.group(1)}"
+            msg = f"{shown(error.get('input'))} is not one of {match.group(1)}"
     elif error.get("type") == "extra_forbidden":
         msg = "unknown field (not part of the spec)"
     elif str(error.get("type", "")).endswith(("_type", "_parsing")) and "input" in error:
-        shown = repr(error["input"])
-        msg = f"{msg}, got {shown if len(shown) <= 60 else shown[:57] + '...'}"
+        msg = f"{msg}, got {shown(error['input'])}"
     return msg
 
 

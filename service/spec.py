@@ -61,11 +61,15 @@ def load_document(raw: bytes, media_type: str) -> Any:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise SpecError((), f"body is not valid JSON: {exc}", kind="json_invalid") from exc
+        except RecursionError as exc:  # "[[[[...": a small body that nests past the stack
+            raise SpecError((), "body is nested too deeply", kind="json_invalid") from exc
     if media_type in YAML_TYPES:
         try:
             return yaml.safe_load(raw)  # safe_load: plain data only, never Python objects
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise SpecError((), f"body is not valid YAML: {exc}", kind="yaml_invalid") from exc
+        except RecursionError as exc:
+            raise SpecError((), "body is nested too deeply", kind="yaml_invalid") from exc
     raise UnsupportedMediaTypeError(
         f"Content-Type '{media_type}' is not supported; send application/json or application/yaml"
     )
