@@ -9,29 +9,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from seeding import Seeded, seed
-from web_helpers import CHROMIUM, CHROMIUM_ARGS, TOKEN
+from seeding import seed
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, TOKEN, PageLog, Served
 
 from service.config import Settings
 from service.main import create_app
-from service.store import Store
-
-
-@dataclass
-class Served:
-    """One app served over HTTP: its base URL, store and the seeded ids."""
-
-    url: str
-    store: Store
-    server: uvicorn.Server
-    thread: threading.Thread
-    seeded: Seeded = field(default_factory=Seeded)
 
 
 def serve(settings: Settings) -> Served:
@@ -84,14 +71,6 @@ def browser() -> Iterator[Any]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-@dataclass
-class PageLog:
-    """Console errors and uncaught exceptions of a page, and any dialog it opened."""
-
-    errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
 
 
 @pytest.fixture

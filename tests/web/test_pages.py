@@ -7,9 +7,8 @@ import re
 from typing import Any
 
 import pytest
-from conftest import PageLog, Served
 from seeding import finish_live_trial
-from web_helpers import TOKEN, screenshot
+from web_helpers import TOKEN, PageLog, Served, screenshot
 
 pytestmark = pytest.mark.browser
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import uvicorn
+from seeding import Seeded
+
+from service.store import Store
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -27,3 +34,22 @@ def screenshot(page: Any, name: str, *, width: int) -> Path:
     path = SCREENSHOTS / f"{name}-{width}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@dataclass
+class Served:
+    """One app served over HTTP: its base URL, store and the seeded ids."""
+
+    url: str
+    store: Store
+    server: uvicorn.Server
+    thread: threading.Thread
+    seeded: Seeded = field(default_factory=Seeded)
+
+
+@dataclass
+class PageLog:
+    """Console errors and uncaught exceptions of a page, and any dialog it opened."""
+
+    errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
