@@ -9,14 +9,12 @@ studies; tests that stop or reconfigure a dispatcher start their own (``dispatch
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from wk_helpers import ray_tmpdir
+from wk_helpers import Shared, Started, ray_tmpdir
 
 from service.db import make_engine, upgrade_database
 from service.store import Store
@@ -56,23 +54,6 @@ def store(db_url: str) -> Iterator[Store]:
     engine.dispose()
 
 
-class Started:
-    """A Dispatcher stepping in a background thread."""
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.dispatcher = dispatcher
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=dispatcher.run, args=(self._stop,), daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Shut down as at process exit (grace 0: running trials are given back)."""
-        self._stop.set()
-        self.dispatcher.wake()
-        self._thread.join(30)
-        assert not self._thread.is_alive(), "the dispatcher did not stop"
-
-
 @pytest.fixture
 def dispatch(ray_local: None, store: Store) -> Iterator[Callable[..., Started]]:
     """Start Dispatchers on `store` in background threads; all stopped after the test."""
@@ -90,24 +71,18 @@ def dispatch(ray_local: None, store: Store) -> Iterator[Callable[..., Started]]:
         started.stop()
 
 
-@dataclass
-class Shared:
-    store: Store
-    dispatcher: Dispatcher
-    db_url: str
-
-    def idle(self) -> bool:
-        return not self.dispatcher.held_trial_ids()
-
-
 @pytest.fixture(scope="module")
-def shared(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
-    """One dispatcher (lease 10 s) on one SQLite database for a whole test module."""
+def shared(
+    ray_local: None, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Shared]:
+    """One dispatcher (lease 10 s) on one SQLite database for a whole test module; a module's
+    ``DISPATCHER_OPTIONS`` dict adds Dispatcher arguments (``{"pack_size": 1}``)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'lcw.db'}"
     engine = make_engine(url)
     upgrade_database(engine)
     store = Store(engine)
-    dispatcher = Dispatcher(store, lease_seconds=10.0)
+    options = getattr(request.module, "DISPATCHER_OPTIONS", {})
+    dispatcher = Dispatcher(store, lease_seconds=10.0, **options)
     dispatcher.start()
     started = Started(dispatcher)
     yield Shared(store=store, dispatcher=dispatcher, db_url=url)

@@ -16,11 +16,11 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from conftest import Shared
 from fastapi.testclient import TestClient
 from wk_helpers import (
     DIGITS,
     LONG,
+    Shared,
     assert_one_row_per_epoch,
     submit,
     trials_of,
@@ -30,6 +30,9 @@ from wk_helpers import (
 
 from service.config import Settings
 from service.main import create_app
+
+# These tests count trials on actors one at a time; test_packing.py runs the same paths packed.
+DISPATCHER_OPTIONS = {"pack_size": 1}
 
 
 def test_grid_study_completes_with_metrics_and_run_info(shared: Shared) -> None:

@@ -16,14 +16,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from service.spec import plan_study
 from service.store import Store
+from workers.dispatcher import Dispatcher
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -215,3 +218,30 @@ def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 20.0) -> int
             proc.kill()
             proc.wait(10)
     return int(proc.returncode)
+
+
+class Started:
+    """A Dispatcher stepping in a background thread."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=dispatcher.run, args=(self._stop,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Shut down as at process exit (grace 0: running trials are given back)."""
+        self._stop.set()
+        self.dispatcher.wake()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the dispatcher did not stop"
+
+
+@dataclass
+class Shared:
+    store: Store
+    dispatcher: Dispatcher
+    db_url: str
+
+    def idle(self) -> bool:
+        return not self.dispatcher.held_trial_ids()
