@@ -76,35 +76,27 @@ def _classifier(in_features: int, num_classes: int, generator: torch.Generator) 
     return head
 
 
-def build_mlp(
-    cfg: TrialConfig, *, input_shape: tuple[int, ...], num_classes: int, generator: torch.Generator
-) -> Net:
-    """`depth` blocks of `width` units on the flattened input, then the classifier."""
+# A block factory gets (fan_in, out, conv) and returns the block's (linear map, normalization);
+# the layouts below are shared by single models and packs (``lcw.packed``).
+BlockFactory = Callable[[int, int, bool], tuple[nn.Module, nn.Module]]
+
+
+def mlp_layers(
+    cfg: TrialConfig, input_shape: tuple[int, ...], make: BlockFactory
+) -> tuple[list[nn.Module], int]:
+    """`depth` blocks of `width` units on the flattened input; returns (layers, features)."""
     layers: list[nn.Module] = []
     fan_in = math.prod(input_shape)
     for _ in range(cfg.depth):
-        linear = make_linear_map(
-            cfg.method,
-            fan_in,
-            cfg.width,
-            conv=False,
-            activation=cfg.activation,
-            gain=cfg.gain,
-            impl=cfg.lcw_impl,
-            generator=generator,
-        )
-        norm = make_norm(cfg.method, cfg.width, conv=False)
-        layers.append(Block(linear, norm, get_act_layer(cfg.activation)))
+        layers.append(Block(*make(fan_in, cfg.width, False), get_act_layer(cfg.activation)))
         fan_in = cfg.width
-    return Net(
-        nn.Sequential(*layers), _classifier(fan_in, num_classes, generator), flatten_first=True
-    )
+    return layers, fan_in
 
 
-def build_vgg(
-    cfg: TrialConfig, *, input_shape: tuple[int, ...], num_classes: int, generator: torch.Generator
-) -> Net:
-    """VGG conv stack (the method applies to every conv) + max pools + the classifier."""
+def vgg_layers(
+    cfg: TrialConfig, input_shape: tuple[int, ...], make: BlockFactory
+) -> tuple[list[nn.Module], int]:
+    """The VGG conv stack (the method applies to every conv) and its max pools."""
     layers: list[nn.Module] = []
     channels = input_shape[0]
     for item in VGG_LAYOUTS[cfg.model]:
@@ -112,30 +104,16 @@ def build_vgg(
             layers.append(nn.MaxPool2d(2))
             continue
         out = int(item)
-        conv = make_linear_map(
-            cfg.method,
-            channels,
-            out,
-            conv=True,
-            activation=cfg.activation,
-            gain=cfg.gain,
-            impl=cfg.lcw_impl,
-            generator=generator,
-        )
-        layers.append(
-            Block(conv, make_norm(cfg.method, out, conv=True), get_act_layer(cfg.activation))
-        )
+        layers.append(Block(*make(channels, out, True), get_act_layer(cfg.activation)))
         channels = out
-    return Net(
-        nn.Sequential(*layers), _classifier(channels, num_classes, generator), flatten_first=False
-    )
+    return layers, channels
 
 
-MODEL_BUILDERS: dict[str, Callable[..., Net]] = {
-    "mlp": build_mlp,
-    "vgg11": build_vgg,
-    "vgg16": build_vgg,
-    "vgg19": build_vgg,
+MODEL_LAYOUTS: dict[str, Callable[..., tuple[list[nn.Module], int]]] = {
+    "mlp": mlp_layers,
+    "vgg11": vgg_layers,
+    "vgg16": vgg_layers,
+    "vgg19": vgg_layers,
 }
 
 
@@ -153,12 +131,17 @@ def build_model(
     """
     info = catalog.DATASETS[cfg.dataset]
     gen = generator if generator is not None else init_generator(cfg.seed)
-    return MODEL_BUILDERS[cfg.model](
-        cfg,
-        input_shape=input_shape or info.input_shape,
-        num_classes=num_classes or info.num_classes,
-        generator=gen,
-    )
+
+    def make(fan_in: int, out: int, conv: bool) -> tuple[nn.Module, nn.Module]:
+        linear = make_linear_map(
+            cfg.method, fan_in, out, conv=conv, activation=cfg.activation, gain=cfg.gain,
+            impl=cfg.lcw_impl, generator=gen,
+        )  # fmt: skip
+        return linear, make_norm(cfg.method, out, conv=conv)
+
+    layers, features = MODEL_LAYOUTS[cfg.model](cfg, input_shape or info.input_shape, make)
+    head = _classifier(features, num_classes or info.num_classes, gen)
+    return Net(nn.Sequential(*layers), head, flatten_first=cfg.model == "mlp")
 
 
 def init_generator(seed: int) -> torch.Generator:

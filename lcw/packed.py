@@ -36,10 +36,9 @@ from lcw.layers import (
     _CenteredWeightNorm,
     _ZeroSumMixin,
     effective_weight,
-    get_act_layer,
     set_weight,
 )
-from lcw.models import VGG_LAYOUTS, Net, build_model
+from lcw.models import MODEL_LAYOUTS, Net, build_model
 
 # Fields a pack's members must share (everything that shapes the model or the update rule).
 SHARED_FIELDS = (
@@ -214,26 +213,14 @@ def build_packed_model(
     """Pack the members' models: each member's weights are exactly its unpacked init."""
     cfg, packs = configs[0], len(configs)
     members = [build_model(c, input_shape=input_shape, num_classes=num_classes) for c in configs]
-    layers: list[nn.Module] = []
-    if cfg.model == "mlp":
-        fan_in = math.prod(input_shape)
-        for _ in range(cfg.depth):
-            lin = _packed_map(cfg, packs, fan_in, cfg.width, conv=False)
-            norm = _packed_norm(cfg.method, packs, cfg.width, conv=False)
-            layers.append(Block(lin, norm, get_act_layer(cfg.activation)))
-            fan_in = cfg.width
-    else:
-        channels = input_shape[0]
-        for item in VGG_LAYOUTS[cfg.model]:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2))
-                continue
-            out = int(item)
-            conv = _packed_map(cfg, packs, channels, out, conv=True)
-            norm = _packed_norm(cfg.method, packs, out, conv=True)
-            layers.append(Block(conv, norm, get_act_layer(cfg.activation)))
-            channels = out
-        fan_in = channels
+
+    def make(fan_in: int, out: int, conv: bool) -> tuple[nn.Module, nn.Module]:
+        return (
+            _packed_map(cfg, packs, fan_in, out, conv=conv),
+            _packed_norm(cfg.method, packs, out, conv=conv),
+        )
+
+    layers, fan_in = MODEL_LAYOUTS[cfg.model](cfg, input_shape, make)
     head = PackedLinear(packs, fan_in, num_classes)
     net = PackedNet(nn.Sequential(*layers), head, flatten=cfg.model == "mlp")
     _copy_members(net, members)

@@ -9,11 +9,11 @@ from torch import nn
 
 from lcw import TrialConfig, catalog
 from lcw.layers import ACTIVATION_LAYERS, Block
-from lcw.models import MODEL_BUILDERS, VGG_LAYOUTS, build_model
+from lcw.models import MODEL_LAYOUTS, VGG_LAYOUTS, build_model
 
 
 def test_registries_agree_with_the_catalog() -> None:
-    assert set(MODEL_BUILDERS) == set(catalog.MODELS)
+    assert set(MODEL_LAYOUTS) == set(catalog.MODELS)
     assert set(ACTIVATION_LAYERS) == set(catalog.ACTIVATIONS)
     assert set(VGG_LAYOUTS) == {m for m in catalog.MODELS if m.startswith("vgg")}
 
