@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = Field(default=None, ge=1)
     # Trials the dispatcher runs at once; None: as many as the cluster's CPUs allow.
     worker_slots: int | None = Field(default=None, ge=1)
+    # Most trials the dispatcher trains as one fused model (lcw.train_pack); None: chosen from
+    # the device and memory (up to 16 on a CPU, 64 on a GPU; workers/packing.py); 1: no packing.
+    pack_size: int | None = Field(default=None, ge=1)
     # Origins allowed by CORS (comma-separated); empty: no CORS headers, cross-site calls refused.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # SQLite waits this long for another writer instead of failing with "database is locked".

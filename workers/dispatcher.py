@@ -17,6 +17,15 @@ Actors (``workers.runner.TrialRunner``) are warm, long-lived processes, one per 
 trial, sized by each trial's resources (``num_cpus``, fractional ``num_gpus``) within the
 cluster's CPUs and GPUs. Trials never touch the database; their metrics travel over Ray.
 
+Packing (``workers.packing``): waiting trials of one study whose resolved configs differ only in
+``lr`` and ``seed`` start together as one pack on one actor (``run_pack``: ``lcw.train_pack``
+trains them as one fused model). Each member stays an ordinary trial: its own lease, metrics
+rows, outcome and run info (``pack_size``, ``pack_trial_ids``); a member stopped (cancelled)
+leaves the pack going; an exception, a dead actor or a timeout (the members' timeout times the
+pack size) fails every member's attempt, and each retries by its own ``max_retries`` (packed
+again with whatever waits then). ASHA studies are never packed; lr_search trials only once
+their slot's LR is assigned.
+
 Failures: an exception in a trial, a dead actor (a SIGKILLed Ray worker) and a timeout are a
 failed attempt (retried while ``max_retries`` allows); divergence is an outcome. The store fences
 everything by owner, so a dispatcher that lost a lease can never overwrite the trial's new run,
@@ -46,6 +55,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import NotFoundError
 from service.store import ClaimedTrial, Store
+from workers import packing
 from workers.asha import Asha
 from workers.search import CellSearch
 
@@ -102,9 +112,11 @@ class _Worker:
     handle: Any
     shape: Shape
     name: str
-    trial: _Trial | None = None
+    trials: tuple[_Trial, ...] = ()  # what it runs now: one trial, or the members of a pack
     drain_ref: Any = None
     ready: bool = False  # its process is up (answered ``info``): only then does it get trials
+    node: str | None = None  # Ray node id, from ``info``
+    free_bytes: float | None = None  # its device's free memory when it started (``info``)
     born: float = field(default_factory=time.monotonic)
     idle_since: float = field(default_factory=time.monotonic)
 
@@ -114,6 +126,7 @@ class _Trial:
     claim: ClaimedTrial
     shape: Shape
     config: dict[str, Any] | None = None  # resolved: LR assigned, device and threads set
+    key: str | None = None  # packing.group_key of the resolved config; None: never packed
     rungs: list[int] = field(default_factory=list)  # ASHA rung epochs, [] without ASHA
     phase: str = "backlog"  # backlog -> running -> finishing (its outcome waits to be stored)
     token: str = ""
@@ -149,8 +162,12 @@ class Dispatcher:
         owner: str | None = None,
         tick_s: float = TICK_S,
         stop_grace_s: float = STOP_GRACE_S,
+        pack_size: int | None = None,
     ) -> None:
         self.store = store
+        # Most members per pack (workers.packing): None picks it from the device, memory and
+        # trial cost; 1 switches packing off.
+        self.pack_size = pack_size
         self.owner = owner or make_owner()
         self.lease_seconds = lease_seconds
         self.tick_s = tick_s
@@ -168,6 +185,9 @@ class Dispatcher:
         self._searches: dict[tuple[int, str], CellSearch] = {}
         self._ashas: dict[tuple[int, str], Asha] = {}
         self._slot_lrs: dict[tuple[int, str, int], float] = {}
+        self._member_s: dict[str, float] = {}  # packing.config_key -> seconds per member
+        # Trials claimed ahead per actor: one running pack and the next (the latest limit).
+        self._pack_hint = pack_size or packing.CPU_CAP
         self._cluster: dict[str, float] = {}
         self._free_cache: tuple[float, dict[str, float]] = (-math.inf, {})  # (when, free)
         self._want = Shape()  # the shape the pool grows with: the latest claimed trial's
@@ -249,9 +269,9 @@ class Dispatcher:
         while self._running() and time.monotonic() < deadline:
             self.step()
         for w in list(self._workers):
-            t = w.trial
-            if t is not None and t.stopping is None:
-                t.stopping = "shutdown"
+            for t in w.trials:
+                if t.stopping is None:
+                    t.stopping = "shutdown"
             self._kill(w, "dispatcher shutting down")
         self._release_backlog()
         for _ in range(3):  # a database that is down now: the leases lapse instead
@@ -264,8 +284,8 @@ class Dispatcher:
     # -- what tests and the CLI look at -------------------------------------------------------
 
     def running_trial_ids(self) -> set[int]:
-        """Trials on an actor right now."""
-        return {w.trial.id for w in self._workers if w.trial is not None}
+        """Trials on an actor right now (each member of a pack)."""
+        return {t.id for w in self._workers for t in w.trials}
 
     def held_trial_ids(self) -> set[int]:
         """Every trial this dispatcher holds a lease on (waiting, running or finishing)."""
@@ -279,14 +299,14 @@ class Dispatcher:
         """Running trial id -> pid of the actor process running it (asks the actors)."""
         import ray
 
-        busy = [w for w in self._workers if w.trial is not None]
+        busy = [w for w in self._workers if w.trials]
         infos = ray.get([w.handle.info.remote() for w in busy], timeout=timeout)
-        return {w.trial.id: info["pid"] for w, info in zip(busy, infos, strict=True) if w.trial}
+        return {t.id: info["pid"] for w, info in zip(busy, infos, strict=True) for t in w.trials}
 
     # -- Ray side -----------------------------------------------------------------------------
 
     def _running(self) -> bool:
-        return any(w.trial is not None for w in self._workers)
+        return any(w.trials for w in self._workers)
 
     def _refresh_cluster(self, now: float) -> None:
         import ray
@@ -360,59 +380,83 @@ class Dispatcher:
         self._worker_gone(w, why if died else f"killed by the dispatcher: {why}")
 
     def _worker_gone(self, w: _Worker, reason: str) -> None:
-        """Forget a dead actor; its trial is lost, released or failed by why it stopped."""
+        """Forget a dead actor; its trials are lost, released or failed by why they stopped."""
         if w not in self._workers:
             return
         self._workers.remove(w)
-        for ref in [r for r, (_, obj) in self._refs.items() if obj is w or obj is w.trial]:
+        pack, w.trials = w.trials, ()
+        for ref in [r for r, (_, obj) in self._refs.items() if obj is w or (pack and obj is pack)]:
             del self._refs[ref]
-        t, w.trial = w.trial, None
-        if t is None:
-            return
-        t.worker, t.ref = None, None
-        self._tokens.pop(t.token, None)
-        if t.stopping == "lost":
-            self._forget(t)
-        elif t.stopping == "shutdown":
-            self._finish(t, _Op("release", (t.id,)))
-        elif t.stopping == "timeout":
-            pass  # its failure is queued already
-        else:
+        if any(t.stopping is None for t in pack):
             self.stats["died"] += 1
-            self._finish(
-                t,
-                _Op(
-                    "fail",
-                    (t.id,),
-                    {
-                        "error": f"WorkerDiedError: the Ray worker process running this trial "
-                        f"died ({reason})"
-                    },
-                ),
-            )
+        where = f" (one of a pack of {len(pack)})" if len(pack) > 1 else ""
+        for t in pack:
+            t.worker, t.ref = None, None
+            self._tokens.pop(t.token, None)
+            if t.stopping == "lost":
+                self._forget(t)
+            elif t.stopping == "shutdown":
+                self._finish(t, _Op("release", (t.id,)))
+            elif t.stopping == "timeout":
+                pass  # its failure is queued already
+            else:
+                error = (
+                    f"WorkerDiedError: the Ray worker process running this trial{where} died "
+                    f"({reason})"
+                )
+                self._finish(t, _Op("fail", (t.id,), {"error": error}))
 
-    def _submit(self, t: _Trial, w: _Worker, now: float) -> None:
-        assert t.config is not None  # placement only takes resolved trials
-        self._seq += 1
-        t.token = f"{t.id}.{t.claim.attempt}.{self._seq}"
-        t.ref = w.handle.run.remote(t.token, t.config, rungs=t.rungs)
-        self._refs[t.ref] = ("run", t)
-        self._tokens[t.token] = t
-        t.worker, w.trial = w, t
-        t.phase, t.started = "running", None
-        self._backlog.remove(t)
+    def _submit(self, pack: tuple[_Trial, ...], w: _Worker, now: float) -> None:
+        """Start `pack` (one trial: ``run``; more: ``run_pack``) on the free actor `w`."""
+        for t in pack:
+            assert t.config is not None  # placement only takes resolved trials
+            self._seq += 1
+            t.token = f"{t.id}.{t.claim.attempt}.{self._seq}"
+        lead = pack[0]
+        if len(pack) == 1:
+            ref = w.handle.run.remote(lead.token, lead.config, rungs=lead.rungs)
+        else:
+            ref = w.handle.run_pack.remote(
+                [t.token for t in pack], [t.config for t in pack], rungs=lead.rungs
+            )
+        self._refs[ref] = ("run", pack)
+        w.trials = pack
+        for t in pack:
+            self._tokens[t.token] = t
+            t.worker, t.ref = w, ref
+            t.phase, t.started = "running", None
+            self._backlog.remove(t)
+
+    def _pack_for(self, t: _Trial, idle: list[_Worker]) -> tuple[_Trial, ...]:
+        """`t` and the waiting trials that train with it (workers.packing has the rule)."""
+        assert t.config is not None
+        if t.key is None or self.pack_size == 1:
+            return (t,)
+        waiting = [o for o in self._backlog if o.config is not None and o.shape == t.shape]
+        mates = [o for o in waiting if o.key == t.key]
+        if len(mates) < 2:
+            return (t,)
+        w = idle[0]
+        limit = packing.pack_limit(
+            t.config,
+            gpu=t.shape.gpu > 0,
+            cap=self.pack_size,
+            free_bytes=w.free_bytes,
+            sharing=sum(x.node == w.node and x.shape == w.shape for x in self._workers),
+            member_seconds=self._member_s.get(packing.config_key(t.config)),
+        )
+        self._pack_hint = limit
+        size = min(limit, packing.fair_share(len(waiting), len(idle)))
+        return tuple(mates[:size])
 
     def _place(self, now: float) -> None:
         """Give every free actor its next trial; make actors for shapes that have none."""
         for t in list(self._backlog):
-            if t.config is None:
+            if t.config is None or t.phase != "backlog":  # unresolved, or packed meanwhile
                 continue
-            w = next(
-                (w for w in self._workers if w.trial is None and w.ready and w.shape == t.shape),
-                None,
-            )
-            if w is not None:
-                self._submit(t, w, now)
+            idle = [w for w in self._workers if not w.trials and w.ready and w.shape == t.shape]
+            if idle:
+                self._submit(self._pack_for(t, idle), idle[0], now)
                 continue
             if any(w.shape == t.shape and not w.ready for w in self._workers):
                 continue  # one of its shape is starting up
@@ -434,9 +478,9 @@ class Dispatcher:
                 )
                 continue
             # Free the resources an idle actor of another shape holds; placed on a later tick.
-            idle = [w for w in self._workers if w.trial is None and w.ready and w.shape != t.shape]
-            if idle:
-                self._kill(min(idle, key=lambda w: w.idle_since), "making room for another shape")
+            other = [w for w in self._workers if not w.trials and w.ready and w.shape != t.shape]
+            if other:
+                self._kill(min(other, key=lambda w: w.idle_since), "making room for another shape")
 
     def _collect(self, timeout: float) -> None:
         import ray
@@ -456,7 +500,7 @@ class Dispatcher:
             if entry is None:  # its actor was dropped earlier in this loop
                 continue
             kind, obj = entry
-            w: _Worker | None = obj.worker if kind == "run" else obj
+            w: _Worker | None = obj[0].worker if kind == "run" else obj
             try:
                 value = ray.get(ref)
             except RayActorError as exc:  # the actor process died (OOM, SIGKILL, node lost)
@@ -473,6 +517,7 @@ class Dispatcher:
                 continue
             if kind == "ready":
                 obj.ready = True
+                obj.node, obj.free_bytes = value.get("node_id"), value.get("free_bytes")
                 self._free_cache = (-math.inf, {})  # its resources now show as taken
             elif kind == "drain":
                 self._on_drain(obj, value)
@@ -486,6 +531,11 @@ class Dispatcher:
             if item.get("started"):
                 if t is not None:
                     t.started = now
+                continue
+            if item.get("stopped"):
+                # A pack member obeyed a stop request; the pack goes on without it.
+                if t is not None and t.worker is not None and len(t.worker.trials) > 1:
+                    t.kill_at = None
                 continue
             metrics = item["metrics"]
             if t is None:
@@ -506,23 +556,39 @@ class Dispatcher:
         if w in self._workers:
             self._drain(w)
 
-    def _free(self, t: _Trial) -> None:
-        w = t.worker
+    def _free(self, pack: tuple[_Trial, ...]) -> None:
+        w = pack[0].worker
         if w is not None:
-            w.trial = None
+            w.trials = ()
             w.idle_since = time.monotonic()
-        t.worker, t.ref = None, None
-        self._tokens.pop(t.token, None)
+        for t in pack:
+            t.worker, t.ref = None, None
+            self._tokens.pop(t.token, None)
 
-    def _run_failed(self, t: _Trial, error: str) -> None:
-        self._free(t)
-        if t.stopping == "lost":
-            self._forget(t)
-        else:
-            self._finish(t, _Op("fail", (t.id,), {"error": error}))
+    def _run_failed(self, pack: tuple[_Trial, ...], error: str) -> None:
+        self._free(pack)
+        for t in pack:
+            if t.stopping == "lost":
+                self._forget(t)
+            else:
+                self._finish(t, _Op("fail", (t.id,), {"error": error}))
 
-    def _on_run(self, t: _Trial, value: dict[str, Any]) -> None:
-        self._free(t)
+    def _on_run(self, pack: tuple[_Trial, ...], value: dict[str, Any]) -> None:
+        """A run came back: a single trial's outcome, a pack's members', or a pack's error."""
+        self._free(pack)
+        if value["outcome"] != "pack":  # one trial; or a pack that raised: every member fails
+            for t in pack:
+                self._on_member(t, value, pack)
+            return
+        members = value["members"]
+        ran = sum(m["outcome"] == "result" for m in members.values())
+        # The pack's compute, divided among the members that trained in it.
+        share = value["compute_seconds"] / max(ran, 1)
+        for t in pack:
+            extra = {"compute_seconds": share, "pack_compute_seconds": value["compute_seconds"]}
+            self._on_member(t, {**members[t.token], **extra, "runner": value["runner"]}, pack)
+
+    def _on_member(self, t: _Trial, value: dict[str, Any], pack: tuple[_Trial, ...]) -> None:
         outcome = value["outcome"]
         if t.stopping == "lost":
             self._forget(t)
@@ -535,6 +601,8 @@ class Dispatcher:
         ):  # stopped by us (shutdown), not a result
             self._finish(t, _Op("release", (t.id,)))
             return
+        if t.config is not None and value["status"] == "completed":
+            self._member_s[packing.config_key(t.config)] = value["compute_seconds"]
         for metrics in value["epochs"]:
             if metrics["epoch"] not in t.written:
                 t.written.add(metrics["epoch"])
@@ -547,17 +615,27 @@ class Dispatcher:
                 {
                     "status": value["status"],
                     "result": value["result"],
-                    "run_info": self._run_info(t, value),
+                    "run_info": self._run_info(t, value, pack),
                 },
             ),
         )
 
-    def _run_info(self, t: _Trial, value: dict[str, Any]) -> dict[str, Any]:
+    def _run_info(
+        self, t: _Trial, value: dict[str, Any], pack: tuple[_Trial, ...]
+    ) -> dict[str, Any]:
         """What it takes to rerun the trial and to know where and with what it ran."""
         runner = value.get("runner", {})
         env = value["result"].get("env", {})
         c = t.claim
+        packed: dict[str, Any] = {}
+        if len(pack) > 1:  # trained as one fused model with these trials (lcw.train_pack)
+            packed = {
+                "pack_size": len(pack),
+                "pack_trial_ids": [m.id for m in pack],
+                "pack_compute_seconds": value.get("pack_compute_seconds"),
+            }
         return {
+            **packed,
             "config": t.config,
             "seed": c.seed,
             "attempt": c.attempt,
@@ -582,27 +660,28 @@ class Dispatcher:
             if not w.ready and now - w.born > ACTOR_START_TIMEOUT_S:
                 self._kill(w, f"not scheduled within {ACTOR_START_TIMEOUT_S:g} s")
                 continue
-            t = w.trial
-            if t is None:
+            pack = w.trials
+            late = next((t for t in pack if t.kill_at is not None and now >= t.kill_at), None)
+            if late is not None:
+                self._kill(w, f"trial {late.id} did not stop within {self.stop_grace_s:g} s")
                 continue
-            if t.kill_at is not None and now >= t.kill_at:
-                self._kill(w, f"trial {t.id} did not stop within {self.stop_grace_s:g} s")
+            limits = [t.claim.timeout_s for t in pack if t.claim.timeout_s]
+            started = [t.started for t in pack if t.started is not None]
+            if not limits or not started:
                 continue
-            limit = t.claim.timeout_s
-            if t.stopping is None and limit and t.started is not None and now - t.started > limit:
-                t.stopping = "timeout"
-                self._finish(
-                    t,
-                    _Op(
-                        "fail",
-                        (t.id,),
-                        {
-                            "error": f"TrialTimeoutError: the trial ran longer than its "
-                            f"timeout of {limit:g} s and was killed"
-                        },
-                    ),
-                )
-                self._kill(w, f"trial {t.id} timed out")
+            # The members of a pack share one device: the pack gets their time added up.
+            limit = max(limits) * len(pack)
+            if now - min(started) <= limit or all(t.stopping is not None for t in pack):
+                continue
+            what = f"{max(limits):g} s" + (f" x {len(pack)} members" if len(pack) > 1 else "")
+            error = (
+                f"TrialTimeoutError: the trial ran longer than its timeout of {what} and was killed"
+            )
+            for t in pack:
+                if t.stopping is None:
+                    t.stopping = "timeout"
+                    self._finish(t, _Op("fail", (t.id,), {"error": error}))
+            self._kill(w, f"trial {pack[0].id} timed out")
 
     def _stop(self, t: _Trial, why: str, now: float) -> None:
         """Ask a running trial to stop at its next epoch boundary; kill it if it does not."""
@@ -711,9 +790,21 @@ class Dispatcher:
             self._next_release = now + RELEASE_EXPIRED_S
         if not self._draining:
             self._claim(now)
+        # An lr_search slot without an LR yet gets one proposed only for the trials about to
+        # run (the searcher learns from each finished slot); seeds of assigned slots resolve
+        # at once, and so can train in one pack.
+        ready = sum(w.ready for w in self._workers)
+        budget = 2 * ready - sum(t.config is not None for t in self._backlog)
         for t in list(self._backlog):
-            if t.config is None:
-                self._resolve(t)
+            if t.config is not None:
+                continue
+            c = t.claim
+            unassigned = c.lr_search and c.slot is not None and c.config.get("lr") is None
+            if unassigned and (c.study_id, c.cell_key, c.slot) not in self._slot_lrs:
+                if budget <= 0:
+                    continue
+                budget -= 1
+            self._resolve(t)
 
     def _renew(self, now: float) -> None:
         ids = list(self._trials)
@@ -731,9 +822,11 @@ class Dispatcher:
                 self._stop(t, "lost", now)
 
     def _claim(self, now: float) -> None:
-        # One running and one waiting per actor that is up: a dispatcher whose actors Ray cannot
-        # place (another one holds the cluster) claims nothing, so it hoards no trials.
-        room = 2 * sum(w.ready for w in self._workers) - len(self._trials)
+        # One running and one waiting per actor that is up (packing: a pack's worth, the latest
+        # pack limit), so a dispatcher whose actors Ray cannot place (another one holds the
+        # cluster) claims nothing, and hoards no trials.
+        per_actor = 2 if self.pack_size == 1 else 1 + self._pack_hint
+        room = per_actor * sum(w.ready for w in self._workers) - len(self._trials)
         if room <= 0 or now < self._next_claim:
             return
         claimed = self.store.claim_trials(self.owner, limit=room, lease_seconds=self.lease_seconds)
@@ -769,6 +862,10 @@ class Dispatcher:
                 )
             t.rungs = asha.rungs
         t.config = config
+        # ASHA's early stops save nothing inside a pack (a stopped member is only masked until
+        # its pack-mates finish), so ASHA studies run their trials alone.
+        if not t.rungs and self.pack_size != 1:
+            t.key = packing.group_key(c.study_id, config)
 
     def _search(self, c: ClaimedTrial) -> CellSearch:
         key = (c.study_id, c.cell_key)
@@ -885,6 +982,7 @@ def dispatcher_from_settings(settings: Settings, *, slots: int | None = None) ->
         Store(engine),
         lease_seconds=settings.lease_seconds,
         slots=slots or settings.worker_slots,
+        pack_size=settings.pack_size,
     )
 
 

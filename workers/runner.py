@@ -1,15 +1,18 @@
 """The Ray actor that runs trials: a warm process that calls ``lcw.train`` and streams metrics.
 
-One actor per concurrent trial, alive as long as its dispatcher: torch, lcw and the datasets
-(``lcw.data`` caches them per process) load once per actor, not once per trial (a fresh process
-per trial cost Ray Tune 1.7 s per trivial trial on this 2-core machine). The trial never opens
-the database: each epoch's metrics wait in the actor until the dispatcher collects them over Ray.
+One actor per concurrent trial (or pack of trials: ``run_pack`` trains several configs as one
+fused model with ``lcw.train_pack``), alive as long as its dispatcher: torch, lcw and the
+datasets (``lcw.data`` caches them per process) load once per actor, not once per trial (a
+fresh process per trial cost Ray Tune 1.7 s per trivial trial on this 2-core machine). The
+trial never opens the database: each epoch's metrics wait in the actor until the dispatcher
+collects them over Ray.
 
 Two concurrency groups make that possible while a trial trains: ``train`` (one thread) runs
-``run``; ``io`` answers ``drain`` (a long poll for buffered metrics), ``stop`` (finish at the
-next epoch boundary) and ``decide`` (the ASHA verdict at a rung) from other threads. Each run
-is named by a token the dispatcher makes up, so messages about an earlier run of the same trial
-can never be mistaken for the current one.
+``run`` and ``run_pack``; ``io`` answers ``drain`` (a long poll for buffered metrics), ``stop``
+(finish at the next epoch boundary; a pack member stops alone) and ``decide`` (the ASHA verdict
+at a rung) from other threads. Each run (each pack member) is named by a token the dispatcher
+makes up, so messages about an earlier run of the same trial can never be mistaken for the
+current one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -54,6 +57,27 @@ def versions() -> dict[str, str]:
     return out
 
 
+def free_memory_bytes() -> int | None:
+    """Free memory of this actor's device: its GPU's (``torch.cuda.mem_get_info``) when Ray
+    gave it one, else the host's available memory (psutil, else /proc/meminfo)."""
+    try:
+        if ray.get_gpu_ids():
+            import torch
+
+            return int(torch.cuda.mem_get_info()[0])
+        try:
+            import psutil
+        except ImportError:
+            with open("/proc/meminfo") as meminfo:
+                for line in meminfo:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+            return None
+        return int(psutil.virtual_memory().available)
+    except Exception:  # no figure is better than a dead actor: pack sizes fall back to caps
+        return None
+
+
 @dataclass
 class _Rung:
     """A trial waiting at an ASHA rung for the dispatcher's verdict."""
@@ -71,6 +95,7 @@ class TrialRunner:
         import lcw
 
         self._train = lcw.train
+        self._train_pack = lcw.train_pack
 
         self._cond = threading.Condition()
         # {"token", "rung", "metrics"} per epoch, {"token", "started"} when a run begins.
@@ -87,30 +112,15 @@ class TrialRunner:
 
     @ray.method(concurrency_group=IO_GROUP)
     def info(self) -> dict[str, Any]:
-        """Where this actor runs: versions, host, node, pid (also answers "are you alive")."""
-        return dict(self._static)
+        """Where this actor runs: versions, host, node, pid (also answers "are you alive"),
+        and the free memory of its device now (``free_bytes``, None when unknown)."""
+        return {**self._static, "free_bytes": free_memory_bytes()}
 
-    @ray.method(concurrency_group=TRAIN_GROUP)
-    def run(
-        self, token: str, config: dict[str, Any], *, rungs: Sequence[int] = ()
-    ) -> dict[str, Any]:
-        """Train `config`; returns {"token", "outcome": result | error | skipped, "runner", ...}.
-
-        An exception from lcw (a missing dataset, a bad config) comes back as outcome "error"
-        with its type, message and traceback: the actor survives it.
-        """
-        with self._cond:
-            if token in self._stops:  # stopped before it started (cancelled while queued)
-                self._stops.discard(token)
-                return {"token": token, "outcome": "skipped", "runner": self._static}
-            # Tells the dispatcher when the trial really starts: its timeout counts from here,
-            # not from a cold actor's start.
-            self._buffer.append({"token": token, "started": True, "rung": False})
-            self._cond.notify_all()
-        rung_set = set(rungs)
+    def _on_epoch(self, token: str, rungs: set[int]) -> Callable[[dict[str, Any]], bool]:
+        """The epoch callback of run `token`: buffer its metrics, wait at rungs, obey stops."""
 
         def on_epoch(metrics: dict[str, Any]) -> bool:
-            rung = metrics["epoch"] in rung_set
+            rung = metrics["epoch"] in rungs
             wait = _Rung() if rung else None
             with self._cond:
                 if wait is not None:
@@ -124,34 +134,105 @@ class TrialRunner:
                 if wait.stop:
                     return True
             with self._cond:
-                return token in self._stops
+                stop = token in self._stops
+                if stop:
+                    # A pack goes on without this member: tell the dispatcher it obeyed, so
+                    # it does not kill the actor (and the pack-mates) after the grace period.
+                    self._buffer.append({"token": token, "stopped": True, "rung": False})
+                    self._cond.notify_all()
+                return stop
 
-        start = time.perf_counter()
-        try:
-            result = self._train(config, on_epoch=on_epoch)
-        except Exception as exc:
-            return {
-                "token": token,
-                "outcome": "error",
-                "error": f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}",
-                "compute_seconds": time.perf_counter() - start,
-                "runner": self._static,
-            }
-        finally:
-            with self._cond:
-                self._stops.discard(token)
-                # The result carries every epoch: drop this run's undelivered copies.
-                self._buffer = [item for item in self._buffer if item["token"] != token]
-        compute = time.perf_counter() - start
+        return on_epoch
+
+    def _begin(self, tokens: Sequence[str]) -> list[str]:
+        """Tokens not stopped before they started; tells the dispatcher that they started."""
+        with self._cond:
+            live = [t for t in tokens if t not in self._stops]
+            self._stops.difference_update(tokens)
+            # The dispatcher counts timeouts from here, not from a cold actor's start.
+            self._buffer += [{"token": t, "started": True, "rung": False} for t in live]
+            self._cond.notify_all()
+        return live
+
+    def _end(self, tokens: Sequence[str]) -> None:
+        with self._cond:
+            self._stops.difference_update(tokens)
+            # The results carry every epoch: drop these runs' undelivered copies.
+            done = set(tokens)
+            self._buffer = [item for item in self._buffer if item["token"] not in done]
+
+    def _error(self, exc: Exception, start: float) -> dict[str, Any]:
+        return {
+            "outcome": "error",
+            "error": f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}",
+            "compute_seconds": time.perf_counter() - start,
+            "runner": self._static,
+        }
+
+    @staticmethod
+    def _member(result: Any) -> dict[str, Any]:
         out = result.to_dict()
         epochs = out.pop("epochs")
+        return {"outcome": "result", "status": result.status, "result": out, "epochs": epochs}
+
+    @ray.method(concurrency_group=TRAIN_GROUP)
+    def run(
+        self, token: str, config: dict[str, Any], *, rungs: Sequence[int] = ()
+    ) -> dict[str, Any]:
+        """Train `config`; returns {"token", "outcome": result | error | skipped, "runner", ...}.
+
+        An exception from lcw (a missing dataset, a bad config) comes back as outcome "error"
+        with its type, message and traceback: the actor survives it.
+        """
+        if not self._begin([token]):  # stopped before it started (cancelled while queued)
+            return {"token": token, "outcome": "skipped", "runner": self._static}
+        start = time.perf_counter()
+        try:
+            result = self._train(config, on_epoch=self._on_epoch(token, set(rungs)))
+        except Exception as exc:
+            return {"token": token, **self._error(exc, start)}
+        finally:
+            self._end([token])
         return {
             "token": token,
-            "outcome": "result",
-            "status": result.status,
-            "result": out,
-            "epochs": epochs,
-            "compute_seconds": compute,
+            **self._member(result),
+            "compute_seconds": time.perf_counter() - start,
+            "runner": self._static,
+        }
+
+    @ray.method(concurrency_group=TRAIN_GROUP)
+    def run_pack(
+        self,
+        tokens: Sequence[str],
+        configs: Sequence[dict[str, Any]],
+        *,
+        rungs: Sequence[int] = (),
+    ) -> dict[str, Any]:
+        """Train `configs` as one pack (``lcw.train_pack``), each member named by its token.
+
+        Returns {"outcome": "pack", "members": {token: member outcome}, "compute_seconds",
+        "runner"}: a member is "result" (as ``run``'s) or "skipped" (stopped before the start);
+        an exception fails the whole pack ("error", as ``run``'s).
+        """
+        live = self._begin(tokens)
+        members: dict[str, dict[str, Any]] = {t: {"outcome": "skipped"} for t in tokens}
+        start = time.perf_counter()
+        if live:
+            by_token = dict(zip(tokens, configs, strict=True))
+            callbacks = [self._on_epoch(t, set(rungs)) for t in live]
+            try:
+                results = self._train_pack(
+                    [by_token[t] for t in live], on_epoch=lambda k, m: callbacks[k](m)
+                )
+            except Exception as exc:
+                return self._error(exc, start)
+            finally:
+                self._end(tokens)
+            members.update({t: self._member(r) for t, r in zip(live, results, strict=True)})
+        return {
+            "outcome": "pack",
+            "members": members,
+            "compute_seconds": time.perf_counter() - start,
             "runner": self._static,
         }
 

@@ -94,9 +94,9 @@ def db(tmp_path: Path) -> Iterator[tuple[str, Store]]:
 
 
 def _worker(
-    address: str, url: str, log: Path, *, lease_seconds: float = 10.0
+    address: str, url: str, log: Path, *, lease_seconds: float = 10.0, **extra: str
 ) -> subprocess.Popen[bytes]:
-    env = subprocess_env(LCW_DATABASE_URL=url, LCW_LEASE_SECONDS=str(lease_seconds))
+    env = subprocess_env(LCW_DATABASE_URL=url, LCW_LEASE_SECONDS=str(lease_seconds), **extra)
     proc = start(["lcw-sweep", "worker", "--ray-address", address], env=env, log=log)
 
     def connected() -> bool:
@@ -155,7 +155,9 @@ def test_a_sigkilled_dispatcher_restarted_finishes_the_study(
         "epochs": 3,
     }
     sid = submit(store, spec)
-    first = _worker(ray_head, url, tmp_path / "first.log", lease_seconds=3)
+    # Unpacked (LCW_PACK_SIZE=1): trials finish one by one, so the kill lands mid-study with
+    # some trials done, some running and some still pending (test_packing.py kills a pack).
+    first = _worker(ray_head, url, tmp_path / "first.log", lease_seconds=3, LCW_PACK_SIZE="1")
 
     def mid_study() -> bool:
         progress = store.get_study(sid).progress
@@ -170,7 +172,7 @@ def test_a_sigkilled_dispatcher_restarted_finishes_the_study(
     interrupted = {t.id for t in trials_of(store, sid) if t.status == "running"}
     assert interrupted and store.get_study(sid).progress.pending > 0
 
-    second = _worker(ray_head, url, tmp_path / "second.log", lease_seconds=3)
+    second = _worker(ray_head, url, tmp_path / "second.log", lease_seconds=3, LCW_PACK_SIZE="1")
     try:
         study = wait_study(store, sid, timeout=180)
     finally:
