@@ -15,8 +15,14 @@ import signal
 from typing import Any
 
 import pytest
-from conftest import Shared
-from wk_helpers import assert_one_row_per_epoch, submit, trials_of, wait_study, wait_until
+from wk_helpers import (
+    Shared,
+    assert_one_row_per_epoch,
+    submit,
+    trials_of,
+    wait_study,
+    wait_until,
+)
 
 from service.config import Settings
 from workers import packing
