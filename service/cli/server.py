@@ -84,7 +84,12 @@ def serve(
             # kills the process before atexit runs. Exit through SystemExit instead, so the
             # embedded dispatcher gives its trials back and Ray shuts down.
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    uvicorn.run("service.main:create_app", factory=True, host=host, port=port)
+    # keep-alive 30 s (uvicorn: 5 s): when a busy event loop handles an idle connection's
+    # timer before the request that just arrived on it, the client sees "Server disconnected
+    # without sending a response"; pollers (CLI, web page) reuse connections every 1-2 s.
+    uvicorn.run(
+        "service.main:create_app", factory=True, host=host, port=port, timeout_keep_alive=30
+    )
 
 
 def upgrade(
