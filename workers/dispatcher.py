@@ -188,6 +188,7 @@ class Dispatcher:
         self._member_s: dict[str, float] = {}  # packing.config_key -> seconds per member
         # Trials claimed ahead per actor: one running pack and the next (the latest limit).
         self._pack_hint = pack_size or packing.CPU_CAP
+        self._queue_more = True  # the latest claim got all it asked for: more may be pending
         self._cluster: dict[str, float] = {}
         self._free_cache: tuple[float, dict[str, float]] = (-math.inf, {})  # (when, free)
         self._want = Shape()  # the shape the pool grows with: the latest claimed trial's
@@ -253,7 +254,7 @@ class Dispatcher:
     def step(self) -> None:
         """One tick: collect from actors, start trials, write, renew/claim, enforce limits."""
         self._collect(self.tick_s)
-        self._place(time.monotonic())
+        self._place(time.monotonic(), eager=True)
         self._flush()
         self._housekeep(time.monotonic())
         self._place(time.monotonic())
@@ -427,13 +428,16 @@ class Dispatcher:
             t.phase, t.started = "running", None
             self._backlog.remove(t)
 
-    def _pack_for(self, t: _Trial, idle: list[_Worker]) -> tuple[_Trial, ...]:
-        """`t` and the waiting trials that train with it (workers.packing has the rule)."""
+    def _pack_for(self, t: _Trial, idle: list[_Worker], *, eager: bool) -> tuple[_Trial, ...]:
+        """`t` and the waiting trials that train with it (workers.packing has the rule); ()
+        when `eager` and the queue may hold more of them."""
         assert t.config is not None
         if t.key is None or self.pack_size == 1:
             return (t,)
         waiting = [o for o in self._backlog if o.config is not None and o.shape == t.shape]
         mates = [o for o in waiting if o.key == t.key]
+        if eager and self._queue_more and len(mates) < self._pack_hint:
+            return ()
         if len(mates) < 2:
             return (t,)
         w = idle[0]
@@ -449,14 +453,20 @@ class Dispatcher:
         size = min(limit, packing.fair_share(len(waiting), len(idle)))
         return tuple(mates[:size])
 
-    def _place(self, now: float) -> None:
-        """Give every free actor its next trial; make actors for shapes that have none."""
+    def _place(self, now: float, *, eager: bool = False) -> None:
+        """Give every free actor its next trial; make actors for shapes that have none.
+
+        `eager` (before this tick's claim): a pack that more trials of the queue could join
+        waits for the claim, a few milliseconds, rather than start short.
+        """
         for t in list(self._backlog):
             if t.config is None or t.phase != "backlog":  # unresolved, or packed meanwhile
                 continue
             idle = [w for w in self._workers if not w.trials and w.ready and w.shape == t.shape]
             if idle:
-                self._submit(self._pack_for(t, idle), idle[0], now)
+                pack = self._pack_for(t, idle, eager=eager)
+                if pack:
+                    self._submit(pack, idle[0], now)
                 continue
             if any(w.shape == t.shape and not w.ready for w in self._workers):
                 continue  # one of its shape is starting up
@@ -836,6 +846,7 @@ class Dispatcher:
             self._trials[c.id] = t
             self._want = t.shape
             self._backlog.append(t)
+        self._queue_more = len(claimed) >= room
         if len(claimed) < room:
             self._next_claim = now + IDLE_CLAIM_S
         if claimed:
