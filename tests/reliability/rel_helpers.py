@@ -166,6 +166,21 @@ def runner_pids(ray_dir: str) -> dict[int, str]:
     return out
 
 
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def busiest(pids: list[int], *, window: float = 0.5) -> int:
+    """The pid that used the most CPU over the next `window` seconds (the one training)."""
+    before = {pid: _cpu_ticks(pid) for pid in pids}
+    time.sleep(window)
+    return max(pids, key=lambda pid: _cpu_ticks(pid) - before[pid])
+
+
 # -- the reference a faulty run must equal ---------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from rel_helpers import (
     Proc,
     api,
     assert_same_summary,
+    busiest,
     final_results,
     private_postgres,
     ray_head,
@@ -131,14 +132,16 @@ def test_a_sigkilled_ray_worker_process_reruns_its_trial(fleet: Fleet) -> None:
     wait_until(lambda: _mid_study(store, sid, completed=0, running=2), timeout=90, what="2 busy")
     pids = runner_pids(fleet.ray_dir)
     assert len(pids) == 2, pids  # one TrialRunner actor per CPU of the head
-    victim = min(pids)
+    victim = busiest(list(pids))  # the one training (it may train a pack of trials at once)
+    running = {t.id for t in trials_of(store, sid) if t.status == "running"}
     os.kill(victim, signal.SIGKILL)
     assert wait_study(store, sid, timeout=180).status == "completed", fleet.worker.tail()
     trials = _assert_complete_and_equal(fleet, store, sid)
-    attempts = sorted(t.attempt for t in trials)
-    assert attempts == [1] * (len(trials) - 1) + [2], attempts  # exactly the killed trial reran
-    (rerun,) = [t for t in trials if t.attempt == 2]
-    assert rerun.run_info["pid"] != victim
+    rerun = {t.id for t in trials if t.attempt == 2}
+    # Exactly the trial(s) the killed process was training ran again; every other ran once.
+    assert rerun and rerun <= running, (rerun, running)
+    assert all(t.attempt == 1 for t in trials if t.id not in rerun)
+    assert all(t.run_info["pid"] != victim for t in trials if t.id in rerun)
     assert victim not in runner_pids(fleet.ray_dir)
 
 
