@@ -9,8 +9,11 @@ actors' outstanding calls for at most a tick. Each tick it
 2. writes the tick's metrics in one ``write_metrics`` call, then finishes trials
    (``complete_trial`` / ``fail_trial_attempt`` / ``release_trials``);
 3. renews its leases (learning of cancelled or lost trials from the answer), returns expired
-   leases of dead dispatchers to the queue, and claims trials ahead: one waiting per slot, so
-   every actor has its next trial ready the moment it finishes one;
+   leases of dead dispatchers to the queue, and claims trials ahead: one waiting per slot (a
+   pack's worth when packing), and sends each busy actor its next run at once: the actor
+   queues it and starts it the moment the current one ends, with no round trip through this
+   loop or the database in between (a queued run that is cancelled is skipped by the actor;
+   one whose actor dies is given back, not failed: it never started);
 4. kills actors whose trial ran past its timeout or ignored a stop request.
 
 Actors (``workers.runner.TrialRunner``) are warm, long-lived processes, one per concurrent
@@ -113,6 +116,9 @@ class _Worker:
     shape: Shape
     name: str
     trials: tuple[_Trial, ...] = ()  # what it runs now: one trial, or the members of a pack
+    # What it runs next, already sent: the actor starts it the moment `trials` ends (no round
+    # trip through the dispatcher between two trials).
+    next: tuple[_Trial, ...] = ()
     drain_ref: Any = None
     ready: bool = False  # its process is up (answered ``info``): only then does it get trials
     node: str | None = None  # Ray node id, from ``info``
@@ -270,7 +276,7 @@ class Dispatcher:
         while self._running() and time.monotonic() < deadline:
             self.step()
         for w in list(self._workers):
-            for t in w.trials:
+            for t in w.trials + w.next:
                 if t.stopping is None:
                     t.stopping = "shutdown"
             self._kill(w, "dispatcher shutting down")
@@ -385,18 +391,20 @@ class Dispatcher:
         if w not in self._workers:
             return
         self._workers.remove(w)
-        pack, w.trials = w.trials, ()
-        for ref in [r for r, (_, obj) in self._refs.items() if obj is w or (pack and obj is pack)]:
+        pack, queued = w.trials, w.next
+        w.trials = w.next = ()
+        runs = [x for x in (pack, queued) if x]
+        for ref in [r for r, (_, obj) in self._refs.items() if obj is w or obj in runs]:
             del self._refs[ref]
         if any(t.stopping is None for t in pack):
             self.stats["died"] += 1
         where = f" (one of a pack of {len(pack)})" if len(pack) > 1 else ""
-        for t in pack:
+        for t in pack + queued:
             t.worker, t.ref = None, None
             self._tokens.pop(t.token, None)
             if t.stopping == "lost":
                 self._forget(t)
-            elif t.stopping == "shutdown":
+            elif t.stopping == "shutdown" or t in queued:  # queued: it never started
                 self._finish(t, _Op("release", (t.id,)))
             elif t.stopping == "timeout":
                 pass  # its failure is queued already
@@ -421,7 +429,10 @@ class Dispatcher:
                 [t.token for t in pack], [t.config for t in pack], rungs=lead.rungs
             )
         self._refs[ref] = ("run", pack)
-        w.trials = pack
+        if w.trials:
+            w.next = pack
+        else:
+            w.trials = pack
         for t in pack:
             self._tokens[t.token] = t
             t.worker, t.ref = w, ref
@@ -471,6 +482,14 @@ class Dispatcher:
             if any(w.shape == t.shape and not w.ready for w in self._workers):
                 continue  # one of its shape is starting up
             if self._spawn(t.shape) is not None:
+                continue
+            # Every actor of its shape busy: queue it behind one that has nothing queued (after
+            # this tick's claim, and only a full pack: queued packs cannot grow any more).
+            busy = [w for w in self._workers if w.trials and not w.next and w.shape == t.shape]
+            if busy:
+                pack = () if eager else self._pack_for(t, busy, eager=True)
+                if pack:
+                    self._submit(pack, busy[0], now)
                 continue
             if not self._fits_cluster(t.shape):
                 self._finish(
@@ -567,10 +586,17 @@ class Dispatcher:
             self._drain(w)
 
     def _free(self, pack: tuple[_Trial, ...]) -> None:
+        """`pack` ended on its actor: what was queued behind it runs now."""
         w = pack[0].worker
         if w is not None:
-            w.trials = ()
+            if w.trials is pack:
+                w.trials, w.next = w.next, ()
+            elif w.next is pack:
+                w.next = ()
             w.idle_since = time.monotonic()
+            for t in w.trials:  # asked to stop while queued: kill it if it started anyway
+                if t.stopping is not None and t.kill_at is None:
+                    t.kill_at = time.monotonic() + self.stop_grace_s
         for t in pack:
             t.worker, t.ref = None, None
             self._tokens.pop(t.token, None)
@@ -700,7 +726,8 @@ class Dispatcher:
         t.stopping = why
         if t.worker is not None:
             t.worker.handle.stop.remote(t.token)
-            t.kill_at = now + self.stop_grace_s
+            if t in t.worker.trials:  # a queued run stops before it starts: nothing to kill
+                t.kill_at = now + self.stop_grace_s
 
     # -- bookkeeping --------------------------------------------------------------------------
 
