@@ -2,43 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import psycopg
-import pytest
 from sqlalchemy import Engine, func, select
-from sqlalchemy.engine import make_url
+from testkit import PG_ADMIN_URL as PG_ADMIN_URL  # re-exported for this folder's tests
+from testkit import fresh_pg_database as fresh_pg_database
+from testkit import libpq_url as libpq_url
 
 from service.db import session_scope
 from service.models import Study, Trial, TrialMetric
-
-PG_ADMIN_URL = os.environ.get(
-    "LCW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def libpq_url(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A new, empty, uniquely named PostgreSQL database; dropped on exit."""
-    name = f"lcw_t_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(libpq_url(PG_ADMIN_URL), autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable (CI starts it): {exc}")
-    try:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def snapshot(engine: Engine) -> tuple[int, int, int, Any]:

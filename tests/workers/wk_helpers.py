@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from testkit import PG_ADMIN_URL as PG_ADMIN_URL  # re-exported for this folder's tests
+from testkit import free_port as free_port
+from testkit import fresh_pg_database as fresh_pg_database
+from testkit import wait_until
 
 from service.spec import plan_study
 from service.store import Store
@@ -55,26 +56,6 @@ LONG: dict[str, Any] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(
-    predicate: Callable[[], T], *, timeout: float, interval: float = 0.1, what: str = ""
-) -> T:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
 def submit(store: Store, spec: dict[str, Any]) -> int:
     """Create a study from a spec (as the API would); returns its id."""
     planned, trials = plan_study(spec, max_trials=100_000)
@@ -101,34 +82,6 @@ def assert_one_row_per_epoch(trial: Any) -> None:
     """The trial has metrics for epochs 0..last, each exactly once."""
     epochs = [m.epoch for m in trial.metrics]
     assert epochs == list(range(len(epochs))), (trial.id, trial.status, epochs)
-
-
-PG_ADMIN_URL = os.environ.get(
-    "LCW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-@contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A new, uniquely named PostgreSQL database on the shared local server; dropped on exit."""
-    import psycopg
-    import pytest
-    from sqlalchemy.engine import make_url
-
-    def libpq(url: str) -> str:
-        return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-    name = f"lcw_w_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(libpq(PG_ADMIN_URL), autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable (CI starts it): {exc}")
-    try:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def ray_tmpdir() -> str:

@@ -1,0 +1,75 @@
+"""Helpers every test folder shares: free ports, polling, scratch PostgreSQL databases.
+
+Per-folder helper modules (``cli_helpers``, ``wk_helpers``, ``svc_helpers``, ...) re-export
+these, so a test imports from its own folder's module as before. pytest puts ``tests/`` on the
+import path (``pythonpath`` in pyproject.toml) after the project root, so the packages always
+win over test folders of the same name.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
+
+PG_ADMIN_URL = os.environ.get(
+    "LCW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 0.1, what: str = ""
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL as the plain libpq URL psycopg connects with."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_pg_database(prefix: str = "lcw_t") -> Iterator[str]:
+    """A new, empty, uniquely named database on the local PostgreSQL; dropped on exit.
+
+    Other people's tests share the server, so every test session works in its own database.
+    An unreachable server fails the test (CI starts it) instead of skipping it.
+    """
+    import psycopg
+    import pytest
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    try:
+        admin = psycopg.connect(libpq_url(PG_ADMIN_URL), autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable (CI starts it): {exc}")
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
