@@ -278,9 +278,7 @@ _HOOK_HANDLES = (
 def reproject_(module: nn.Module) -> None:
     """Project every projection-LCW weight in `module` again (after manual edits of weights)."""
     with torch.no_grad():
-        for p in module.parameters():
-            if getattr(p, _PROJECTED_ATTR, False):
-                project_rows_(p.data)
+        project_all_([p for p in module.parameters() if getattr(p, _PROJECTED_ATTR, False)])
 
 
 # ---------------------------------------------------------------- layers
@@ -313,7 +311,7 @@ class _ZeroSumMixin:
             parametrize.register_parametrization(module, "weight", _Basis(self.weight.shape))
 
     def reset_lcw(self, generator: torch.Generator | None = None) -> None:
-        """Draw std * N(0, 1) with std = gain / sqrt(fan_in) (LCW gain), project, zero bias."""
+        """Draw std * N(0, 1), std = LCW gain / sqrt(fan_in - 1), project, zero the bias."""
         shape = self.weight.shape
         std = init_gain("lcw", self.activation, self.gain) / math.sqrt(zero_sum_dof(self.weight))
         w = torch.randn(shape, generator=generator, dtype=torch.float64) * std
@@ -341,10 +339,11 @@ class LCWLinear(_ZeroSumMixin, nn.Linear):
         impl: str = "projection",
         activation: str = "sigmoid",
         gain: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.activation, self.gain = activation, gain
         nn.Linear.__init__(self, in_features, out_features, bias, device, dtype)
-        self.reset_lcw()
+        self.reset_lcw(generator)
         self._setup_constraint(impl)
 
     def reset_parameters(self) -> None:  # called by nn.Linear.__init__; reset_lcw follows
@@ -372,6 +371,7 @@ class LCWConv2d(_ZeroSumMixin, nn.Conv2d):
         impl: str = "projection",
         activation: str = "relu",
         gain: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         self.activation, self.gain = activation, gain
         nn.Conv2d.__init__(
@@ -388,7 +388,7 @@ class LCWConv2d(_ZeroSumMixin, nn.Conv2d):
             device,
             dtype,
         )
-        self.reset_lcw()
+        self.reset_lcw(generator)
         self._setup_constraint(impl)
 
     def reset_parameters(self) -> None:
@@ -457,16 +457,19 @@ def make_linear_map(
         kwargs.update(kernel_size=3, padding=1)
     if method in ("lcw", "bn_lcw"):
         cls_lcw: Any = LCWConv2d if conv else LCWLinear
+        # The layer's own init is the paired draw: the same N(0, 1) tensor from `generator`,
+        # scaled by the LCW gain over sqrt(fan_in - 1) and projected (reset_lcw).
         layer = cls_lcw(
-            in_features, out_features, impl=impl, activation=activation, gain=gain, **kwargs
-        )
+            in_features, out_features, impl=impl, activation=activation, gain=gain,
+            generator=generator, **kwargs,
+        )  # fmt: skip
     else:
         cls: Any = nn.Conv2d if conv else nn.Linear
         layer = cls(in_features, out_features, **kwargs)
-    weight = effective_weight(layer)
-    fan_in = _rows(weight).shape[1]
-    dof = zero_sum_dof(weight) if info.constrained else fan_in
-    _standard_draw(layer, std_gain / math.sqrt(dof), generator, project=info.constrained)
+        weight = effective_weight(layer)
+        fan_in = _rows(weight).shape[1]
+        dof = zero_sum_dof(weight) if info.constrained else fan_in
+        _standard_draw(layer, std_gain / math.sqrt(dof), generator, project=info.constrained)
     if method == "wn":
         layer = nn.utils.parametrizations.weight_norm(layer, name="weight", dim=0)
     elif method == "cwn":

@@ -168,3 +168,14 @@ def test_consolidated_weights_stay_projected_across_moves_and_reloads() -> None:
     steps(torch.optim.SGD(model.parameters(), lr=0.5))
     model.double()  # new storage: the projection plan must be rebuilt
     steps(torch.optim.Adam(model.parameters(), lr=1e-2))
+
+
+def test_reproject_restores_the_constraint_after_a_manual_edit() -> None:
+    from lcw.layers import reproject_
+
+    layer = LCWLinear(12, 5)
+    with torch.no_grad():
+        layer.weight.add_(1.0)  # a manual edit that breaks the constraint
+    assert layer.weight.sum(dim=1).abs().max() > 1.0
+    reproject_(layer)
+    assert layer.weight.sum(dim=1).abs().max() < 1e-5
