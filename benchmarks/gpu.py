@@ -23,10 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import interleaved_ratios
-from benchmarks.lcw_cost import _drop_hidden_bias
-from lcw import TrialConfig
+from benchmarks.lcw_cost import step_fn
+from lcw import TrialConfig, catalog
 from lcw.data import load_dataset
-from lcw.models import build_model
 from lcw.packed import build_packed_model, build_packed_optimizer
 
 
@@ -38,30 +37,10 @@ def _sync(device: torch.device) -> None:
 def _step(
     cfg: TrialConfig, device: torch.device, batch: int, *, plain_twin: bool = False
 ) -> Callable[[], None]:
-    if plain_twin:
-        cfg = TrialConfig.from_dict({**cfg.to_dict(), "method": "plain"})
-    model = build_model(cfg)
-    if plain_twin:
-        _drop_hidden_bias(model)
-    model = model.to(device)
-    shape = (batch, *((cfg.dataset == "mnist5k" and (1, 28, 28)) or (3, 32, 32)))
+    shape = (batch, *catalog.DATASETS[cfg.dataset].input_shape)
     x = torch.randn(shape, device=device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    bf16 = cfg.precision == "bf16"
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _sync(device)
-
-    return step
+    return step_fn(cfg, x, y, plain_twin=plain_twin)
 
 
 def lcw_cost(device: torch.device, *, quick: bool) -> dict[str, Any]:

@@ -10,6 +10,7 @@ default ``projection``, ``centering`` (forward-time reparameterization) and the 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,19 +29,35 @@ def _drop_hidden_bias(model: nn.Module) -> nn.Module:
     return model
 
 
-def _step_fn(cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor, *, plain_twin: bool) -> Any:
+def step_fn(
+    cfg: TrialConfig, x: torch.Tensor, y: torch.Tensor, *, plain_twin: bool
+) -> Callable[[], None]:
+    """One SGD training step of `cfg`'s model on (x, y), on x's device.
+
+    Honours `cfg.channels_last` and `cfg.precision` ("bf16" autocast); waits for the device so
+    a timed call covers the whole step. `plain_twin`: the same layout with plain layers.
+    """
     if plain_twin:
         cfg = TrialConfig.from_dict({**cfg.to_dict(), "method": "plain"})
     model = build_model(cfg)
     if plain_twin:
         _drop_hidden_bias(model)
+    model = model.to(x.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    bf16 = cfg.precision == "bf16"
+    cuda = x.device.type == "cuda"
 
     def step() -> None:
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize(x.device)
 
     return step
 
@@ -63,10 +80,10 @@ def run(*, repeats: int = 5, quick: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (base, x, calls) in setups.items():
         y = torch.randint(0, 10, (len(x),), generator=g)
-        candidates = {"plain": _step_fn(TrialConfig(method="lcw", **base), x, y, plain_twin=True)}
+        candidates = {"plain": step_fn(TrialConfig(method="lcw", **base), x, y, plain_twin=True)}
         for impl in ("projection", "centering", "basis"):
             cfg = TrialConfig(method="lcw", lcw_impl=impl, **base)
-            candidates[impl] = _step_fn(cfg, x, y, plain_twin=False)
+            candidates[impl] = step_fn(cfg, x, y, plain_twin=False)
         out[name] = interleaved_ratios(candidates, baseline="plain", calls=calls, repeats=repeats)
     return out
 
