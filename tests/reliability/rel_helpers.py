@@ -24,16 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from wk_helpers import (
-    BIN,
     free_port,
-    kill_pids,
     processes_under,
-    ray_tmpdir,
     start,
     stop_process,
     subprocess_env,
     wait_until,
 )
+from wk_helpers import ray_head as ray_head  # re-exported for this folder's tests
 
 from service.store import Store
 
@@ -94,46 +92,6 @@ class Proc:
 
     def tail(self, n: int = 4000) -> str:
         return self.text()[-n:]
-
-
-@contextlib.contextmanager
-def ray_head() -> Iterator[tuple[str, str]]:
-    """A 2-CPU Ray head on loopback with a private temp dir; yields (address, temp dir)."""
-    tmp = ray_tmpdir()
-    port = free_port()
-    flags = (
-        "--dashboard-port",
-        "--dashboard-agent-listen-port",
-        "--dashboard-agent-grpc-port",
-        "--metrics-export-port",
-        "--runtime-env-agent-port",
-    )
-    command = [
-        str(BIN / "ray"),
-        "start",
-        "--head",
-        "--port",
-        str(port),
-        "--num-cpus",
-        "2",
-        "--node-ip-address",
-        "127.0.0.1",
-        "--include-dashboard",
-        "false",
-        "--disable-usage-stats",
-        "--temp-dir",
-        tmp,
-        *[item for flag in flags for item in (flag, str(free_port()))],
-    ]
-    try:
-        done = subprocess.run(
-            command, env=subprocess_env(), capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        yield f"127.0.0.1:{port}", tmp
-    finally:
-        kill_pids(processes_under(tmp))
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def worker(address: str, url: str, log: Path) -> Proc:

@@ -11,7 +11,6 @@ processes under that temp dir (by pid), never someone else's Ray (`ray stop` wou
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -20,12 +19,7 @@ from typing import Any
 
 import pytest
 from wk_helpers import (
-    BIN,
     assert_one_row_per_epoch,
-    free_port,
-    kill_pids,
-    processes_under,
-    ray_tmpdir,
     start,
     stop_process,
     submit,
@@ -33,6 +27,9 @@ from wk_helpers import (
     trials_of,
     wait_study,
     wait_until,
+)
+from wk_helpers import (
+    ray_head as start_ray_head,
 )
 
 from service.db import make_engine, upgrade_database
@@ -44,44 +41,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
     """A 2-CPU Ray head on loopback; yields its address."""
-    tmp = ray_tmpdir()
-    port = free_port()
-    ports = {
-        flag: str(free_port())
-        for flag in (
-            "--dashboard-port",
-            "--dashboard-agent-listen-port",
-            "--dashboard-agent-grpc-port",
-            "--metrics-export-port",
-            "--runtime-env-agent-port",
-        )
-    }
-    command = [
-        str(BIN / "ray"),
-        "start",
-        "--head",
-        "--port",
-        str(port),
-        "--num-cpus",
-        "2",
-        "--node-ip-address",
-        "127.0.0.1",
-        "--include-dashboard",
-        "false",
-        "--disable-usage-stats",
-        "--temp-dir",
-        tmp,
-        *[item for pair in ports.items() for item in pair],
-    ]
-    try:
-        done = subprocess.run(
-            command, env=subprocess_env(), capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        yield f"127.0.0.1:{port}"
-    finally:
-        kill_pids(processes_under(tmp))
-        shutil.rmtree(tmp, ignore_errors=True)
+    with start_ray_head() as (address, _):
+        yield address
 
 
 @pytest.fixture

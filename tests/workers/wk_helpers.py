@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -198,3 +200,43 @@ class Shared:
 
     def idle(self) -> bool:
         return not self.dispatcher.held_trial_ids()
+
+
+@contextlib.contextmanager
+def ray_head() -> Iterator[tuple[str, str]]:
+    """A 2-CPU Ray head on loopback with a private temp dir; yields (address, temp dir)."""
+    tmp = ray_tmpdir()
+    port = free_port()
+    flags = (
+        "--dashboard-port",
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+    )
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--port",
+        str(port),
+        "--num-cpus",
+        "2",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--include-dashboard",
+        "false",
+        "--disable-usage-stats",
+        "--temp-dir",
+        tmp,
+        *[item for flag in flags for item in (flag, str(free_port()))],
+    ]
+    try:
+        done = subprocess.run(
+            command, env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield f"127.0.0.1:{port}", tmp
+    finally:
+        kill_pids(processes_under(tmp))
+        shutil.rmtree(tmp, ignore_errors=True)
