@@ -1,4 +1,4 @@
-"""Helpers every test folder shares: free ports, polling, scratch PostgreSQL databases.
+"""Helpers every test folder shares: ports, polling, scratch PostgreSQL databases, processes.
 
 Per-folder helper modules (``cli_helpers``, ``wk_helpers``, ``svc_helpers``, ...) re-export
 these, so a test imports from its own folder's module as before. pytest puts ``tests/`` on the
@@ -8,12 +8,16 @@ win over test folders of the same name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -73,3 +77,65 @@ def fresh_pg_database(prefix: str = "lcw_t") -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def processes_under(marker: str | None, *, roots: tuple[int, ...] = ()) -> set[int]:
+    """Pids whose command line names `marker` (a private Ray temp dir), or that descend from
+    one of them or from `roots`: exactly the processes our subprocesses started."""
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    found = set(roots) | ({pid for pid in pids if marker in _cmdline(pid)} if marker else set())
+    parents = {pid: _ppid(pid) for pid in pids}
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found.add(pid)
+                grew = True
+    return {pid for pid in found if pid != os.getpid() and _alive(pid)}
+
+
+def kill_pids(pids: set[int], *, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL whatever is still there after `grace` s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 20.0) -> int:
+    """SIGTERM a subprocess and wait for it (SIGKILL after `timeout`)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return int(proc.returncode)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,9 @@ from typing import TypeVar
 
 import httpx
 from testkit import free_port as free_port  # re-exported for this folder's tests
+from testkit import kill_pids as kill_pids
+from testkit import processes_under as processes_under
+from testkit import stop_process as stop_process
 from testkit import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,68 +56,6 @@ def lcw(
         env=env or clean_env(),
         cwd=REPO,
     )
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def processes_under(marker: str | None, *, roots: tuple[int, ...] = ()) -> set[int]:
-    """Pids whose command line names `marker` (a private Ray temp dir), or that descend from
-    one of them or from `roots`: exactly the processes our subprocesses started."""
-    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-    found = set(roots) | ({pid for pid in pids if marker in _cmdline(pid)} if marker else set())
-    parents = {pid: _ppid(pid) for pid in pids}
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in found and pid not in found:
-                found.add(pid)
-                grew = True
-    return {pid for pid in found if pid != os.getpid() and _alive(pid)}
-
-
-def kill_pids(pids: set[int], *, grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL whatever is still there after `grace` s."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-            time.sleep(0.1)
-
-
-def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 20.0) -> int:
-    """SIGTERM a subprocess and wait for it (SIGKILL after `timeout`)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return int(proc.returncode)
 
 
 @dataclass

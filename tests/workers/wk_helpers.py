@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,9 @@ from typing import Any, TypeVar
 from testkit import PG_ADMIN_URL as PG_ADMIN_URL  # re-exported for this folder's tests
 from testkit import free_port as free_port
 from testkit import fresh_pg_database as fresh_pg_database
+from testkit import kill_pids as kill_pids
+from testkit import processes_under as processes_under
+from testkit import stop_process as stop_process
 from testkit import wait_until
 
 from service.spec import plan_study
@@ -111,68 +112,6 @@ def start(args: list[str], *, env: dict[str, str], log: Path) -> subprocess.Pope
     return subprocess.Popen(
         [exe, *args[1:]], env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT
     )
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def processes_under(marker: str, *, roots: tuple[int, ...] = ()) -> set[int]:
-    """Pids whose command line names `marker` (our private Ray temp dir) or descend from one
-    of them or from `roots`: exactly the processes our subprocesses started."""
-    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-    found = {pid for pid in pids if marker in _cmdline(pid)} | set(roots)
-    parents = {pid: _ppid(pid) for pid in pids}
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in found and pid not in found:
-                found.add(pid)
-                grew = True
-    return {pid for pid in found if pid != os.getpid()}
-
-
-def kill_pids(pids: set[int], *, grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL what is still there after `grace` s."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-            time.sleep(0.1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 20.0) -> int:
-    """SIGTERM a subprocess and wait for it (SIGKILL after `timeout`)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return int(proc.returncode)
 
 
 class Started:
