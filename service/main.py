@@ -8,6 +8,7 @@ closed unless ``LCW_CORS_ORIGINS`` names origins. Nothing here imports torch.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from lcw import __version__
+from service import stats
 from service.api import health, studies, trials
 from service.config import Settings, get_settings
 from service.db import make_engine, upgrade_database
@@ -199,6 +201,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await run_in_threadpool(upgrade_database, engine)
+        # scipy takes ~1 s to import; load it now, not in the first summary request.
+        threading.Thread(target=stats.warm_up, name="lcw-warm-up", daemon=True).start()
         yield
         engine.dispose()
 

@@ -169,6 +169,24 @@ class Trial(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class StudyCell(Base):
+    """A (study, cell) pair and a counter moved by every change to the cell's trials that a
+    summary can see (a result, a failure, a requeue, a cancel, an assigned lr_search LR).
+
+    ``Store.summary`` keeps each cell's part of a summary with the version it was computed at
+    and recomputes only the cells whose version moved, so a summary after one trial finishes
+    reads that trial's cell, not the whole study.
+    """
+
+    __tablename__ = "study_cells"
+
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    cell_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class TrialMetric(Base):
     """One epoch of one trial (epoch 0: evaluation at init); written once per epoch."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -51,6 +51,11 @@ def _t_quantile(df: int) -> float:
     from scipy import stats as st
 
     return float(st.t.ppf(0.975, df))
+
+
+def warm_up() -> None:
+    """Import scipy's statistics (about a second) before a summary needs them."""
+    _t_quantile(2)
 
 
 def t_interval(values: Sequence[float]) -> tuple[list[float] | None, str | None]:
@@ -242,11 +247,11 @@ def summarize(rows: Iterable[TrialOutcome]) -> dict[str, list[dict[str, Any]]]:
     rows = list(rows)
     groups = group_outcomes(rows)
     best = best_lrs(groups)
-    at_best = [t for t in rows if t.lr is not None and best.get(_cell_of(t)) == t.lr]
+    at_best = [t for t in rows if t.lr is not None and best.get(cell_of(t)) == t.lr]
     return summarize_groups(groups, at_best)
 
 
-def _cell_of(t: TrialOutcome) -> CellKey:
+def cell_of(t: TrialOutcome) -> CellKey:
     return (t.method, t.depth, t.width, t.activation)
 
 
@@ -259,35 +264,79 @@ def summarize_groups(
     cells: dict[CellKey, list[LrGroup]] = defaultdict(list)
     for g in groups:
         cells[g.cell].append(g)
-    best = best_lrs(g for cell_groups in cells.values() for g in cell_groups)
     trials: dict[CellKey, list[TrialOutcome]] = defaultdict(list)
     for t in at_best:
-        trials[_cell_of(t)].append(t)
-    ordered = sorted(cells, key=_order)
-    out_cells = [_cell_summary(key, cells[key], best[key], trials[key]) for key in ordered]
+        trials[cell_of(t)].append(t)
+    return assemble({key: cell_result(key, cells[key], trials[key]) for key in cells})
 
-    comparisons = []
+
+@dataclass(frozen=True)
+class CellResult:
+    """One cell's part of a summary: its row and its test accuracy per seed at the best LR.
+
+    A function of that cell's trials alone, so a summary can keep the results of cells whose
+    trials did not change and recompute only the others (``Store.summary``).
+    """
+
+    key: CellKey
+    best_lr: float | None
+    summary: dict[str, Any]
+    by_seed: dict[int, float]
+
+
+def cell_result(key: CellKey, groups: list[LrGroup], at_best: Iterable[TrialOutcome]) -> CellResult:
+    """The cell's result from its per-lr aggregates and its trials (those not at the best LR
+    are ignored)."""
+    best = best_lrs(groups).get(key)
+    trials = [t for t in at_best if best is not None and t.lr == best]
+    return CellResult(key, best, _cell_summary(key, groups, best, trials), _by_seed(trials, best))
+
+
+def comparison(mine: CellResult, theirs: CellResult) -> dict[str, Any]:
+    """`mine` (an lcw method) against `theirs` (another method of the same depth, width and
+    activation), paired by seed, each at its own best LR."""
+    target, depth, width, activation = mine.key
+    seeds = sorted(set(mine.by_seed) & set(theirs.by_seed))
+    return {
+        "method": target,
+        "baseline": theirs.key[0],
+        "depth": depth,
+        "width": width,
+        "activation": activation,
+        "method_lr": mine.best_lr,
+        "baseline_lr": theirs.best_lr,
+        **compare([mine.by_seed[s] for s in seeds], [theirs.by_seed[s] for s in seeds]),
+    }
+
+
+def cell_order(keys: Iterable[CellKey]) -> list[CellKey]:
+    """Cells in summary order: activation, depth, width, method."""
+    return sorted(keys, key=_order)
+
+
+def comparison_pairs(keys: Iterable[CellKey]) -> list[tuple[CellKey, CellKey]]:
+    """(target, baseline) cell pairs in summary order: each lcw-family cell against every other
+    method of its depth, width and activation."""
+    ordered = cell_order(keys)
+    by_arch: dict[tuple[Any, ...], list[CellKey]] = defaultdict(list)
     for key in ordered:
-        target, depth, width, activation = key
-        if target not in TARGETS:
-            continue
-        mine = _by_seed(trials[key], best[key])
-        for other_key in ordered:
-            other, o_depth, o_width, o_activation = other_key
-            if other == target or (o_depth, o_width, o_activation) != (depth, width, activation):
-                continue
-            theirs = _by_seed(trials[other_key], best[other_key])
-            seeds = sorted(set(mine) & set(theirs))
-            comparisons.append(
-                {
-                    "method": target,
-                    "baseline": other,
-                    "depth": depth,
-                    "width": width,
-                    "activation": activation,
-                    "method_lr": best[key],
-                    "baseline_lr": best[other_key],
-                    **compare([mine[s] for s in seeds], [theirs[s] for s in seeds]),
-                }
-            )
-    return {"cells": out_cells, "comparisons": comparisons}
+        by_arch[key[1:]].append(key)
+    return [
+        (key, other)
+        for key in ordered
+        if key[0] in TARGETS
+        for other in by_arch[key[1:]]
+        if other[0] != key[0]
+    ]
+
+
+def assemble(
+    cells: dict[CellKey, CellResult],
+    compared: Callable[[CellResult, CellResult], dict[str, Any]] = comparison,
+) -> dict[str, list[dict[str, Any]]]:
+    """{"cells": [...], "comparisons": [...]} from every cell's result. `compared` computes one
+    comparison (a caller may memoize it on the two cells' versions)."""
+    return {
+        "cells": [cells[key].summary for key in cell_order(cells)],
+        "comparisons": [compared(cells[a], cells[b]) for a, b in comparison_pairs(cells)],
+    }

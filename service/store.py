@@ -64,11 +64,14 @@ from service.models import (
     TRIAL_SCORED,
     TRIAL_STATUSES,
     Study,
+    StudyCell,
     Trial,
     TrialMetric,
     utcnow,
 )
 from service.schemas import (
+    CellSummary,
+    Comparison,
     EpochMetricPublic,
     Progress,
     StudiesPublic,
@@ -144,6 +147,28 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+@dataclass(frozen=True)
+class _CellPart:
+    """One cell's part of a cached summary, computed when the cell's version was `version`."""
+
+    version: int
+    result: stats.CellResult
+    model: CellSummary
+
+
+@dataclass
+class _SummaryEntry:
+    """A study's cached summary: the cell versions it reflects, each cell's part, and the
+    comparisons (each with the two parts it was computed from)."""
+
+    status: str
+    versions: dict[str, int]
+    cells: dict[str, _CellPart]
+    comparisons: dict[tuple[str, str], tuple[_CellPart, _CellPart, Comparison]]
+    summary: SummaryPublic
+    json: bytes | None = None
+
+
 class Store:
     """All persistence for one database (``engine``); safe to share between threads."""
 
@@ -152,10 +177,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = writer(engine)
-        # (study_id, study.updated_at) -> summary. updated_at moves with every trial state
-        # change (_refresh_studies), so a cached summary is never stale; polling a large
-        # finished or slowly moving study then costs one primary-key read.
-        self._summaries: OrderedDict[tuple[int, Any], SummaryPublic] = OrderedDict()
+        # study_id -> its last summary, per cell (see ``summary``).
+        self._summaries: OrderedDict[int, _SummaryEntry] = OrderedDict()
         self._summaries_lock = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -259,6 +282,10 @@ class Store:
         ]
         for chunk in _chunks(rows, 2000):
             s.execute(insert(Trial), list(chunk))
+        cells = [{"study_id": study.id, "cell_key": k, "version": 0}
+                 for k in dict.fromkeys(t.cell_key for t in trials)]  # fmt: skip
+        for chunk in _chunks(cells, 2000):
+            s.execute(insert(StudyCell), list(chunk))
         return study
 
     def _progress(self, s: Session, study_ids: Sequence[int]) -> dict[int, Progress]:
@@ -351,6 +378,7 @@ class Store:
             study.status = "cancelled"
             study.finished_at = now
             study.updated_at = now
+            self._touch_cells(s, study_id, None)
             s.flush()
             return self._study_public(s, study)
 
@@ -370,14 +398,36 @@ class Store:
                 .execution_options(synchronize_session=False)
             )
 
-    def _refresh_studies(self, s: Session, study_ids: Iterable[int], now: datetime) -> None:
-        """Derive each study's status from its trials (same transaction as the trial change).
+    def _touch_cells(self, s: Session, study_id: int, cell_keys: Iterable[str] | None) -> None:
+        """Move the version of the study's cells `cell_keys` (None: all of them): their trials
+        changed in a way a summary can see (``summary`` recomputes exactly those cells)."""
+        bump = (
+            update(StudyCell)
+            .where(StudyCell.study_id == study_id)
+            .values(version=StudyCell.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if cell_keys is None:
+            s.execute(bump)
+            return
+        for chunk in _chunks(sorted(set(cell_keys)), _IN_BATCH):
+            s.execute(bump.where(StudyCell.cell_key.in_(chunk)))
+
+    def _refresh_studies(
+        self, s: Session, changed: Iterable[tuple[int, str]], now: datetime
+    ) -> None:
+        """After trials of the (study_id, cell_key) pairs in `changed` changed state: derive
+        each study's status from its trials, and move the changed cells' versions (in the
+        transaction of the trial change; the study rows are locked first, then their cells).
 
         queued: nothing claimed yet; running: claimed at least once and not all trials terminal;
         completed: all terminal and at least one with a result; failed: all terminal and every
         one failed. cancelled is set by cancel_study and never changes afterwards.
         """
-        for sid in sorted(set(study_ids)):
+        cells: dict[int, set[str]] = defaultdict(set)
+        for sid, cell_key in changed:
+            cells[sid].add(cell_key)
+        for sid in sorted(cells):
             # Lock the study row: two completers of a study's last trials then see each other.
             study = s.execute(
                 select(Study)
@@ -423,6 +473,8 @@ class Store:
                 if new in STUDY_FINISHED:
                     study.finished_at = now
         s.flush()
+        for sid in sorted(cells):
+            self._touch_cells(s, sid, cells[sid])
 
     # -- trials (read side) -------------------------------------------------------------------
 
@@ -589,38 +641,122 @@ class Store:
         ]
 
     def summary(self, study_id: int) -> SummaryPublic:
-        """The study's comparison (service.stats) from the trials' final-metric columns."""
+        """The study's comparison (service.stats) from the trials' final-metric columns.
+
+        Incremental: the last summary of each study is kept per cell, with the cell versions
+        (``study_cells``) it was computed at. A request reads the study row and its cell
+        versions, recomputes only the cells whose version moved (their GROUP BY and their
+        trials at the best LR) and the comparisons that involve them, and reuses the rest;
+        nothing changed costs those two reads. Everything a summary shows is a function of the
+        cell's own trials, so this equals a full recomputation (tested).
+        """
+        return self._summary_entry(study_id).summary
+
+    def summary_json(self, study_id: int) -> bytes:
+        """``summary`` serialized, kept with the cached summary until a cell changes."""
+        entry = self._summary_entry(study_id)
+        if entry.json is None:
+            entry.json = entry.summary.model_dump_json().encode()
+        return entry.json
+
+    def forget_summaries(self) -> None:
+        """Drop every cached summary (after changes made to the tables outside this store)."""
+        with self._summaries_lock:
+            self._summaries.clear()
+
+    def _summary_entry(self, study_id: int) -> _SummaryEntry:
         with self._read() as s:
             if self.engine.dialect.name == "postgresql":
-                # Two reads below (aggregates, then the trials at the best LRs): one snapshot.
+                # The versions and the cells' rows below: one snapshot.
                 s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             study = self._get_study(s, study_id)
-            key = (study_id, study.updated_at)
+            versions: dict[str, int] = dict(
+                s.execute(
+                    select(StudyCell.cell_key, StudyCell.version).where(
+                        StudyCell.study_id == study_id
+                    )
+                )
+                .tuples()
+                .all()
+            )
             with self._summaries_lock:
-                cached = self._summaries.get(key)
-                if cached is not None:
-                    self._summaries.move_to_end(key)
-                    return cached
-            groups = self._lr_groups(s, study_id)
-            result = stats.summarize_groups(
-                [g for cell in groups.values() for g in cell], self._trials_at(s, study_id, groups)
+                prev = self._summaries.get(study_id)
+                if prev is not None:
+                    self._summaries.move_to_end(study_id)
+            if prev is not None and prev.versions == versions and prev.status == study.status:
+                return prev
+            old = prev.cells if prev is not None else {}
+            stale = [k for k, v in versions.items() if k not in old or old[k].version != v]
+            fresh = (
+                self._cell_results(s, study_id, None if len(stale) == len(versions) else stale)
+                if stale or not versions
+                else {}
             )
-            summary = SummaryPublic.model_validate(
-                {"study_id": study_id, "status": study.status, **result}
-            )
+        cells = {k: old[k] for k in versions if k not in fresh and k in old}
+        for k, result in fresh.items():
+            part = CellSummary.model_validate(result.summary)
+            cells[k] = _CellPart(versions.get(k, -1), result, part)  # -1: recomputed next time
+        entry = self._assemble(study_id, study.status, versions, cells, prev)
         with self._summaries_lock:
-            self._summaries[key] = summary
+            self._summaries[study_id] = entry
+            self._summaries.move_to_end(study_id)
             while len(self._summaries) > self.SUMMARY_CACHE_SIZE:
                 self._summaries.popitem(last=False)
-        return summary
+        return entry
 
-    def _lr_groups(self, s: Session, study_id: int) -> dict[str, list[stats.LrGroup]]:
-        """``stats.group_outcomes`` of the study's trials, by cell_key, from one GROUP BY over
-        the covering index ``ix_trials_study_summary`` (~4,000 rows for 20,000 trials, no visit
-        to the wide trial rows); statuses are grouped in SQL and added up here."""
+    @staticmethod
+    def _assemble(
+        study_id: int,
+        status: str,
+        versions: dict[str, int],
+        cells: dict[str, _CellPart],
+        prev: _SummaryEntry | None,
+    ) -> _SummaryEntry:
+        """The summary from each cell's part; a comparison is reused while both its parts are
+        the ones it was computed from (``stats.assemble`` is the same without the reuse)."""
+        by_key = {part.result.key: (cell_key, part) for cell_key, part in cells.items()}
+        old = prev.comparisons if prev is not None else {}
+        comparisons: dict[tuple[str, str], tuple[_CellPart, _CellPart, Comparison]] = {}
+        for a, b in stats.comparison_pairs(by_key):
+            (ka, pa), (kb, pb) = by_key[a], by_key[b]
+            hit = old.get((ka, kb))
+            if hit is not None and hit[0] is pa and hit[1] is pb:
+                comparisons[ka, kb] = hit
+            else:
+                model = Comparison.model_validate(stats.comparison(pa.result, pb.result))
+                comparisons[ka, kb] = (pa, pb, model)
+        summary = SummaryPublic.model_construct(
+            study_id=study_id,
+            status=status,
+            cells=[by_key[key][1].model for key in stats.cell_order(by_key)],
+            comparisons=[c[2] for c in comparisons.values()],
+        )
+        return _SummaryEntry(status, versions, cells, comparisons, summary)
+
+    def _cell_results(
+        self, s: Session, study_id: int, cell_keys: list[str] | None
+    ) -> dict[str, stats.CellResult]:
+        """``stats.cell_result`` of the study's cells `cell_keys` (None: every cell)."""
+        groups = self._lr_groups(s, study_id, cell_keys)
+        trials: dict[stats.CellKey, list[stats.TrialOutcome]] = defaultdict(list)
+        for t in self._trials_at(s, study_id, groups):
+            trials[stats.cell_of(t)].append(t)
+        out = {}
+        for cell_key, cell_groups in groups.items():
+            key = cell_groups[0].cell
+            out[cell_key] = stats.cell_result(key, cell_groups, trials[key])
+        return out
+
+    def _lr_groups(
+        self, s: Session, study_id: int, cell_keys: list[str] | None = None
+    ) -> dict[str, list[stats.LrGroup]]:
+        """``stats.group_outcomes`` of the study's trials (of the cells `cell_keys`; None: all),
+        by cell_key, from a GROUP BY over the covering index ``ix_trials_study_summary``
+        (~4,000 rows for 20,000 trials, no visit to the wide trial rows); statuses are grouped
+        in SQL and added up here."""
         keys = (Trial.cell_key, Trial.lr, Trial.method, Trial.depth, Trial.width, Trial.activation)
         test_if_val = case((Trial.val_acc.is_not(None), Trial.test_acc))
-        rows = s.execute(
+        query = (
             select(
                 *keys,
                 Trial.status,
@@ -633,6 +769,12 @@ class Store:
             .where(Trial.study_id == study_id)
             .group_by(*keys, Trial.status)
         )
+        if cell_keys is None:
+            rows: list[Any] = list(s.execute(query))
+        else:
+            rows = []
+            for chunk in _chunks(cell_keys, _IN_BATCH):
+                rows += s.execute(query.where(Trial.cell_key.in_(chunk)))
         # (cell_key, lr) -> [scored, tested, diverged, failed, unfinished], partial sums of
         # val_acc and test_acc per scored status (fsum: the same total in any row order).
         cells: dict[tuple[str, float | None], stats.CellKey] = {}
@@ -1003,7 +1145,7 @@ class Store:
             raise ValueError(f"status: '{status}' is not one of {sorted(COMPLETE_STATUSES)}")
         now = utcnow()
         with self._write() as s:
-            sid = s.execute(
+            changed = s.execute(
                 update(Trial)
                 .where(Trial.id == trial_id, Trial.status == "running", Trial.lease_owner == owner)
                 .values(
@@ -1016,12 +1158,12 @@ class Store:
                     updated_at=now,
                     **{m: _num(result.get(m)) for m in FINAL_METRICS},
                 )
-                .returning(Trial.study_id)
+                .returning(Trial.study_id, Trial.cell_key)
                 .execution_options(synchronize_session=False)
-            ).scalar_one_or_none()
-            if sid is None:
+            ).one_or_none()
+            if changed is None:
                 return False
-            self._refresh_studies(s, [sid], now)
+            self._refresh_studies(s, [tuple(changed)], now)
             return True
 
     def fail_trial_attempt(self, owner: str, trial_id: int, *, error: str) -> str:
@@ -1040,6 +1182,7 @@ class Store:
                     Trial.attempt,
                     Trial.max_retries,
                     Trial.study_id,
+                    Trial.cell_key,
                 )
                 .where(Trial.id == trial_id)
                 .with_for_update()
@@ -1062,7 +1205,7 @@ class Store:
                 )
                 .execution_options(synchronize_session=False)
             )
-            self._refresh_studies(s, [row.study_id], now)
+            self._refresh_studies(s, [(row.study_id, row.cell_key)], now)
             return new
 
     def release_trials(self, owner: str, trial_ids: list[int]) -> int:
@@ -1072,9 +1215,9 @@ class Store:
             return 0
         now = utcnow()
         with self._write() as s:
-            study_ids: list[int] = []
+            changed: list[tuple[int, str]] = []
             for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH):
-                study_ids += s.scalars(
+                changed += s.execute(
                     update(Trial)
                     .where(
                         Trial.id.in_(chunk),
@@ -1088,12 +1231,12 @@ class Store:
                         lease_expires_at=None,
                         updated_at=now,
                     )
-                    .returning(Trial.study_id)
+                    .returning(Trial.study_id, Trial.cell_key)
                     .execution_options(synchronize_session=False)
-                ).all()
-            if study_ids:
-                self._refresh_studies(s, study_ids, now)
-            return len(study_ids)
+                ).tuples()
+            if changed:
+                self._refresh_studies(s, changed, now)
+            return len(changed)
 
     def release_expired(self) -> int:
         """Return running trials whose lease expired to pending, or fail them when they used
@@ -1106,14 +1249,14 @@ class Store:
             + literal(" stopped renewing")
         )
         with self._write() as s:
-            study_ids: list[int] = []
+            changed: list[tuple[int, str]] = []
             for exhausted in (True, False):
                 condition = (
                     Trial.attempt > Trial.max_retries
                     if exhausted
                     else Trial.attempt <= Trial.max_retries
                 )
-                study_ids += s.scalars(
+                changed += s.execute(
                     update(Trial)
                     .where(*expired, condition)
                     .values(
@@ -1125,12 +1268,12 @@ class Store:
                         finished_at=now if exhausted else None,
                         updated_at=now,
                     )
-                    .returning(Trial.study_id)
+                    .returning(Trial.study_id, Trial.cell_key)
                     .execution_options(synchronize_session=False)
-                ).all()
-            if study_ids:
-                self._refresh_studies(s, study_ids, now)
-            return len(study_ids)
+                ).tuples()
+            if changed:
+                self._refresh_studies(s, changed, now)
+            return len(changed)
 
     def assign_lr(self, study_id: int, cell_key: str, slot: int, lr: float) -> None:
         """Set the learning rate of an lr_search slot (the column and config["lr"]) on every
@@ -1165,6 +1308,7 @@ class Store:
                         for tid, config in rows
                     ],
                 )
+                self._touch_cells(s, study_id, [cell_key])
 
     def slot_lr(self, study_id: int, cell_key: str, slot: int) -> float | None:
         """The learning rate assigned to an lr_search slot, None while unassigned."""

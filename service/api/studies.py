@@ -146,9 +146,10 @@ def list_trials(
 
 
 @router.get("/{study_id}/summary", response_model=SummaryPublic, responses=_NOT_FOUND)
-def read_summary(store: StoreDep, study_id: StudyId) -> SummaryPublic:
+def read_summary(store: StoreDep, study_id: StudyId) -> Response:
     """Best learning rate per cell, accuracy CIs and paired comparisons of lcw and bn_lcw."""
-    return store.summary(study_id)
+    # The store keeps the serialized summary until one of the study's cells changes.
+    return Response(store.summary_json(study_id), media_type="application/json")
 
 
 @router.post(

@@ -35,7 +35,9 @@ def pg_session_url() -> Iterator[str]:
 
 def _truncate(url: str) -> None:
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        conn.execute("TRUNCATE trial_metrics, trials, studies RESTART IDENTITY CASCADE")
+        conn.execute(
+            "TRUNCATE trial_metrics, trials, study_cells, studies RESTART IDENTITY CASCADE"
+        )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

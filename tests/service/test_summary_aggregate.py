@@ -82,7 +82,7 @@ def _randomize(store: Store, study_id: int, rng: random.Random, *, dyadic: bool)
                 row["lr"] = slot_lrs[cell_key, slot]
             rows.append(row)
         s.execute(update(Trial), rows)
-    store._summaries.clear()
+    store.forget_summaries()
 
 
 def _rows(store: Store, study_id: int) -> list[TrialOutcome]:

@@ -1,0 +1,165 @@
+"""The incremental summary (per-cell cache, ``study_cells`` versions) equals a recomputation.
+
+A long-lived ``Store`` keeps each study's summary per cell and recomputes only the cells whose
+version moved. Through random sequences of the real queue operations (claims, results, failed
+attempts, releases, expired leases, lr_search assignments, a cancel) its answer after every step
+must equal a fresh store's full computation and the row-by-row ``stats.summarize``; on SQLite
+and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from svc_helpers import make_study, result
+
+from service.db import session_scope
+from service.models import StudyCell, Trial, utcnow
+from service.schemas import SummaryPublic
+from service.stats import TrialOutcome, summarize
+from service.store import Store
+
+GRID = {
+    "name": "grid",
+    "dataset": "digits",
+    "methods": ["plain", "bn", "lcw"],
+    "depths": [2, 3],
+    "activations": ["relu"],
+    "learning_rates": [0.01, 0.1],
+    "seeds": 5,
+    "max_retries": 1,
+}
+LR_SEARCH = {
+    "name": "search",
+    "dataset": "digits",
+    "methods": ["plain", "lcw"],
+    "depths": [3],
+    "activations": ["tanh"],
+    "lr_search": {"low": 0.001, "high": 1.0, "trials_per_cell": 3},
+    "seeds": 5,
+}
+
+
+def _row_based(store: Store, study_id: int) -> dict[str, Any]:
+    with session_scope(store.engine) as s:
+        rows = [
+            TrialOutcome(*row)
+            for row in s.execute(
+                select(
+                    Trial.method, Trial.depth, Trial.width, Trial.activation, Trial.lr,
+                    Trial.seed, Trial.status, Trial.val_acc, Trial.test_acc,
+                )
+                .where(Trial.study_id == study_id)
+                .order_by(Trial.index)
+            )
+        ]  # fmt: skip
+    status = store.get_study(study_id).status
+    return SummaryPublic.model_validate(
+        {"study_id": study_id, "status": status, **summarize(rows)}
+    ).model_dump()
+
+
+def _check(store: Store, study_id: int) -> None:
+    incremental = store.summary(study_id).model_dump()
+    assert incremental == Store(store.engine).summary(study_id).model_dump()
+    assert incremental == _row_based(store, study_id)
+    assert store.summary_json(study_id) == store.summary(study_id).model_dump_json().encode()
+
+
+def _step(store: Store, study_id: int, rng: random.Random, held: dict[int, str]) -> None:
+    """One random queue operation by one of two workers."""
+    owner = rng.choice(["w1", "w2"])
+    mine = [tid for tid, o in held.items() if o == owner]
+    op = rng.choice(["claim", "claim", "complete", "complete", "complete", "fail", "release",
+                     "expire"])  # fmt: skip
+    if op == "claim" or not mine:
+        for c in store.claim_trials(owner, limit=rng.randint(1, 4), lease_seconds=60):
+            held[c.id] = owner
+            if c.slot is not None and c.config.get("lr") is None:
+                store.assign_lr(study_id, c.cell_key, c.slot, rng.choice([0.01, 0.05, 0.3]))
+        return
+    tid = rng.choice(mine)
+    if op == "complete":
+        acc = rng.randrange(1025) / 1024  # dyadic: every summation order is exact
+        status = rng.choice(["completed", "completed", "diverged", "stopped_early"])
+        store.complete_trial(owner, tid, status=status, result=result(acc, acc / 2), run_info={})
+        del held[tid]
+    elif op == "fail":
+        store.fail_trial_attempt(owner, tid, error="boom")
+        del held[tid]
+    elif op == "release":
+        store.release_trials(owner, [tid])
+        del held[tid]
+    else:  # this worker stopped renewing: its lease runs out
+        with session_scope(store.engine) as s:
+            s.execute(
+                update(Trial)
+                .where(Trial.id == tid)
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+        store.release_expired()
+        del held[tid]
+
+
+@pytest.mark.parametrize("spec", [GRID, LR_SEARCH], ids=lambda s: s["name"])
+def test_incremental_summary_equals_a_recomputation_after_every_change(
+    store: Store, spec: dict[str, Any]
+) -> None:
+    study_id = make_study(store, spec)
+    other = make_study(store, GRID)  # a second study's changes must not disturb the first
+    rng = random.Random(3)
+    held: dict[int, str] = {}
+    _check(store, study_id)
+    for i in range(70):
+        _step(store, study_id, rng, held)
+        if i % 3 == 0:
+            _check(store, study_id)
+    assert any(c["n"] for c in store.summary(study_id).model_dump()["cells"])
+    store.cancel_study(study_id)
+    _check(store, study_id)
+    _check(store, other)
+
+
+def test_only_changed_cells_are_recomputed(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    study_id = make_study(store, GRID)
+    store.summary(study_id)
+    asked: list[list[str] | None] = []
+    real = store._lr_groups
+
+    def spy(s: Any, sid: int, cell_keys: list[str] | None = None) -> Any:
+        asked.append(cell_keys)
+        return real(s, sid, cell_keys)
+
+    monkeypatch.setattr(store, "_lr_groups", spy)
+    store.summary(study_id)
+    assert asked == []  # nothing changed: no GROUP BY at all
+    [claimed] = store.claim_trials("w", limit=1, lease_seconds=60)
+    store.summary(study_id)
+    assert asked == []  # a claim changes nothing a summary shows (pending -> running)
+    store.complete_trial("w", claimed.id, status="completed", result=result(0.5, 0.5), run_info={})
+    store.summary(study_id)
+    assert asked == [[claimed.cell_key]]
+    with session_scope(store.engine) as s:
+        versions = dict(
+            s.execute(select(StudyCell.cell_key, StudyCell.version).where(
+                StudyCell.study_id == study_id)).tuples().all()
+        )  # fmt: skip
+    assert versions[claimed.cell_key] == 1
+    assert sum(versions.values()) == 1 and len(versions) == 6
+
+
+def test_forget_summaries_after_changes_outside_the_store(store: Store) -> None:
+    study_id = make_study(store, GRID)
+    before = store.summary(study_id)
+    with session_scope(store.engine) as s:
+        s.execute(
+            update(Trial).where(Trial.study_id == study_id).values(
+                status="completed", val_acc=0.5, test_acc=0.5)
+        )  # fmt: skip
+    assert store.summary(study_id) == before  # no version moved: the cached answer stands
+    store.forget_summaries()
+    assert store.summary(study_id).model_dump() == _row_based(store, study_id)
