@@ -172,6 +172,9 @@ class StudyCreate(_Spec):
     precision: PrecisionName = "fp32"
     channels_last: bool = False
     compile: bool = False
+    # Trials that differ only in lr and seed may train as one fused model (workers.packing);
+    # false: every trial trains alone (e.g. to time trials one by one).
+    packing: bool = True
 
     @field_validator("methods", "depths", "widths", "activations", "learning_rates")
     @classmethod

@@ -113,6 +113,7 @@ class ClaimedTrial:
     resources: dict[str, Any]  # {"cpu": float, "gpu": float}
     lr_search: dict[str, Any] | None  # the study's lr_search block
     scheduler: dict[str, Any] | None  # the study's scheduler block
+    packing: bool = True  # the study's packing switch: False, every trial trains alone
 
 
 def _num(value: Any) -> float | None:
@@ -1040,6 +1041,7 @@ class Store:
                     resources=row.resources,
                     lr_search=specs[row.study_id].get("lr_search"),
                     scheduler=specs[row.study_id].get("scheduler"),
+                    packing=specs[row.study_id].get("packing", True),
                 )
                 for row in claimed
             ]

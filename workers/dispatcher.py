@@ -901,8 +901,9 @@ class Dispatcher:
             t.rungs = asha.rungs
         t.config = config
         # ASHA's early stops save nothing inside a pack (a stopped member is only masked until
-        # its pack-mates finish), so ASHA studies run their trials alone.
-        if not t.rungs and self.pack_size != 1:
+        # its pack-mates finish), so ASHA studies run their trials alone; so do studies that
+        # switched packing off.
+        if not t.rungs and self.pack_size != 1 and c.packing:
             t.key = packing.group_key(c.study_id, config)
 
     def _search(self, c: ClaimedTrial) -> CellSearch:

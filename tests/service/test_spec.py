@@ -102,6 +102,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[Any], list[str]]] = [
     ("too deep", _with(depths=[5, 500]), ["depths", 1], ["depths[1]", "200"]),
     ("negative cpu", _with(resources={"cpu": -1}), ["resources", "cpu"], ["greater than 0"]),
     ("seeds over 100", _with(seeds=101), ["seeds"], ["100"]),
+    ("packing not a bool", _with(packing="no"), ["packing"], ["packing", "bool"]),
     (
         "grace period over epochs",
         _with(scheduler={"name": "asha", "grace_period": 9}),

@@ -69,12 +69,9 @@ def test_a_packed_study_equals_its_unpacked_run(shared: Shared) -> None:
         assert t.result["env"]["pack_size"] == 4
     assert len({tuple(ids) for ids in _packs(trials).values()}) == 2
 
-    # The same spec with packing off (what LCW_PACK_SIZE=1 gives): the same numbers.
-    shared.dispatcher.pack_size = 1
-    try:
-        alone = wait_study(store, submit(store, {**SPEC, "name": "alone"}), timeout=120)
-    finally:
-        shared.dispatcher.pack_size = None
+    # The same spec with the study's packing switched off: every trial alone, the same numbers.
+    alone_spec = {**SPEC, "name": "alone", "packing": False}
+    alone = wait_study(store, submit(store, alone_spec), timeout=120)
     singles = trials_of(store, alone.id)
     assert all("pack_size" not in t.run_info for t in singles)
     assert all(t.result["env"].get("pack_size", 1) == 1 for t in singles)
