@@ -54,6 +54,48 @@ def pack_key(cfg: TrialConfig) -> tuple[Any, ...]:
     return tuple(repr(getattr(cfg, f)) for f in SHARED_FIELDS)
 
 
+class _PackedLinearFn(torch.autograd.Function):
+    """y = x W_k^T + b_k per member, with the weight gradient computed in the weight's layout.
+
+    Autograd of ``bmm(x, W.view(K, out, in).transpose(1, 2))`` produces the weight gradient as
+    (K, in, out) and copies it back to (K * out, in) through the transpose and view; here it
+    is ``bmm(g^T, x)``, written directly as (K, out, in). `weight` is the effective weight (a
+    parametrization's output, when there is one), so gradients flow into it as usual.
+    Under autocast the matmuls run in the autocast dtype; the backward casts alike and returns
+    each gradient in its input's dtype.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, packs: int) -> Tensor:
+        w = weight.reshape(packs, -1, weight.shape[1])  # (K, out, in)
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = bias is not None
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        if bias is None:
+            return torch.bmm(x, w.transpose(1, 2))
+        return torch.baddbmm(bias.view(packs, 1, -1), x, w.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.bmm(g, w.to(g.dtype)).to(x_dtype)  # (K, B, in)
+        if ctx.needs_input_grad[1]:
+            gw = torch.bmm(g.transpose(1, 2), x.to(g.dtype))  # (K, out, in)
+            grad_w = gw.view(-1, gw.shape[2]).to(w_dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g.sum(dim=1).view(-1).to(b_dtype)
+        return grad_x, grad_w, grad_b, None
+
+
+def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, packs: int) -> Tensor:
+    """(K, B, in) x (K * out, in) weight [+ (K * out,) bias] -> (K, B, out), member by member."""
+    out: Tensor = _PackedLinearFn.apply(x, weight, bias, packs)
+    return out
+
+
 class PackedLinear(nn.Module):
     """K independent linear maps on member-major inputs (K, B, in) -> (K, B, out).
 
@@ -71,11 +113,9 @@ class PackedLinear(nn.Module):
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(in_features))
 
     def forward(self, x: Tensor) -> Tensor:
-        k = self.packs
-        w = self.weight.view(k, self.out_features, self.in_features).transpose(1, 2)  # (K, in, out)
-        if self.bias is not None:
-            return torch.baddbmm(self.bias.view(k, 1, self.out_features), x, w)
-        return torch.bmm(x, w)  # (K, B, out)
+        weight = self.weight  # the effective weight (parametrizations applied)
+        assert isinstance(weight, Tensor)
+        return packed_linear(x, weight, self.bias, self.packs)  # (K, B, out)
 
 
 class PackedBatchNorm(nn.Module):

@@ -123,3 +123,51 @@ def test_vgg_pack_uses_grouped_convolutions_and_matches() -> None:
 def test_trials_that_differ_in_architecture_cannot_be_packed() -> None:
     with pytest.raises(ValueError, match="differ only in 'lr' and 'seed'"):
         train_pack([TrialConfig(depth=2), TrialConfig(depth=3)])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_packed_linear_gradient_matches_autograd_of_the_plain_formulation(bias: bool) -> None:
+    from lcw.packed import packed_linear
+
+    k, b, n_in, n_out = 3, 5, 4, 2
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(k, b, n_in, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(k * n_out, n_in, dtype=torch.float64, generator=gen, requires_grad=True)
+    bb = torch.randn(k * n_out, dtype=torch.float64, generator=gen, requires_grad=True)
+    inputs = (x, w, bb if bias else None)
+
+    def fn(x: torch.Tensor, w: torch.Tensor, bb: torch.Tensor | None) -> torch.Tensor:
+        return packed_linear(x, w, bb, k)
+
+    assert torch.autograd.gradcheck(fn, inputs)
+
+    def plain(x: torch.Tensor, w: torch.Tensor, bb: torch.Tensor | None) -> torch.Tensor:
+        y = torch.bmm(x, w.view(k, n_out, n_in).transpose(1, 2))
+        return y if bb is None else y + bb.view(k, 1, n_out)
+
+    g = torch.randn(k, b, n_out, dtype=torch.float64, generator=gen)
+    ours = torch.autograd.grad(fn(*inputs), [t for t in inputs if t is not None], g)
+    ref = torch.autograd.grad(plain(*inputs), [t for t in inputs if t is not None], g)
+    torch.testing.assert_close(fn(*inputs), plain(*inputs))
+    for a, r in zip(ours, ref, strict=True):
+        assert a.shape == r.shape
+        torch.testing.assert_close(a, r)
+
+
+def test_packed_linear_flows_into_a_parametrized_weight() -> None:
+    from torch.nn.utils import parametrize
+
+    from lcw.layers import _CenteredWeightNorm
+    from lcw.packed import PackedLinear
+
+    torch.manual_seed(0)
+    layer = PackedLinear(2, 5, 3, bias=False).double()
+    parametrize.register_parametrization(layer, "weight", _CenteredWeightNorm())
+    x = torch.randn(2, 4, 5, dtype=torch.float64)
+    params = list(layer.parameters())
+    ours = torch.autograd.grad(layer(x).square().sum(), params)
+    w = layer.weight
+    ref_out = torch.bmm(x, w.view(2, 3, 5).transpose(1, 2))
+    ref = torch.autograd.grad(ref_out.square().sum(), params)
+    for a, r in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, r)
