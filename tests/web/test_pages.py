@@ -92,6 +92,40 @@ def _rows(page: Any) -> list[list[str]]:
     return [r.locator("td").all_inner_texts() for r in page.locator("#trial-table tbody tr").all()]
 
 
+READY = "() => document.body.dataset.ready === '1'"
+
+
+def test_study_page_says_when_it_is_usable(site: Served, page: Any, page_log: PageLog) -> None:
+    """body[data-ready]: set once every chart is drawn, cleared while the page loads more."""
+    page.goto(f"{site.url}/studies/{site.seeded.main}")
+    page.wait_for_function(READY)
+    assert page.evaluate(CHARTS_READY)  # every chart is on the page once it says so
+    assert page.evaluate("() => performance.getEntriesByName('lcw-ready').length") == 1
+    page.select_option("#cell-select", "5|100|relu")  # the change handler clears it at once
+    assert page.evaluate("() => document.body.dataset.ready") is None
+    page.wait_for_function(READY)
+    caption = page.locator('[data-chart="shift"]').locator("xpath=..").locator("figcaption")
+    assert "depth 5 · width 100 · relu" in caption.inner_text()
+    page.select_option('#trial-filters select[name="status"]', "failed")
+    page.wait_for_function(READY)
+    assert page.locator("#trial-table .table-meta").get_attribute("data-count") == "1"
+    assert page_log.errors == []
+
+
+def test_page_load_benchmark_runs_on_a_small_study(site: Served, browser: Any) -> None:
+    """benchmarks/page_load.py's measurement on the seeded study (figures are not checked)."""
+    from benchmarks import page_load
+
+    out = page_load.measure(browser, f"{site.url}/studies/{site.seeded.main}", repeats=1)
+    assert out["console_errors"] == []
+    assert out["charts"] >= 10
+    assert out["first_visit"]["median_s"] > 0 and out["repeat_visit"]["median_s"] > 0
+    assert all(ms is not None for ms in out["first_visit_ready_ms"])
+    names = [r["name"] for r in out["biggest_resources"]]
+    assert any(n.startswith("/static/plotly") for n in names)
+    assert out["repeat_transfer_bytes"] < out["transfer_bytes"]  # static files came from cache
+
+
 def test_trial_table_numbers_sort_filter_and_pages(
     site: Served, page: Any, page_log: PageLog
 ) -> None:

@@ -37,6 +37,8 @@ window.LCWCharts = (function () {
       _caption: title,
       font: { family: FONT, size: 11.5, color: "#1d2125" },
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#ffffff",
+      // The margins plotly's auto-margin settles on (a one-row legend above, tick labels and
+      // the axis title below): starting there spares every chart a second full draw.
       margin: { l: 52, r: 12, t: 12, b: 44 },
       height: 300,
       showlegend: true,
@@ -68,13 +70,25 @@ window.LCWCharts = (function () {
     fig.querySelector("figcaption").textContent = text || "";
   }
 
+  // Draws not yet finished (Plotly.react resolves once the chart is on the page).
+  const inflight = new Set();
+
   /** Draw (or redraw) a chart into `div`. */
   function draw(div, traces, lay) {
     caption(div, lay._caption);
     delete lay._caption;
     div.classList.remove("chart-empty");
     if (div.dataset.empty) { div.replaceChildren(); delete div.dataset.empty; }
-    return window.Plotly.react(div, traces, lay, CONFIG);
+    const done = Promise.resolve(window.Plotly.react(div, traces, lay, CONFIG));
+    inflight.add(done);
+    const settle = () => { inflight.delete(done); };
+    done.then(settle, settle);
+    return done;
+  }
+
+  /** Resolves once every draw started so far has finished (or failed). */
+  function settled() {
+    return Promise.allSettled([...inflight]).then(() => undefined);
   }
 
   /** A deliberate empty state in a chart's place. */
@@ -96,5 +110,5 @@ window.LCWCharts = (function () {
     return value > 0 ? "+" + s : s;
   }
 
-  return { rgba, layout, draw, empty, fmt, signed, logTicks, CONFIG };
+  return { rgba, layout, draw, empty, settled, fmt, signed, logTicks, CONFIG };
 })();

@@ -21,6 +21,25 @@
   const widthsOf = () => [...new Set(summary.cells.map((c) => c.width))];
   const scoredOf = (p) => p.completed + p.diverged + p.stopped_early;
 
+  // body[data-ready] says the page is usable: every chart drawn, none of the page's own fetches
+  // in flight. It is removed while a refresh, another cell or another table page loads, and the
+  // first time it is set the page records a "lcw-ready" performance mark (load-time benchmark).
+  let working = 0;
+  async function track(work) {
+    working += 1;
+    delete document.body.dataset.ready;
+    try {
+      return await work();
+    } finally {
+      await C.settled();
+      working -= 1;
+      if (working === 0) {
+        if (!performance.getEntriesByName("lcw-ready").length) performance.mark("lcw-ready");
+        document.body.dataset.ready = "1";
+      }
+    }
+  }
+
   function groupLabel(activation, width) {
     return widthsOf().length > 1 && width !== null ? activation + " · width " + width : activation;
   }
@@ -366,7 +385,7 @@
 
   baselineSelect.addEventListener("change", drawHeatmaps);
   lrActivation.addEventListener("change", drawLR);
-  cellSelect.addEventListener("change", loadCell);
+  cellSelect.addEventListener("change", () => track(loadCell));
 
   // -- trial table: sort, filter, page through the server-rendered fragment ---------------------
 
@@ -389,14 +408,15 @@
     const link = event.target.closest("a.sort, a.page-link");
     if (!link) return;
     event.preventDefault();
-    loadTable(new URL(link.href, window.location.href).searchParams);
+    const query = new URL(link.href, window.location.href).searchParams;
+    track(() => loadTable(query));
   });
 
   filters.addEventListener("change", () => {
     const query = new URLSearchParams();
     for (const [key, value] of new FormData(filters)) if (value) query.set(key, String(value));
     for (const key of ["sort", "dir"]) if (tableQuery.get(key)) query.set(key, tableQuery.get(key));
-    loadTable(query);
+    track(() => loadTable(query));
   });
   filters.addEventListener("submit", (event) => { event.preventDefault(); });
 
@@ -456,8 +476,7 @@
     await loadTable(tableQuery);
   }
 
-  renderHeader();
-  drawAll();
+  track(async () => { renderHeader(); drawAll(); });
   const clock = FINISHED.includes(study.status) ? null : setInterval(renderHeader, 1000);
 
   if (!FINISHED.includes(study.status)) {
@@ -471,7 +490,7 @@
       if (scored !== lastScored || finished) pendingRefresh = true;
       lastScored = scored;
       // Redraw the charts at most every 5 s while trials finish, and once at the end.
-      if (pendingRefresh && (finished || Date.now() - lastRefresh > 5000)) await refreshResults();
+      if (pendingRefresh && (finished || Date.now() - lastRefresh > 5000)) await track(refreshResults);
       if (finished && clock) clearInterval(clock);
       return !finished;
     }, 1500);
