@@ -338,8 +338,10 @@ class PackedSGD(_PackedOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        # Batched over all parameters (torch._foreach_*): a few kernels a step, not a few per
-        # layer, which matters because a pack's step is otherwise dominated by launch overhead.
+        # Batched over all parameters (torch._foreach_*) and in place: a few kernels a step and
+        # no fresh (K, n) temporaries, which matters because a pack's parameters are K times a
+        # trial's, so each temporary is a cold allocation of several hundred kilobytes.
+        frozen = None if bool(self.active.all()) else ~self.active.view(self.packs, 1)
         for group in self.param_groups:
             mu, wd = group["momentum"], group["weight_decay"]
             params = [p for p in group["params"] if p.grad is not None]
@@ -347,8 +349,14 @@ class PackedSGD(_PackedOptimizer):
                 continue
             pm = [p.view(self.packs, -1) for p in params]
             d: list[Tensor] = [p.grad.view(self.packs, -1) for p in params]
+            if frozen is not None:
+                # A frozen member's gradient is zero but may be non-finite (0 * inf in a
+                # diverged member's backward); zero it so that lr 0 leaves its weights as they are.
+                for x in d:
+                    x.masked_fill_(frozen, 0.0)
+            owned = False  # whether `d` holds temporaries of this step (safe to update in place)
             if wd != 0:
-                d = list(torch._foreach_add(d, pm, alpha=wd))
+                d, owned = list(torch._foreach_add(d, pm, alpha=wd)), True
             if mu != 0:
                 bufs = [self.state[p].get("momentum_buffer") for p in params]
                 if any(b is None for b in bufs):
@@ -358,9 +366,14 @@ class PackedSGD(_PackedOptimizer):
                 else:
                     torch._foreach_mul_(bufs, mu)
                     torch._foreach_add_(bufs, d)
-                d = list(torch._foreach_add(d, bufs, alpha=mu)) if group["nesterov"] else bufs
-            lr = self._lr(pm[0])  # (K, 1): the same for every parameter of the pack
-            torch._foreach_sub_(pm, torch._foreach_mul(d, [lr] * len(d)))
+                if not group["nesterov"]:
+                    d = bufs
+                elif owned:
+                    torch._foreach_add_(d, bufs, alpha=mu)
+                else:
+                    d = list(torch._foreach_add(d, bufs, alpha=mu))
+            neg_lr = -self._lr(pm[0])  # (K, 1): the same for every parameter of the pack
+            torch._foreach_addcmul_(pm, d, [neg_lr] * len(d))
 
 
 class PackedAdam(_PackedOptimizer):

@@ -171,3 +171,73 @@ def test_packed_linear_flows_into_a_parametrized_weight() -> None:
     ref = torch.autograd.grad(ref_out.square().sum(), params)
     for a, r in zip(ours, ref, strict=True):
         torch.testing.assert_close(a, r)
+
+
+def _sgd_pair(
+    momentum: float, nesterov: bool, weight_decay: float
+) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """Packed params (K = 3) and each member's own copies of them."""
+    gen = torch.Generator().manual_seed(0)
+    packed = [torch.randn(3 * 4, 5, generator=gen), torch.randn(3 * 4, generator=gen)]
+    singles = [[p.view(3, -1)[k].clone().view(-1) for p in packed] for k in range(3)]
+    return [p.requires_grad_() for p in packed], [[s.requires_grad_() for s in m] for m in singles]
+
+
+@pytest.mark.parametrize(
+    ("momentum", "nesterov", "weight_decay"),
+    [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-2), (0.5, False, 1e-2)],
+)
+def test_packed_sgd_equals_torch_sgd_per_member(
+    momentum: float, nesterov: bool, weight_decay: float
+) -> None:
+    from lcw.packed import PackedSGD
+
+    lrs = [0.1, 0.03, 0.2]
+    packed, singles = _sgd_pair(momentum, nesterov, weight_decay)
+    opt = PackedSGD(packed, lr=torch.tensor(lrs, dtype=torch.float64), momentum=momentum,
+                    nesterov=nesterov, weight_decay=weight_decay)  # fmt: skip
+    refs = [
+        torch.optim.SGD(s, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        for s, lr in zip(singles, lrs, strict=True)
+    ]
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        grads = [torch.randn(p.shape, generator=gen) for p in packed]
+        for p, g in zip(packed, grads, strict=True):
+            p.grad = g.clone()
+        for k, (s, ref) in enumerate(zip(singles, refs, strict=True)):
+            for q, g in zip(s, grads, strict=True):
+                q.grad = g.view(3, -1)[k].clone()
+            ref.step()
+        opt.step()
+        for k, s in enumerate(singles):
+            for p, q in zip(packed, s, strict=True):
+                torch.testing.assert_close(
+                    p.detach().view(3, -1)[k], q.detach(), rtol=1e-6, atol=1e-7
+                )
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_packed_sgd_leaves_a_frozen_member_exactly_as_it_was(nesterov: bool) -> None:
+    from lcw.packed import PackedSGD
+
+    packed, _ = _sgd_pair(0.9, nesterov, 1e-2)
+    opt = PackedSGD(packed, lr=torch.tensor([0.1, 0.1, 0.1], dtype=torch.float64), momentum=0.9,
+                    nesterov=nesterov, weight_decay=1e-2)  # fmt: skip
+    gen = torch.Generator().manual_seed(1)
+    for p in packed:
+        p.grad = torch.randn(p.shape, generator=gen)
+    opt.step()  # momentum buffers exist for every member
+    opt.active[1] = False
+    before = [p.detach().view(3, -1)[1].clone() for p in packed]
+    others = [p.detach().view(3, -1)[[0, 2]].clone() for p in packed]
+    for _ in range(3):
+        for p in packed:
+            g = torch.randn(p.shape, generator=gen)
+            g.view(3, -1)[1] = float("nan")  # a diverged member's backward
+            p.grad = g
+        opt.step()
+    for p, b, o in zip(packed, before, others, strict=True):
+        assert torch.equal(p.detach().view(3, -1)[1], b)
+        assert torch.isfinite(p.detach()).all()
+        assert not torch.equal(p.detach().view(3, -1)[[0, 2]], o)
