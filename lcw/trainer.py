@@ -268,6 +268,7 @@ def _run(
     bound = cfg.divergence_factor * math.log(max(data.num_classes, 2))
     check_every = 1 if device.type == "cpu" else 25  # each check syncs a GPU
     probe = (data.x_train[: cfg.probe_size], data.y_train[: cfg.probe_size])
+    x_shape = data.x_train.shape[1:]
     env = _env(device)
     if packed:
         env["pack_size"] = packs
@@ -321,7 +322,10 @@ def _run(
         active = opt.active.to(device)
         for step in range(steps_per_epoch):
             idx = perm[:, step * bs : (step + 1) * bs]  # (K, B)
-            xb, yb = data.x_train[idx], data.y_train[idx]  # (K, B, ...), (K, B)
+            # index_select gathers whole rows (memcpy), several times faster than x[idx].
+            flat = idx.reshape(-1)
+            xb = data.x_train.index_select(0, flat).view(*idx.shape, *x_shape)  # (K, B, ...)
+            yb = data.y_train[idx]  # (K, B)
             with autocast():
                 logits = forward(xb)  # (K, B, C)
                 losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
