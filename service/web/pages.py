@@ -2,7 +2,10 @@
 
 Server-rendered with Jinja2 (autoescaped; data for the charts travels as JSON in
 ``<script type="application/json">`` islands, never spliced into HTML or JS). Charts are drawn by
-plotly.js served from the installed ``plotly`` package (no CDN: works offline). The pages read
+plotly.js's cartesian partial bundle (scatter, heatmap and the other 2-D traces), shipped in
+static/ and served from here (no CDN: works offline); the full bundle is three times larger and
+takes seconds to evaluate on a slow machine, before any chart is drawn (the file is the npm
+package plotly.js-cartesian-dist-min, v4.1.1, MIT, unmodified). The pages read
 through the same ``Store`` methods and summary as the JSON API; the scripts write through the
 API itself (``POST /api/studies``, ``.../cancel``) with the token in the Authorization header.
 No inline scripts or handlers, so a strict Content-Security-Policy holds (styles need
@@ -17,7 +20,6 @@ import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +144,6 @@ class _Web:
 
     @staticmethod
     def _path(name: str) -> Path | None:
-        if name == "plotly.min.js":
-            return Path(str(resources.files("plotly") / "package_data" / "plotly.min.js"))
         path = _HERE / "static" / name
         # Only plain files directly inside static/ (the route's name never contains "/").
         if path.suffix in _MEDIA and path.is_file() and path.parent == _HERE / "static":
@@ -204,7 +204,7 @@ def _int_id(raw: str) -> int | None:
 
 @router.get("/static/{name}")
 def static_asset(request: Request, name: str) -> Response:
-    """A static asset (app CSS/JS, plotly.js from the plotly package), cached by version."""
+    """A static asset (app CSS/JS, plotly.js's cartesian bundle), cached by version."""
     asset = _web(request).asset(name)
     if asset is None:
         return Response("not found", status_code=404, media_type="text/plain")

@@ -39,7 +39,7 @@ window.LCWCharts = (function () {
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "#ffffff",
       // The margins plotly's auto-margin settles on (a one-row legend above, tick labels and
       // the axis title below): starting there spares every chart a second full draw.
-      margin: { l: 52, r: 12, t: 12, b: 44 },
+      margin: { l: 52, r: 12, t: 41, b: 48 },
       height: 300,
       showlegend: true,
       legend: { orientation: "h", x: 0, xanchor: "left", y: 1.0, yanchor: "bottom", font: { size: 11 }, bgcolor: "rgba(0,0,0,0)" },

@@ -200,7 +200,7 @@
       C.draw(div, traces, C.layout(target + " − " + baseline + " (test accuracy)", {
         xaxis: { type: "category", showgrid: false, ticks: "" },
         yaxis: { type: "category", showgrid: false, ticks: "", autorange: "reversed" },
-        showlegend: false, margin: { l: 74, r: 8, t: 8, b: 36 },
+        showlegend: false, margin: { l: 74, r: 83, t: 8, b: 36 }, // r: room for the colorbar
         height: Math.max(220, 70 + 56 * ys.length),
       }));
     }
