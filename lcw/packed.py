@@ -323,6 +323,20 @@ class _PackedOptimizer(torch.optim.Optimizer):
     def _shape(self, p: Tensor) -> tuple[int, ...]:
         return (self.packs, -1)
 
+    def _member_grads(self, params: list[Tensor]) -> list[Tensor]:
+        """Each parameter's gradient as (K, n), a frozen member's rows zeroed (in place).
+
+        A frozen member's gradient is zero but may be non-finite (0 * inf in a diverged
+        member's backward); zeroing it keeps its update exactly zero, so its weights stay as
+        they are.
+        """
+        grads = [p.grad.view(self.packs, -1) for p in params if p.grad is not None]
+        if not bool(self.active.all()):
+            frozen = ~self.active.view(self.packs, 1)
+            for g in grads:
+                g.masked_fill_(frozen, 0.0)
+        return grads
+
 
 class PackedSGD(_PackedOptimizer):
     """``torch.optim.SGD`` (momentum, dampening 0, nesterov, weight decay) per member."""
@@ -341,19 +355,13 @@ class PackedSGD(_PackedOptimizer):
         # Batched over all parameters (torch._foreach_*) and in place: a few kernels a step and
         # no fresh (K, n) temporaries, which matters because a pack's parameters are K times a
         # trial's, so each temporary is a cold allocation of several hundred kilobytes.
-        frozen = None if bool(self.active.all()) else ~self.active.view(self.packs, 1)
         for group in self.param_groups:
             mu, wd = group["momentum"], group["weight_decay"]
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             pm = [p.view(self.packs, -1) for p in params]
-            d: list[Tensor] = [p.grad.view(self.packs, -1) for p in params]
-            if frozen is not None:
-                # A frozen member's gradient is zero but may be non-finite (0 * inf in a
-                # diverged member's backward); zero it so that lr 0 leaves its weights as they are.
-                for x in d:
-                    x.masked_fill_(frozen, 0.0)
+            d = self._member_grads(params)
             owned = False  # whether `d` holds temporaries of this step (safe to update in place)
             if wd != 0:
                 d, owned = list(torch._foreach_add(d, pm, alpha=wd)), True
@@ -390,35 +398,56 @@ class PackedAdam(_PackedOptimizer):
             "decoupled": decoupled,
         }
         super().__init__(params, lr=lr, defaults=defaults)
+        # Per-parameter scratch for the update's denominator (not state: never saved or loaded).
+        self._scratch_bufs: dict[Tensor, Tensor] = {}
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        # torch.optim.Adam's update, batched over the parameters (torch._foreach_*) and in place
+        # (one temporary per parameter, the denominator, as in torch's).
         for group in self.param_groups:
             (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                pm = p.view(self.packs, -1)
-                g = p.grad.view(self.packs, -1)
-                lr = self._lr(pm)
-                if wd != 0:
-                    if group["decoupled"]:
-                        pm.mul_(1 - lr * wd)
-                    else:
-                        g = g.add(pm, alpha=wd)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(pm)
-                    state["exp_avg_sq"] = torch.zeros_like(pm)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.lerp_(g, 1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                bc1, bc2 = 1 - b1**t, 1 - b2**t
-                denom = (v.sqrt() / math.sqrt(bc2)).add_(eps)
-                pm.sub_((lr / bc1) * m / denom)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            pm = [p.view(self.packs, -1) for p in params]
+            g = self._member_grads(params)
+            lr = self._lr(pm[0])  # (K, 1): the same for every parameter of the pack
+            if wd != 0:
+                if group["decoupled"]:
+                    torch._foreach_mul_(pm, [1 - lr * wd] * len(pm))
+                else:
+                    g = list(torch._foreach_add(g, pm, alpha=wd))
+            states = [self.state[p] for p in params]
+            for s, x in zip(states, pm, strict=True):
+                if not s:
+                    s["step"] = 0
+                    s["exp_avg"] = torch.zeros_like(x)
+                    s["exp_avg_sq"] = torch.zeros_like(x)
+                s["step"] += 1
+            m = [s["exp_avg"] for s in states]
+            v = [s["exp_avg_sq"] for s in states]
+            torch._foreach_lerp_(m, g, 1 - b1)
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, g, g, value=1 - b2)
+            steps = [s["step"] for s in states]  # equal unless some steps lacked gradients
+            # denom = sqrt(v) / sqrt(1 - b2^t) + eps, then m / denom, in a scratch buffer kept
+            # between steps (a fresh (K, n) temporary a step costs more than the arithmetic).
+            denom = [self._scratch(p, x) for p, x in zip(params, pm, strict=True)]
+            for vi, di in zip(v, denom, strict=True):
+                torch.sqrt(vi, out=di)
+            torch._foreach_div_(denom, [math.sqrt(1 - b2**t) for t in steps])
+            torch._foreach_add_(denom, eps)
+            for mi, di in zip(m, denom, strict=True):
+                torch.div(mi, di, out=di)
+            step_size = {t: -lr / (1 - b1**t) for t in set(steps)}  # (K, 1) each
+            torch._foreach_addcmul_(pm, denom, [step_size[t] for t in steps])
+
+    def _scratch(self, p: Tensor, like: Tensor) -> Tensor:
+        buf = self._scratch_bufs.get(p)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = self._scratch_bufs[p] = torch.empty_like(like)
+        return buf
 
 
 def build_packed_optimizer(

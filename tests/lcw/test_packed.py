@@ -173,9 +173,7 @@ def test_packed_linear_flows_into_a_parametrized_weight() -> None:
         torch.testing.assert_close(a, r)
 
 
-def _sgd_pair(
-    momentum: float, nesterov: bool, weight_decay: float
-) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+def _packed_and_singles() -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
     """Packed params (K = 3) and each member's own copies of them."""
     gen = torch.Generator().manual_seed(0)
     packed = [torch.randn(3 * 4, 5, generator=gen), torch.randn(3 * 4, generator=gen)]
@@ -193,7 +191,7 @@ def test_packed_sgd_equals_torch_sgd_per_member(
     from lcw.packed import PackedSGD
 
     lrs = [0.1, 0.03, 0.2]
-    packed, singles = _sgd_pair(momentum, nesterov, weight_decay)
+    packed, singles = _packed_and_singles()
     opt = PackedSGD(packed, lr=torch.tensor(lrs, dtype=torch.float64), momentum=momentum,
                     nesterov=nesterov, weight_decay=weight_decay)  # fmt: skip
     refs = [
@@ -221,7 +219,7 @@ def test_packed_sgd_equals_torch_sgd_per_member(
 def test_packed_sgd_leaves_a_frozen_member_exactly_as_it_was(nesterov: bool) -> None:
     from lcw.packed import PackedSGD
 
-    packed, _ = _sgd_pair(0.9, nesterov, 1e-2)
+    packed, _ = _packed_and_singles()
     opt = PackedSGD(packed, lr=torch.tensor([0.1, 0.1, 0.1], dtype=torch.float64), momentum=0.9,
                     nesterov=nesterov, weight_decay=1e-2)  # fmt: skip
     gen = torch.Generator().manual_seed(1)
@@ -241,3 +239,54 @@ def test_packed_sgd_leaves_a_frozen_member_exactly_as_it_was(nesterov: bool) -> 
         assert torch.equal(p.detach().view(3, -1)[1], b)
         assert torch.isfinite(p.detach()).all()
         assert not torch.equal(p.detach().view(3, -1)[[0, 2]], o)
+
+
+@pytest.mark.parametrize(("decoupled", "weight_decay"), [(False, 0.0), (False, 1e-2), (True, 1e-2)])
+def test_packed_adam_equals_torch_adam_per_member(decoupled: bool, weight_decay: float) -> None:
+    from lcw.packed import PackedAdam
+
+    lrs = [1e-2, 3e-3, 2e-2]
+    packed, singles = _packed_and_singles()
+    opt = PackedAdam(packed, lr=torch.tensor(lrs, dtype=torch.float64),
+                     weight_decay=weight_decay, decoupled=decoupled)  # fmt: skip
+    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    refs = [cls(s, lr=lr, weight_decay=weight_decay) for s, lr in zip(singles, lrs, strict=True)]
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        grads = [torch.randn(p.shape, generator=gen) for p in packed]
+        for p, g in zip(packed, grads, strict=True):
+            p.grad = g.clone()
+        for k, (s, ref) in enumerate(zip(singles, refs, strict=True)):
+            for q, g in zip(s, grads, strict=True):
+                q.grad = g.view(3, -1)[k].clone()
+            ref.step()
+        opt.step()
+        for k, s in enumerate(singles):
+            for p, q in zip(packed, s, strict=True):
+                torch.testing.assert_close(
+                    p.detach().view(3, -1)[k], q.detach(), rtol=1e-6, atol=1e-7
+                )
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_packed_adam_leaves_a_frozen_member_exactly_as_it_was(decoupled: bool) -> None:
+    from lcw.packed import PackedAdam
+
+    packed, _ = _packed_and_singles()
+    opt = PackedAdam(packed, lr=torch.tensor([1e-2] * 3, dtype=torch.float64), weight_decay=1e-2,
+                     decoupled=decoupled)  # fmt: skip
+    gen = torch.Generator().manual_seed(1)
+    for p in packed:
+        p.grad = torch.randn(p.shape, generator=gen)
+    opt.step()
+    opt.active[1] = False
+    before = [p.detach().view(3, -1)[1].clone() for p in packed]
+    for _ in range(3):
+        for p in packed:
+            g = torch.randn(p.shape, generator=gen)
+            g.view(3, -1)[1] = float("inf")
+            p.grad = g
+        opt.step()
+    for p, b in zip(packed, before, strict=True):
+        assert torch.equal(p.detach().view(3, -1)[1], b)
+        assert torch.isfinite(p.detach()).all()
