@@ -352,36 +352,34 @@ class PackedSGD(_PackedOptimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        # Batched over all parameters (torch._foreach_*) and in place: a few kernels a step and
-        # no fresh (K, n) temporaries, which matters because a pack's parameters are K times a
-        # trial's, so each temporary is a cold allocation of several hundred kilobytes.
+        # In place (no fresh (K, n) temporaries: a pack's parameters are K times a trial's, so
+        # each temporary would be a cold allocation of several hundred kilobytes), and one
+        # parameter at a time through every op, so its momentum buffer is still in cache for the
+        # update (the same ops as torch.optim.SGD's per-tensor loop, bitwise).
         for group in self.param_groups:
-            mu, wd = group["momentum"], group["weight_decay"]
+            mu, wd, nesterov = group["momentum"], group["weight_decay"], group["nesterov"]
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            pm = [p.view(self.packs, -1) for p in params]
-            d = self._member_grads(params)
-            owned = False  # whether `d` holds temporaries of this step (safe to update in place)
-            if wd != 0:
-                d, owned = list(torch._foreach_add(d, pm, alpha=wd)), True
-            if mu != 0:
-                bufs = [self.state[p].get("momentum_buffer") for p in params]
-                if any(b is None for b in bufs):
-                    bufs = [x.clone() for x in d]
-                    for p, b in zip(params, bufs, strict=True):
-                        self.state[p]["momentum_buffer"] = b
-                else:
-                    torch._foreach_mul_(bufs, mu)
-                    torch._foreach_add_(bufs, d)
-                if not group["nesterov"]:
-                    d = bufs
-                elif owned:
-                    torch._foreach_add_(d, bufs, alpha=mu)
-                else:
-                    d = list(torch._foreach_add(d, bufs, alpha=mu))
-            neg_lr = -self._lr(pm[0])  # (K, 1): the same for every parameter of the pack
-            torch._foreach_addcmul_(pm, d, [neg_lr] * len(d))
+            neg_lr = -self._lr(params[0].view(self.packs, -1))  # (K, 1), for every parameter
+            for p, g in zip(params, self._member_grads(params), strict=True):
+                pm, d = p.view(self.packs, -1), g
+                if wd != 0:
+                    d = d.add(pm, alpha=wd)
+                if mu != 0:
+                    state = self.state[p]
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = state["momentum_buffer"] = d.clone()
+                    else:
+                        buf.mul_(mu).add_(d)
+                    if not nesterov:
+                        d = buf
+                    elif wd != 0:
+                        d.add_(buf, alpha=mu)  # `d` is this step's temporary
+                    else:
+                        d = d.add(buf, alpha=mu)
+                pm.addcmul_(d, neg_lr)
 
 
 class PackedAdam(_PackedOptimizer):
