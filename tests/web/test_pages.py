@@ -88,6 +88,67 @@ def test_study_page_renders_every_chart(site: Served, page: Any, page_log: PageL
     assert page_log.errors == []
 
 
+_SHOWN = """([grid, method]) => [...document.querySelectorAll('#' + grid + ' [data-chart]')]
+  .filter((div) => div.data)
+  .map((div) => div.data.filter((t) => t.legendgroup === method).map((t) => t.visible !== false))"""
+
+
+def _shown(page: Any, grid: str, method: str) -> list[list[bool]]:
+    """Per chart of the grid: whether each of `method`'s traces is shown."""
+    shown: list[list[bool]] = page.evaluate(_SHOWN, [grid, method])
+    return [s for s in shown if s]
+
+
+def test_a_groups_legend_shows_and_hides_a_method_in_each_chart(
+    site: Served, page: Any, page_log: PageLog
+) -> None:
+    """One legend per chart group (buttons, no plotly legends): a method's button hides its
+    traces in every chart of the group, a second press shows them again; keys work too."""
+    page.goto(f"{site.url}/studies/{site.seeded.main}")
+    page.wait_for_function(READY)
+    assert page.locator("#results .legend").count() == 0  # no plotly legend in any chart
+    legend = page.locator('[data-legend="comparison-charts"]')
+    assert legend.locator("button").all_inner_texts() == ["plain", "bn", "lcw", "bn_lcw"]
+    button = legend.locator('button[data-method="bn"]')
+    assert button.get_attribute("aria-pressed") == "true"
+    before = _shown(page, "comparison-charts", "bn")
+    assert len(before) >= 2 and all(all(s) for s in before)  # bn is in several charts
+    button.click()
+    page.wait_for_function(READY)
+    assert button.get_attribute("aria-pressed") == "false"
+    hidden = _shown(page, "comparison-charts", "bn")
+    assert len(hidden) == len(before) and not any(any(s) for s in hidden)
+    assert all(all(s) for s in _shown(page, "comparison-charts", "lcw"))  # others stay
+    assert all(all(s) for s in _shown(page, "lr-charts", "bn"))  # other groups keep theirs
+    button.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function(READY)
+    assert button.get_attribute("aria-pressed") == "true"
+    assert all(all(s) for s in _shown(page, "comparison-charts", "bn"))
+    # Redrawing the group keeps the choice: another activation in the LR charts.
+    lr_bn = page.locator('[data-legend="lr-charts"] button[data-method="bn"]')
+    lr_bn.click()
+    page.wait_for_function(READY)
+    page.select_option("#lr-activation-select", "relu")
+    page.wait_for_function(READY)
+    assert lr_bn.get_attribute("aria-pressed") == "false"
+    assert not any(any(s) for s in _shown(page, "lr-charts", "bn"))
+    assert all(all(s) for s in _shown(page, "lr-charts", "plain"))
+    # Diagnostics start focused on plain vs lcw: the others' buttons unpressed, traces hidden.
+    diag = page.locator('[data-legend="diag-charts"]')
+    pressed = {
+        b.inner_text(): b.get_attribute("aria-pressed") for b in diag.locator("button").all()
+    }
+    assert pressed == {"plain": "true", "bn": "false", "lcw": "true", "bn_lcw": "false"}
+    assert not any(any(s) for s in _shown(page, "diag-charts", "bn"))
+    assert all(all(s) for s in _shown(page, "diag-charts", "lcw"))
+    diag.locator('button[data-method="bn"]').press(" ")
+    page.wait_for_function(READY)
+    shown = _shown(page, "diag-charts", "bn")
+    assert len(shown) == 2 and all(all(s) for s in shown)
+    assert page_log.errors == []
+
+
 def _rows(page: Any) -> list[list[str]]:
     return [r.locator("td").all_inner_texts() for r in page.locator("#trial-table tbody tr").all()]
 

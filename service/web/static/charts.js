@@ -32,6 +32,9 @@ window.LCWCharts = (function () {
     return { tickvals: inside, ticktext: text };
   }
 
+  // The margins of a chart without a plotly legend (a group legend in HTML above it).
+  const MARGIN_NO_LEGEND = { l: 52, r: 12, t: 12, b: 48 };
+
   function layout(title, extra) {
     const base = {
       _caption: title,
@@ -86,6 +89,15 @@ window.LCWCharts = (function () {
     return done;
   }
 
+  /** Plotly.restyle, counted among the draws in flight (see settled). */
+  function restyle(div, update, indices) {
+    const done = Promise.resolve(window.Plotly.restyle(div, update, indices));
+    inflight.add(done);
+    const settle = () => { inflight.delete(done); };
+    done.then(settle, settle);
+    return done;
+  }
+
   /** Resolves once every draw started so far has finished (or failed). */
   function settled() {
     return Promise.allSettled([...inflight]).then(() => undefined);
@@ -110,5 +122,5 @@ window.LCWCharts = (function () {
     return value > 0 ? "+" + s : s;
   }
 
-  return { rgba, layout, draw, empty, settled, fmt, signed, logTicks, CONFIG };
+  return { rgba, layout, draw, restyle, empty, settled, fmt, signed, logTicks, CONFIG, MARGIN_NO_LEGEND };
 })();

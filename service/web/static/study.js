@@ -40,6 +40,15 @@
     }
   }
 
+  /** The charts' layout: no plotly legend (each group has one above its grid, see legendOf). */
+  // The y axis's auto-margin widens the left margin for its labels but never pushes the top one
+  // (its top label fits in the margin): margins known up front spare each chart a second draw.
+  const layout = (title, extra) => {
+    const out = C.layout(title, Object.assign({ showlegend: false, margin: C.MARGIN_NO_LEGEND }, extra));
+    if (out.yaxis.automargin === true) out.yaxis.automargin = "left";
+    return out;
+  };
+
   function groupLabel(activation, width) {
     return widthsOf().length > 1 && width !== null ? activation + " · width " + width : activation;
   }
@@ -68,6 +77,63 @@
     });
   }
 
+  // -- one legend per chart group: the methods and their colors -----------------------------------
+  // Charts draw no plotly legend of their own (14 legends cost a draw each); a group's legend is a
+  // row of buttons above its grid, and a click shows or hides that method in every chart of it.
+
+  const legends = new Map(); // grid id -> {grid, node, shown: Map(method -> bool)}
+
+  function legendOf(gridId) {
+    let g = legends.get(gridId);
+    if (!g) {
+      const grid = document.getElementById(gridId);
+      const node = el("div", { class: "chart-legend hidden", role: "group", "aria-label": "Methods shown in these charts", "data-legend": gridId });
+      grid.before(node);
+      g = { grid: grid, node: node, shown: new Map() };
+      node.addEventListener("click", (event) => {
+        const button = event.target.closest("button[data-method]");
+        if (button) track(() => toggleMethod(g, button.dataset.method));
+      });
+      legends.set(gridId, g);
+    }
+    return g;
+  }
+
+  /** Whether `method` is shown in the group's charts (`initial` the first time it is asked). */
+  function shownIn(g, method, initial) {
+    if (!g.shown.has(method)) g.shown.set(method, initial === undefined ? true : initial);
+    return g.shown.get(method);
+  }
+
+  /** The group's buttons: every method with a trace in one of its charts, in method order. */
+  function renderLegend(g) {
+    const methods = new Set();
+    g.grid.querySelectorAll("[data-chart]").forEach((div) => {
+      if (div.data && !div.dataset.empty) div.data.forEach((t) => { if (t.legendgroup) methods.add(t.legendgroup); });
+    });
+    const buttons = [...methods].sort(byMethod).map((m) => {
+      const swatch = el("span", { class: "swatch", "aria-hidden": "true" });
+      swatch.style.setProperty("--c", color(m));
+      return el("button", { type: "button", class: "legend-item", "data-method": m, "aria-pressed": String(shownIn(g, m)) }, swatch, m);
+    });
+    g.node.replaceChildren(...buttons);
+    g.node.classList.toggle("hidden", !buttons.length);
+  }
+
+  function toggleMethod(g, method) {
+    const show = !shownIn(g, method);
+    g.shown.set(method, show);
+    const button = g.node.querySelector('button[data-method="' + CSS.escape(method) + '"]');
+    if (button) button.setAttribute("aria-pressed", String(show));
+    const draws = [];
+    g.grid.querySelectorAll("[data-chart]").forEach((div) => {
+      if (!div.data || div.dataset.empty) return;
+      const indices = div.data.flatMap((t, i) => (t.legendgroup === method ? [i] : []));
+      if (indices.length) draws.push(C.restyle(div, { visible: show }, indices));
+    });
+    return Promise.all(draws);
+  }
+
   // -- test accuracy vs depth, one chart per activation (and width) -----------------------------
 
   function drawComparison() {
@@ -80,6 +146,7 @@
       groups.get(key).push(c);
     }
     const keep = new Set();
+    const legend = legendOf("comparison-charts");
     placeCharts(holder, [...groups.keys()].map((key) => "comparison-" + key.replace("|", "-")));
     for (const [key, cells] of groups) {
       const chartKey = "comparison-" + key.replace("|", "-");
@@ -92,6 +159,7 @@
         const pts = cells.filter((c) => c.method === m && c.test_acc_mean !== null)
           .sort((a, b) => (a.depth || 0) - (b.depth || 0));
         if (!pts.length) continue;
+        const visible = shownIn(legend, m);
         const x = pts.map((c) => (fixed ? m : c.depth));
         const lo = pts.map((c) => (c.test_acc_ci95 ? c.test_acc_ci95[0] : c.test_acc_mean));
         const hi = pts.map((c) => (c.test_acc_ci95 ? c.test_acc_ci95[1] : c.test_acc_mean));
@@ -99,11 +167,11 @@
           traces.push({
             x: x.concat([...x].reverse()), y: hi.concat([...lo].reverse()), fill: "toself",
             fillcolor: C.rgba(color(m), 0.14), line: { width: 0 }, hoverinfo: "skip",
-            showlegend: false, legendgroup: m, type: "scatter", mode: "lines",
+            legendgroup: m, visible: visible, type: "scatter", mode: "lines",
           });
         }
         traces.push({
-          x: x, y: pts.map((c) => c.test_acc_mean), name: m, legendgroup: m, type: "scatter",
+          x: x, y: pts.map((c) => c.test_acc_mean), name: m, legendgroup: m, visible: visible, type: "scatter",
           mode: fixed ? "markers" : "lines+markers",
           line: { color: color(m), width: 2.2 }, marker: { color: color(m), size: 7 },
           error_y: fixed ? { type: "data", symmetric: false, array: hi.map((h, i) => h - pts[i].test_acc_mean),
@@ -120,12 +188,13 @@
       if (!traces.length) { C.empty(div, "No results for " + activation + " yet"); continue; }
       const depths = [...new Set(cells.map((c) => c.depth).filter((d) => d !== null))].sort((a, b) => a - b);
       const logX = depths.length > 2 && depths[depths.length - 1] / depths[0] >= 8;
-      C.draw(div, traces, C.layout("Test accuracy · " + groupLabel(activation, width === "null" ? null : Number(width)), {
+      C.draw(div, traces, layout("Test accuracy · " + groupLabel(activation, width === "null" ? null : Number(width)), {
         xaxis: fixed ? { type: "category" } : { title: { text: "depth (hidden layers)" }, type: logX ? "log" : "linear", tickvals: depths },
         yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
       }));
     }
     pruneCharts(holder, keep);
+    renderLegend(legend);
   }
 
   // -- heatmap: lcw / bn_lcw minus a chosen baseline --------------------------------------------
@@ -233,6 +302,7 @@
       groups.get(key).push(c);
     }
     const keep = new Set();
+    const legend = legendOf("lr-charts");
     const sorted = [...groups.keys()].sort((a, b) => Number(a.split("|")[0]) - Number(b.split("|")[0]));
     placeCharts(holder, sorted.map((key) => "lr-" + activation + "-" + key.replace("|", "-")));
     for (const key of sorted) {
@@ -243,8 +313,9 @@
       for (const c of groups.get(key).sort((a, b) => byMethod(a.method, b.method))) {
         const lrs = c.lrs.filter((l) => l.n > 0 || l.diverged > 0);
         if (!lrs.length) continue;
+        const visible = shownIn(legend, c.method);
         traces.push({
-          type: "scatter", mode: "lines+markers", name: c.method, legendgroup: c.method,
+          type: "scatter", mode: "lines+markers", name: c.method, legendgroup: c.method, visible: visible,
           x: lrs.map((l) => l.lr), y: lrs.map((l) => l.test_acc_mean),
           line: { color: color(c.method), width: 2 },
           marker: { color: color(c.method), size: lrs.map((l) => (l.lr === c.best_lr ? 11 : 6)),
@@ -256,7 +327,7 @@
         const div_ = lrs.filter((l) => l.diverged > 0);
         if (div_.length) {
           traces.push({
-            type: "scatter", mode: "markers", name: c.method + " diverged", legendgroup: c.method, showlegend: false,
+            type: "scatter", mode: "markers", name: c.method + " diverged", legendgroup: c.method, visible: visible,
             x: div_.map((l) => l.lr), y: div_.map((l) => (l.test_acc_mean === null ? 0 : l.test_acc_mean)),
             marker: { symbol: "x-thin-open", size: 15, color: color(c.method), line: { width: 2.5, color: color(c.method) } },
             customdata: div_.map((l) => [l.diverged, l.n + l.failed + l.unfinished]),
@@ -269,12 +340,13 @@
       if (!traces.length) { C.empty(div, title + ": no results yet"); continue; }
       const budget = [...new Set(groups.get(key).flatMap((c) => c.lrs.map((l) => l.lr)))].sort((a, b) => a - b);
       const xticks = budget.length <= 8 ? { tickvals: budget, ticktext: budget.map((v) => String(v)) } : C.logTicks(budget);
-      C.draw(div, traces, C.layout(title, {
+      C.draw(div, traces, layout(title, {
         xaxis: Object.assign({ type: "log", title: { text: "learning rate" } }, xticks),
         yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
       }));
     }
     pruneCharts(holder, keep);
+    renderLegend(legend);
   }
 
   // -- one cell: learning curves and diagnostics ------------------------------------------------
@@ -296,14 +368,17 @@
     const accDiv = document.getElementById("chart-test-acc");
     const shiftDiv = document.getElementById("chart-shift");
     const gradDiv = document.getElementById("chart-grad");
+    const curveLegend = legendOf("curve-charts"), diagLegend = legendOf("diag-charts");
     if (!cellData) {
       [trainDiv, accDiv, shiftDiv, gradDiv].forEach((d) => C.empty(d, "No cell with results yet"));
+      renderLegend(curveLegend);
+      renderLegend(diagLegend);
       return;
     }
     const label = cellData.label;
     const curves = Object.entries(cellData.curves).sort((a, b) => byMethod(a[0], b[0]));
     const curveTrace = (metric) => curves.map(([m, c]) => ({
-      type: "scatter", mode: "lines+markers", name: m, legendgroup: m, x: c.epoch, y: c[metric],
+      type: "scatter", mode: "lines+markers", name: m, legendgroup: m, visible: shownIn(curveLegend, m), x: c.epoch, y: c[metric],
       line: { color: color(m), width: 2 }, marker: { color: color(m), size: 5 },
       customdata: c.n, hovertemplate: "<b>" + m + "</b> (lr " + c.lr + ") · epoch %{x}<br>" +
         metric.replace("_", " ") + " %{y:.4f}<br>n=%{customdata}<extra></extra>",
@@ -311,22 +386,24 @@
     const maxEpoch = Math.max(0, ...curves.map(([, c]) => c.epoch[c.epoch.length - 1] || 0));
     const epochAxis = maxEpoch <= 12 ? { title: { text: "epoch" }, dtick: 1 } : { title: { text: "epoch" } };
     if (curves.length) {
-      C.draw(trainDiv, curveTrace("train_loss"), C.layout("Train loss · " + label, {
+      C.draw(trainDiv, curveTrace("train_loss"), layout("Train loss · " + label, {
         xaxis: epochAxis,
         yaxis: Object.assign({ title: { text: "train loss (log)" }, type: "log" }, C.logTicks(curves.flatMap(([, c]) => c.train_loss))),
       }));
-      C.draw(accDiv, curveTrace("test_acc"), C.layout("Test accuracy · " + label, {
+      C.draw(accDiv, curveTrace("test_acc"), layout("Test accuracy · " + label, {
         xaxis: epochAxis, yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
       }));
     } else {
       [trainDiv, accDiv].forEach((d) => C.empty(d, "No finished trials in " + label + " yet"));
     }
+    renderLegend(curveLegend);
     const diag = Object.entries(cellData.diagnostics).sort((a, b) => byMethod(a[0], b[0]));
+    // With both plain and lcw recorded, the other methods start hidden (their buttons unpressed).
     const focus = ["plain", "lcw"].filter((m) => cellData.diagnostics[m]);
     const diagTraces = (metric) => {
       const out = [];
       for (const [m, d] of diag) {
-        const visible = focus.length < 2 || focus.includes(m) ? true : "legendonly";
+        const visible = shownIn(diagLegend, m, focus.length < 2 || focus.includes(m));
         for (const phase of ["init", "last"]) {
           const series = d[phase];
           if (!series) continue;
@@ -345,17 +422,18 @@
     };
     const values = (metric) => diag.flatMap(([, d]) => [...((d.init || {})[metric] || []), ...((d.last || {})[metric] || [])]);
     if (diag.length) {
-      C.draw(shiftDiv, diagTraces("shift"), C.layout("Activation shift per layer · " + label, {
+      C.draw(shiftDiv, diagTraces("shift"), layout("Activation shift per layer · " + label, {
         xaxis: { title: { text: "layer" }, dtick: diag.some(([, d]) => (d.init || d.last).layer.length > 12) ? 5 : 1 },
         yaxis: Object.assign({ title: { text: "shift (log)" }, type: "log" }, C.logTicks(values("shift"))),
       }));
-      C.draw(gradDiv, diagTraces("grad_norm"), C.layout("Gradient norm per layer · " + label, {
+      C.draw(gradDiv, diagTraces("grad_norm"), layout("Gradient norm per layer · " + label, {
         xaxis: { title: { text: "layer" }, dtick: diag.some(([, d]) => (d.init || d.last).layer.length > 12) ? 5 : 1 },
         yaxis: Object.assign({ title: { text: "‖∇W‖ (log)" }, type: "log" }, C.logTicks(values("grad_norm"))),
       }));
     } else {
       [shiftDiv, gradDiv].forEach((d) => C.empty(d, "No diagnostics recorded for " + label));
     }
+    renderLegend(diagLegend);
   }
 
   async function loadCell() {
