@@ -110,9 +110,13 @@ def test_members_may_stop_early_individually() -> None:
 
 @pytest.mark.slow
 def test_vgg_pack_uses_grouped_convolutions_and_matches() -> None:
+    # Sigmoid: a grouped convolution rounds differently from K separate ones (~1e-7), and a
+    # ReLU VGG at batch 20 amplifies that several times a step (1e-7 -> 1e-3 in 4 steps on
+    # some CPUs, in plain and bn as much as in bn_lcw); a smooth activation keeps the two runs
+    # within rounding, so the comparison checks the packing and not the net's chaos.
     data = load_dataset("synthetic")
-    base = dict(dataset="synthetic", model="vgg11", method="bn_lcw", activation="relu", epochs=1,
-                batch_size=20, train_limit=100, diagnostics=False)  # fmt: skip
+    base = dict(dataset="synthetic", model="vgg11", method="bn_lcw", activation="sigmoid",
+                epochs=2, batch_size=20, train_limit=100, diagnostics=False)  # fmt: skip
     cfgs = [TrialConfig(lr=0.005, seed=s, **base) for s in (0, 1)]
     alone = _curves_alone(cfgs, data)
     packed, _ = _curves_packed(cfgs, data)
