@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -125,3 +126,28 @@ def test_helpers_edge_cases() -> None:
     p, note = wilcoxon_p([0.0] * 6)
     assert p is None and "zero" in (note or "")
     assert summarize([]) == {"cells": [], "comparisons": []}
+
+
+def test_permutation_p_value_is_scipys_for_ties_and_zeros() -> None:
+    """Small samples with tied or zero differences (accuracies are k / N, so they tie often):
+    the subset-count p-value equals scipy's exact permutation test to the bit."""
+    from service.stats import PERMUTATION_MAX_N, signed_rank_permutation_p
+
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(300):
+        n = rng.randint(1, PERMUTATION_MAX_N)
+        scale = rng.choice([4, 10, 360])
+        diffs = [rng.randint(-3, 3) / scale for _ in range(n)]
+        if all(d == 0 for d in diffs):
+            continue
+        want = float(st.wilcoxon(diffs).pvalue)
+        assert signed_rank_permutation_p(diffs) == want, diffs
+        if n >= 5:
+            assert wilcoxon_p(diffs) == (want, None), diffs
+        checked += 1
+    assert checked > 250
+    # Without ties or zeros scipy's exact null distribution gives the same numbers.
+    assert signed_rank_permutation_p([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]) == float(
+        st.wilcoxon([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]).pvalue
+    )
