@@ -87,8 +87,8 @@ def table(r: dict[str, Any]) -> str:
                 f"(wall / (compute / concurrency)) | {target} |"
             )
     speedup = o.get("packed_wall_speedup")
-    if isinstance(speedup, dict):
-        speedup = speedup.get("64")
+    if isinstance(speedup, dict):  # keyed by trial count (int live, str after JSON)
+        speedup = {str(k): v for k, v in speedup.items()}.get("64")
     if isinstance(speedup, int | float):
         rows.append(f"| 64-trial study wall time, packed vs unpacked | {speedup:.2f}x faster | - |")
     for db in ("sqlite", "postgresql"):
