@@ -95,6 +95,19 @@ TRIAL_SORT_KEYS = frozenset(
     | set(FINAL_METRICS)
 )
 
+# A trial row as the summary reads it: the fields of stats.TrialOutcome, in order.
+OUTCOME_COLUMNS = (
+    Trial.method,
+    Trial.depth,
+    Trial.width,
+    Trial.activation,
+    Trial.lr,
+    Trial.seed,
+    Trial.status,
+    Trial.val_acc,
+    Trial.test_acc,
+)
+
 
 @dataclass(frozen=True)
 class ClaimedTrial:
@@ -468,7 +481,7 @@ class Store:
                     new = "cancelled"
                 else:
                     new = "failed"
-            study.updated_at = now  # the study's version: summaries are cached per value
+            study.updated_at = now
             if new != study.status:
                 study.status = new
                 if new in STUDY_FINISHED:
@@ -834,18 +847,7 @@ class Store:
             pairs = values(column("cell_key", String), column("lr", Float), name="best")
             best_at = pairs.data(list(chunk)).cte("best")
             rows += s.execute(
-                select(
-                    Trial.index,
-                    Trial.method,
-                    Trial.depth,
-                    Trial.width,
-                    Trial.activation,
-                    Trial.lr,
-                    Trial.seed,
-                    Trial.status,
-                    Trial.val_acc,
-                    Trial.test_acc,
-                )
+                select(Trial.index, *OUTCOME_COLUMNS)
                 .join(best_at, and_(Trial.cell_key == best_at.c.cell_key, Trial.lr == best_at.c.lr))
                 .where(Trial.study_id == study_id)
             ).all()

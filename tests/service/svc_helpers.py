@@ -70,3 +70,23 @@ def result(val_acc: float, test_acc: float, **extra: Any) -> dict[str, Any]:
         "test_acc": test_acc,
         **extra,
     }
+
+
+def row_based_summary(store: Any, study_id: int) -> dict[str, Any]:
+    """The study's summary by the row-by-row definition (``stats.summarize`` over every trial
+    row in expansion order), as the API's model dumps it: the reference for ``Store.summary``."""
+    from service.schemas import SummaryPublic
+    from service.stats import TrialOutcome, summarize
+    from service.store import OUTCOME_COLUMNS
+
+    with session_scope(store.engine) as s:
+        rows = [
+            TrialOutcome(*row)
+            for row in s.execute(
+                select(*OUTCOME_COLUMNS).where(Trial.study_id == study_id).order_by(Trial.index)
+            )
+        ]
+    status = store.get_study(study_id).status
+    return SummaryPublic.model_validate(
+        {"study_id": study_id, "status": status, **summarize(rows)}
+    ).model_dump()

@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from svc_helpers import make_study
+from svc_helpers import make_study, row_based_summary
 
 from service.db import session_scope
 from service.models import TRIAL_STATUSES, Trial
-from service.schemas import SummaryPublic
 from service.stats import TrialOutcome, best_lrs, group_outcomes, summarize
 from service.store import Store
 
@@ -85,35 +84,6 @@ def _randomize(store: Store, study_id: int, rng: random.Random, *, dyadic: bool)
     store.forget_summaries()
 
 
-def _rows(store: Store, study_id: int) -> list[TrialOutcome]:
-    with session_scope(store.engine) as s:
-        return [
-            TrialOutcome(*row)
-            for row in s.execute(
-                select(
-                    Trial.method,
-                    Trial.depth,
-                    Trial.width,
-                    Trial.activation,
-                    Trial.lr,
-                    Trial.seed,
-                    Trial.status,
-                    Trial.val_acc,
-                    Trial.test_acc,
-                )
-                .where(Trial.study_id == study_id)
-                .order_by(Trial.index)
-            )
-        ]
-
-
-def _row_based(store: Store, study_id: int) -> dict[str, Any]:
-    study = store.get_study(study_id)
-    return SummaryPublic.model_validate(
-        {"study_id": study_id, "status": study.status, **summarize(_rows(store, study_id))}
-    ).model_dump()
-
-
 def _close(got: Any, want: Any, path: str = "") -> None:
     """Equal, except floats within 1e-12 relative (a SUM's last bit)."""
     if isinstance(want, float) and isinstance(got, float):
@@ -135,7 +105,7 @@ def test_sql_aggregate_summary_is_the_row_based_summary(store: Store, spec: dict
     study_id = make_study(store, spec)
     for seed in range(3):
         _randomize(store, study_id, random.Random(seed), dyadic=True)
-        want = _row_based(store, study_id)
+        want = row_based_summary(store, study_id)
         assert want["cells"] and want["comparisons"]
         assert store.summary(study_id).model_dump() == want
 
@@ -143,7 +113,7 @@ def test_sql_aggregate_summary_is_the_row_based_summary(store: Store, spec: dict
 def test_sql_aggregate_summary_with_arbitrary_floats(store: Store) -> None:
     study_id = make_study(store, GRID)
     _randomize(store, study_id, random.Random(7), dyadic=False)
-    _close(store.summary(study_id).model_dump(), _row_based(store, study_id))
+    _close(store.summary(study_id).model_dump(), row_based_summary(store, study_id))
 
 
 def test_unscored_lrs_and_unassigned_slots_have_no_best_lr() -> None:

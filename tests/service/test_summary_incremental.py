@@ -15,12 +15,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from svc_helpers import make_study, result
+from svc_helpers import make_study, result, row_based_summary
 
 from service.db import session_scope
 from service.models import StudyCell, Trial, utcnow
-from service.schemas import SummaryPublic
-from service.stats import TrialOutcome, summarize
 from service.store import Store
 
 GRID = {
@@ -44,29 +42,10 @@ LR_SEARCH = {
 }
 
 
-def _row_based(store: Store, study_id: int) -> dict[str, Any]:
-    with session_scope(store.engine) as s:
-        rows = [
-            TrialOutcome(*row)
-            for row in s.execute(
-                select(
-                    Trial.method, Trial.depth, Trial.width, Trial.activation, Trial.lr,
-                    Trial.seed, Trial.status, Trial.val_acc, Trial.test_acc,
-                )
-                .where(Trial.study_id == study_id)
-                .order_by(Trial.index)
-            )
-        ]  # fmt: skip
-    status = store.get_study(study_id).status
-    return SummaryPublic.model_validate(
-        {"study_id": study_id, "status": status, **summarize(rows)}
-    ).model_dump()
-
-
 def _check(store: Store, study_id: int) -> None:
     incremental = store.summary(study_id).model_dump()
     assert incremental == Store(store.engine).summary(study_id).model_dump()
-    assert incremental == _row_based(store, study_id)
+    assert incremental == row_based_summary(store, study_id)
     assert store.summary_json(study_id) == store.summary(study_id).model_dump_json().encode()
 
 
@@ -162,4 +141,4 @@ def test_forget_summaries_after_changes_outside_the_store(store: Store) -> None:
         )  # fmt: skip
     assert store.summary(study_id) == before  # no version moved: the cached answer stands
     store.forget_summaries()
-    assert store.summary(study_id).model_dump() == _row_based(store, study_id)
+    assert store.summary(study_id).model_dump() == row_based_summary(store, study_id)
