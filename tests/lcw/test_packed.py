@@ -185,6 +185,55 @@ def _packed_and_singles() -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]
     return [p.requires_grad_() for p in packed], [[s.requires_grad_() for s in m] for m in singles]
 
 
+def _assert_frozen_member_stays(
+    opt: torch.optim.Optimizer, packed: list[torch.Tensor], bad: float
+) -> None:
+    """After one step for all, member 1 is frozen and gets `bad` (non-finite) gradients, as a
+    diverged member's backward gives: its weights stay bitwise as they were, the others move."""
+    gen = torch.Generator().manual_seed(1)
+    for p in packed:
+        p.grad = torch.randn(p.shape, generator=gen)
+    opt.step()  # optimizer state exists for every member
+    opt.active[1] = False  # type: ignore[attr-defined]
+    before = [p.detach().view(3, -1)[1].clone() for p in packed]
+    others = [p.detach().view(3, -1)[[0, 2]].clone() for p in packed]
+    for _ in range(3):
+        for p in packed:
+            g = torch.randn(p.shape, generator=gen)
+            g.view(3, -1)[1] = bad
+            p.grad = g
+        opt.step()
+    for p, b, o in zip(packed, before, others, strict=True):
+        assert torch.equal(p.detach().view(3, -1)[1], b)
+        assert torch.isfinite(p.detach()).all()
+        assert not torch.equal(p.detach().view(3, -1)[[0, 2]], o)
+
+
+def _assert_steps_match(
+    opt: torch.optim.Optimizer,
+    refs: list[torch.optim.Optimizer],
+    packed: list[torch.Tensor],
+    singles: list[list[torch.Tensor]],
+) -> None:
+    """5 steps of random gradients: each member of `packed` (3 members) moves as its own
+    torch optimizer in `refs` moves its `singles`."""
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        grads = [torch.randn(p.shape, generator=gen) for p in packed]
+        for p, g in zip(packed, grads, strict=True):
+            p.grad = g.clone()
+        for k, (s, ref) in enumerate(zip(singles, refs, strict=True)):
+            for q, g in zip(s, grads, strict=True):
+                q.grad = g.view(3, -1)[k].clone()
+            ref.step()
+        opt.step()
+        for k, s in enumerate(singles):
+            for p, q in zip(packed, s, strict=True):
+                torch.testing.assert_close(
+                    p.detach().view(3, -1)[k], q.detach(), rtol=1e-6, atol=1e-7
+                )
+
+
 @pytest.mark.parametrize(
     ("momentum", "nesterov", "weight_decay"),
     [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-2), (0.5, False, 1e-2)],
@@ -202,21 +251,7 @@ def test_packed_sgd_equals_torch_sgd_per_member(
         torch.optim.SGD(s, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
         for s, lr in zip(singles, lrs, strict=True)
     ]
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        grads = [torch.randn(p.shape, generator=gen) for p in packed]
-        for p, g in zip(packed, grads, strict=True):
-            p.grad = g.clone()
-        for k, (s, ref) in enumerate(zip(singles, refs, strict=True)):
-            for q, g in zip(s, grads, strict=True):
-                q.grad = g.view(3, -1)[k].clone()
-            ref.step()
-        opt.step()
-        for k, s in enumerate(singles):
-            for p, q in zip(packed, s, strict=True):
-                torch.testing.assert_close(
-                    p.detach().view(3, -1)[k], q.detach(), rtol=1e-6, atol=1e-7
-                )
+    _assert_steps_match(opt, refs, packed, singles)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -226,23 +261,7 @@ def test_packed_sgd_leaves_a_frozen_member_exactly_as_it_was(nesterov: bool) -> 
     packed, _ = _packed_and_singles()
     opt = PackedSGD(packed, lr=torch.tensor([0.1, 0.1, 0.1], dtype=torch.float64), momentum=0.9,
                     nesterov=nesterov, weight_decay=1e-2)  # fmt: skip
-    gen = torch.Generator().manual_seed(1)
-    for p in packed:
-        p.grad = torch.randn(p.shape, generator=gen)
-    opt.step()  # momentum buffers exist for every member
-    opt.active[1] = False
-    before = [p.detach().view(3, -1)[1].clone() for p in packed]
-    others = [p.detach().view(3, -1)[[0, 2]].clone() for p in packed]
-    for _ in range(3):
-        for p in packed:
-            g = torch.randn(p.shape, generator=gen)
-            g.view(3, -1)[1] = float("nan")  # a diverged member's backward
-            p.grad = g
-        opt.step()
-    for p, b, o in zip(packed, before, others, strict=True):
-        assert torch.equal(p.detach().view(3, -1)[1], b)
-        assert torch.isfinite(p.detach()).all()
-        assert not torch.equal(p.detach().view(3, -1)[[0, 2]], o)
+    _assert_frozen_member_stays(opt, packed, float("nan"))
 
 
 @pytest.mark.parametrize(("decoupled", "weight_decay"), [(False, 0.0), (False, 1e-2), (True, 1e-2)])
@@ -255,21 +274,7 @@ def test_packed_adam_equals_torch_adam_per_member(decoupled: bool, weight_decay:
                      weight_decay=weight_decay, decoupled=decoupled)  # fmt: skip
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     refs = [cls(s, lr=lr, weight_decay=weight_decay) for s, lr in zip(singles, lrs, strict=True)]
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        grads = [torch.randn(p.shape, generator=gen) for p in packed]
-        for p, g in zip(packed, grads, strict=True):
-            p.grad = g.clone()
-        for k, (s, ref) in enumerate(zip(singles, refs, strict=True)):
-            for q, g in zip(s, grads, strict=True):
-                q.grad = g.view(3, -1)[k].clone()
-            ref.step()
-        opt.step()
-        for k, s in enumerate(singles):
-            for p, q in zip(packed, s, strict=True):
-                torch.testing.assert_close(
-                    p.detach().view(3, -1)[k], q.detach(), rtol=1e-6, atol=1e-7
-                )
+    _assert_steps_match(opt, refs, packed, singles)
 
 
 @pytest.mark.parametrize("decoupled", [False, True])
@@ -279,18 +284,4 @@ def test_packed_adam_leaves_a_frozen_member_exactly_as_it_was(decoupled: bool) -
     packed, _ = _packed_and_singles()
     opt = PackedAdam(packed, lr=torch.tensor([1e-2] * 3, dtype=torch.float64), weight_decay=1e-2,
                      decoupled=decoupled)  # fmt: skip
-    gen = torch.Generator().manual_seed(1)
-    for p in packed:
-        p.grad = torch.randn(p.shape, generator=gen)
-    opt.step()
-    opt.active[1] = False
-    before = [p.detach().view(3, -1)[1].clone() for p in packed]
-    for _ in range(3):
-        for p in packed:
-            g = torch.randn(p.shape, generator=gen)
-            g.view(3, -1)[1] = float("inf")
-            p.grad = g
-        opt.step()
-    for p, b in zip(packed, before, strict=True):
-        assert torch.equal(p.detach().view(3, -1)[1], b)
-        assert torch.isfinite(p.detach()).all()
+    _assert_frozen_member_stays(opt, packed, float("inf"))
