@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from loadgen import TINY
 from rel_helpers import (
     FAULT_SPEC,
     PrivatePostgres,
@@ -199,16 +200,6 @@ class _Clients:
                     with self.lock:
                         self.polls += 1
                 time.sleep(0.05)
-
-
-TINY: dict[str, Any] = {
-    "dataset": "digits",
-    "methods": ["plain"],
-    "depths": [2],
-    "learning_rates": [0.1],
-    "epochs": 1,
-    "diagnostics": False,
-}
 
 
 def test_the_api_server_sigkilled_under_load_restarts_without_loss(fleet: Fleet) -> None:

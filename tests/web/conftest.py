@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import uvicorn
 from seeding import seed
-from web_helpers import CHROMIUM, CHROMIUM_ARGS, TOKEN, PageLog, Served
+from web_helpers import TOKEN, PageLog, Served
 
+from benchmarks.page_load import CHROMIUM, CHROMIUM_ARGS  # the benchmark's browser setup
 from service.config import Settings
 from service.main import create_app
 

@@ -12,16 +12,6 @@ from seeding import Seeded
 
 from service.store import Store
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 TOKEN = "web-test-token-7f3a"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 
