@@ -296,10 +296,6 @@ def _copy_members(net: PackedNet, members: list[Net]) -> None:
 # ---------------------------------------------------------------- per-member optimizers
 
 
-def _member_view(t: Tensor, packs: int) -> Tensor:
-    return t.view(packs, -1)
-
-
 class _PackedOptimizer(torch.optim.Optimizer):
     """Base: per-member `lr` (K,) and `active` (K,) tensors; every param's dim 0 is K-major."""
 
@@ -319,9 +315,6 @@ class _PackedOptimizer(torch.optim.Optimizer):
     def _lr(self, p: Tensor) -> Tensor:
         lr = torch.where(self.active, self.member_lr, torch.zeros_like(self.member_lr))
         return lr.to(p.dtype).view(self.packs, *([1] * (p.dim() - 1)))
-
-    def _shape(self, p: Tensor) -> tuple[int, ...]:
-        return (self.packs, -1)
 
     def _member_grads(self, params: list[Tensor]) -> list[Tensor]:
         """Each parameter's gradient as (K, n), a frozen member's rows zeroed (in place).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -366,13 +366,10 @@ def comparison_pairs(keys: Iterable[CellKey]) -> list[tuple[CellKey, CellKey]]:
     ]
 
 
-def assemble(
-    cells: dict[CellKey, CellResult],
-    compared: Callable[[CellResult, CellResult], dict[str, Any]] = comparison,
-) -> dict[str, list[dict[str, Any]]]:
-    """{"cells": [...], "comparisons": [...]} from every cell's result. `compared` computes one
-    comparison (a caller may memoize it on the two cells' versions)."""
+def assemble(cells: dict[CellKey, CellResult]) -> dict[str, list[dict[str, Any]]]:
+    """{"cells": [...], "comparisons": [...]} from every cell's result (``Store.summary`` does
+    the same from cached parts, reusing the comparisons of unchanged cells)."""
     return {
         "cells": [cells[key].summary for key in cell_order(cells)],
-        "comparisons": [compared(cells[a], cells[b]) for a, b in comparison_pairs(cells)],
+        "comparisons": [comparison(cells[a], cells[b]) for a, b in comparison_pairs(cells)],
     }
