@@ -273,9 +273,10 @@ def test_a_trial_past_its_timeout_is_stopped_and_failed_and_the_study_goes_on(
 ) -> None:
     fleet.ensure_worker()
     store = fleet.store
-    timeout_s = 5.0
-    # Depth 100 at batch 1: ~20 s an epoch (plain sigmoid: the gradients vanish, it never
-    # diverges, it just runs); depth 2 (the reference's) finishes in about a second.
+    timeout_s = 15.0
+    # Depth 100 at batch 1: ~16 s an epoch here, 3 epochs (plain sigmoid: the gradients vanish,
+    # it never diverges, it just runs); depth 2 (the reference's) takes ~1 s an epoch, ~5.5 s in
+    # all with the data's first load: a 15 s limit leaves it a margin on a loaded machine.
     spec = {
         **FAULT_SPEC,
         "name": "hangs",
@@ -291,11 +292,12 @@ def test_a_trial_past_its_timeout_is_stopped_and_failed_and_the_study_goes_on(
     assert time.monotonic() - started < 60
     trials = trials_of(store, sid)
     # Finished, nothing left waiting; "completed" because one of its trials has a result.
-    assert study.status == "completed" and study.progress.failed == 1, study.progress
+    errors = {t.depth: (t.status, (t.error or "")[:300]) for t in trials}
+    assert study.status == "completed" and study.progress.failed == 1, (study.progress, errors)
     for t in trials:
         if t.depth == 100:
             assert t.status == "failed" and t.attempt == 1
-            assert "TrialTimeoutError" in (t.error or "") and "5 s" in (t.error or "")
+            assert "TrialTimeoutError" in (t.error or "") and "15 s" in (t.error or "")
             ran = (t.finished_at - t.started_at).total_seconds()
             assert timeout_s <= ran < timeout_s + 8, ran  # + a wait in the backlog
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -92,14 +93,19 @@ def ray_tmpdir() -> str:
     return tempfile.mkdtemp(prefix="lcwr", dir="/tmp")
 
 
+_RAY_TOKEN = os.environ.get("RAY_AUTH_TOKEN") or secrets.token_hex(16)
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LCW_")}
     env.pop("RAY_ADDRESS", None)
     env.update(
         PYTHONUNBUFFERED="1",
         RAY_USAGE_STATS_ENABLED="0",
-        # One setting on both sides: a driver joining a token-protected cluster needs it.
+        # One setting on both sides: a driver joining a token-protected cluster needs it, and
+        # one token for every process of this test session (none is on disk in a fresh home).
         RAY_AUTH_MODE="token",
+        RAY_AUTH_TOKEN=_RAY_TOKEN,
     )
     env.update(extra)
     return env
