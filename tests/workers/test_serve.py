@@ -100,7 +100,9 @@ def test_lcw_trains_a_depth_50_sigmoid_mlp_that_plain_cannot(
         "depths": [50],
         "widths": [100],
         "learning_rates": [0.1],
-        "epochs": 5,
+        # 8 epochs: at 5 this one seed's LCW run sits at 0.46-0.51 test accuracy and where in
+        # that range depends on the CPU's matmul kernels (rounding, amplified by depth 50).
+        "epochs": 8,
         "seeds": 1,
         "batch_size": 100,
     }
@@ -111,7 +113,7 @@ def test_lcw_trains_a_depth_50_sigmoid_mlp_that_plain_cannot(
     acc = {cell["method"]: cell["test_acc_mean"] for cell in summary["cells"]}
     assert acc["lcw"] - acc["plain"] >= 0.4, acc
     for trial in _trials(client, study["id"]):
-        assert [m["epoch"] for m in trial["metrics"]] == list(range(6))
+        assert [m["epoch"] for m in trial["metrics"]] == list(range(9))
         info = trial["run_info"]
         assert info["config"]["depth"] == 50 and info["seed"] == 0 and info["attempt"] == 1
         assert info["versions"]["torch"].startswith("2.")
