@@ -135,8 +135,9 @@ def test_permutation_p_value_is_scipys_for_ties_and_zeros() -> None:
 
     rng = random.Random(0)
     checked = 0
-    for _ in range(300):
-        n = rng.randint(1, PERMUTATION_MAX_N)
+    # scipy's side costs ~2^n (1 s at n = 13): many small samples, a few of each large size.
+    large = [n for n in range(10, PERMUTATION_MAX_N + 1) for _ in range(3 if n < 12 else 2)]
+    for n in [rng.randint(1, 9) for _ in range(200)] + large:
         scale = rng.choice([4, 10, 360])
         diffs = [rng.randint(-3, 3) / scale for _ in range(n)]
         if all(d == 0 for d in diffs):
@@ -146,7 +147,7 @@ def test_permutation_p_value_is_scipys_for_ties_and_zeros() -> None:
         if n >= 5:
             assert wilcoxon_p(diffs) == (want, None), diffs
         checked += 1
-    assert checked > 250
+    assert checked > 180
     # Without ties or zeros scipy's exact null distribution gives the same numbers.
     assert signed_rank_permutation_p([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]) == float(
         st.wilcoxon([0.1, -0.2, 0.3, 0.4, -0.5, 0.6]).pvalue
