@@ -7,8 +7,10 @@ The API is then called through an in-process HTTP client, p50 / p95 of repeats:
 
 * summary ``cold``: right after a trial finished (one of the pending trials claimed and
   completed through the store, as a worker does), the case of a running study's page polling;
-* summary ``full``: every cached part dropped, a full recomputation (as after a restart), and
-  ``first``: the same with no scipy result cached either;
+* summary ``restart``: the process's cache dropped, the stored cell results kept (a restarted
+  server's first request);
+* summary ``full``: every cached and stored part dropped, a full recomputation (a study's first
+  summary ever), and ``first``: the same with no scipy result cached either;
 * summary ``warm`` (nothing changed), the first trials page, a filtered trials page, a deep page,
   a trial's detail and the study page's HTML.
 """
@@ -158,6 +160,12 @@ def _measure(url: str, *, repeats: int) -> dict[str, Any]:
                 result={"val_acc": acc, "test_acc": acc, "train_loss": 1.0},
             )  # fmt: skip
 
+        def restart() -> None:
+            app_store.settle_summaries()
+            app_store.forget_summaries(stored=False)
+            stats._t_quantile.cache_clear()
+            stats._wilcoxon_p.cache_clear()
+
         def forget() -> None:
             app_store.forget_summaries()
 
@@ -170,6 +178,7 @@ def _measure(url: str, *, repeats: int) -> dict[str, Any]:
         summary()
         cold_repeats = min(PENDING, max(10, repeats))
         out["summary_cold"] = _percentiles(summary, cold_repeats, setup=finish_a_trial)
+        out["summary_restart"] = _percentiles(summary, max(10, repeats // 2), setup=restart)
         out["summary_full"] = _percentiles(summary, max(10, repeats // 2), setup=forget)
         out["summary_first"] = _percentiles(summary, max(5, repeats // 4), setup=forget_all)
         out["summary_warm"] = _percentiles(summary, repeats)

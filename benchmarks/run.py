@@ -93,11 +93,12 @@ def table(r: dict[str, Any]) -> str:
         rows.append(f"| 64-trial study wall time, packed vs unpacked | {speedup:.2f}x faster | - |")
     for db in ("sqlite", "postgresql"):
         q = r["queries"][db]
+        kinds = ("summary_cold", "summary_warm", "summary_restart", "summary_full")
         rows.append(
             f"| 20k-trial study on {db}: summary p95 after a trial finishes / nothing changed "
-            f"/ full recomputation | {q['summary_cold']['p95_ms']:.0f} / "
-            f"{q['summary_warm']['p95_ms']:.0f} / {q['summary_full']['p95_ms']:.0f} ms | "
-            "<= 100 ms |"
+            "/ after a restart / full recomputation | "
+            + " / ".join(f"{q[k]['p95_ms']:.0f}" for k in kinds if k in q)
+            + " ms | <= 100 ms |"
         )
         trials = [q[k]["p95_ms"] for k in ("trials_page", "trials_filtered", "trials_deep_page")]
         rows.append(

@@ -174,8 +174,8 @@ class StudyCell(Base):
     summary can see (a result, a failure, a requeue, a cancel, an assigned lr_search LR).
 
     ``Store.summary`` keeps each cell's part of a summary with the version it was computed at
-    and recomputes only the cells whose version moved, so a summary after one trial finishes
-    reads that trial's cell, not the whole study.
+    (in memory, and here) and recomputes only the cells whose version moved, so a summary after
+    one trial finishes reads that trial's cell, not the whole study.
     """
 
     __tablename__ = "study_cells"
@@ -185,6 +185,11 @@ class StudyCell(Base):
     )
     cell_key: Mapped[str] = mapped_column(String(200), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    # The cell's part of a summary (``stats.cell_result_to_json``) as computed at version
+    # `result_version`: a process that starts (or forgot it) reads it instead of recomputing
+    # while the two versions agree.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_version: Mapped[int | None] = mapped_column(Integer)
 
 
 class TrialMetric(Base):

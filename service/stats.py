@@ -320,6 +320,36 @@ class CellResult:
     by_seed: dict[int, float]
 
 
+# The layout of a stored CellResult (``study_cells.result``); a stored result of another layout
+# is not read (recomputed instead). Move it whenever what a cell's result holds changes.
+CELL_RESULT_FORMAT = 1
+
+
+def cell_result_to_json(result: CellResult) -> dict[str, Any]:
+    """`result` as JSON-safe data (floats round-trip exactly), for ``cell_result_from_json``."""
+    return {
+        "format": CELL_RESULT_FORMAT,
+        "key": list(result.key),
+        "best_lr": result.best_lr,
+        "summary": result.summary,
+        "by_seed": [[seed, acc] for seed, acc in result.by_seed.items()],
+    }
+
+
+def cell_result_from_json(data: Any) -> CellResult | None:
+    """The CellResult `data` holds; None when it is of another format or not one at all."""
+    if not isinstance(data, dict) or data.get("format") != CELL_RESULT_FORMAT:
+        return None
+    try:
+        method, depth, width, activation = data["key"]
+        by_seed = {int(seed): float(acc) for seed, acc in data["by_seed"]}
+        return CellResult(
+            (method, depth, width, activation), data["best_lr"], dict(data["summary"]), by_seed
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def cell_result(key: CellKey, groups: list[LrGroup], at_best: Iterable[TrialOutcome]) -> CellResult:
     """The cell's result from its per-lr aggregates and its trials (those not at the best LR
     are ignored)."""

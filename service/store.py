@@ -24,7 +24,9 @@ loss) are stored as NULL: JSON has no NaN, and the API must be able to serve eve
 
 from __future__ import annotations
 
+import logging
 import math
+import queue
 import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,6 +39,7 @@ from sqlalchemy import (
     Float,
     String,
     and_,
+    bindparam,
     case,
     column,
     delete,
@@ -88,6 +91,7 @@ COMPLETE_STATUSES = frozenset(TRIAL_SCORED)
 MAX_ERROR_CHARS = 20_000  # a traceback is kept, a runaway log is cut
 _METRIC_BATCH = 500  # rows per INSERT (SQLite allows 32,766 bound parameters)
 _IN_BATCH = 1000
+log = logging.getLogger(__name__)
 _EXPORT_BATCH = 500  # trials per export query
 # Columns a trial list can be ordered by (the web table's sortable columns).
 TRIAL_SORT_KEYS = frozenset(
@@ -183,6 +187,53 @@ class _SummaryEntry:
     json: bytes | None = None
 
 
+class _ResultWriter:
+    """Stores computed cell results (``study_cells.result``) from a background thread, so a
+    summary request never waits for a write. The stored results are a cache: a write that fails
+    (the database busy or gone) is dropped, and the cell is computed again when next needed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._queue: queue.Queue[tuple[int, list[dict[str, Any]]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, study_id: int, rows: list[dict[str, Any]]) -> None:
+        """Store `rows` ({"key", "v", "result"}: the result computed at cell version v)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="lcw-cell-results", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((study_id, rows))
+
+    def settle(self) -> None:
+        """Wait until everything put so far is written (or dropped)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        # Guarded by the version: a result is never stored for a version that has moved on.
+        statement = (
+            update(StudyCell)
+            .where(
+                StudyCell.study_id == bindparam("sid"),
+                StudyCell.cell_key == bindparam("key"),
+                StudyCell.version == bindparam("v"),
+            )
+            .values(result=bindparam("result"), result_version=bindparam("v"))
+        )
+        while True:
+            study_id, rows = self._queue.get()
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(statement, [{"sid": study_id, **row} for row in rows])
+            except Exception as exc:  # a cache write: the next summary computes the cells
+                log.debug("storing %d cell results of study %d: %s", len(rows), study_id, exc)
+            finally:
+                self._queue.task_done()
+
+
 class Store:
     """All persistence for one database (``engine``); safe to share between threads."""
 
@@ -194,6 +245,7 @@ class Store:
         # study_id -> its last summary, per cell (see ``summary``).
         self._summaries: OrderedDict[int, _SummaryEntry] = OrderedDict()
         self._summaries_lock = threading.Lock()
+        self._results = _ResultWriter(self._writer)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -663,6 +715,10 @@ class Store:
         trials at the best LR) and the comparisons that involve them, and reuses the rest;
         nothing changed costs those two reads. Everything a summary shows is a function of the
         cell's own trials, so this equals a full recomputation (tested).
+
+        Each computed cell result is also stored with its version (``study_cells.result``, by
+        a background thread): a process that starts, or has dropped the study from its cache,
+        reads the current ones instead of computing every cell again.
         """
         return self._summary_entry(study_id).summary
 
@@ -673,10 +729,19 @@ class Store:
             entry.json = entry.summary.model_dump_json().encode()
         return entry.json
 
-    def forget_summaries(self) -> None:
-        """Drop every cached summary (after changes made to the tables outside this store)."""
+    def forget_summaries(self, *, stored: bool = True) -> None:
+        """Drop every cached summary (after changes made to the tables outside this store):
+        this process's and, unless `stored` is False (as a restart does), the stored ones."""
+        self._results.settle()  # no write still queued puts one back afterwards
         with self._summaries_lock:
             self._summaries.clear()
+        if stored:
+            with self._write() as s:
+                s.execute(update(StudyCell).values(result=None, result_version=None))
+
+    def settle_summaries(self) -> None:
+        """Wait until the cell results computed so far are stored (see ``summary``)."""
+        self._results.settle()
 
     def _summary_entry(self, study_id: int) -> _SummaryEntry:
         with self._read() as s:
@@ -701,15 +766,24 @@ class Store:
                 return prev
             old = prev.cells if prev is not None else {}
             stale = [k for k, v in versions.items() if k not in old or old[k].version != v]
+            stored = self._stored_results(s, study_id, stale, len(versions)) if stale else {}
+            missing = [k for k in stale if k not in stored]
             fresh = (
-                self._cell_results(s, study_id, None if len(stale) == len(versions) else stale)
-                if stale or not versions
+                self._cell_results(s, study_id, None if len(missing) == len(versions) else missing)
+                if missing or not versions
                 else {}
             )
-        cells = {k: old[k] for k in versions if k not in fresh and k in old}
-        for k, result in fresh.items():
+        cells = {k: old[k] for k in versions if k not in fresh and k not in stored and k in old}
+        for k, result in (stored | fresh).items():
             part = CellSummary.model_validate(result.summary)
             cells[k] = _CellPart(versions.get(k, -1), result, part)  # -1: recomputed next time
+        computed = [
+            {"key": k, "v": versions[k], "result": stats.cell_result_to_json(r)}
+            for k, r in fresh.items()
+            if k in versions
+        ]
+        if computed:
+            self._results.put(study_id, computed)
         entry = self._assemble(study_id, study.status, versions, cells, prev)
         with self._summaries_lock:
             self._summaries[study_id] = entry
@@ -746,6 +820,28 @@ class Store:
             comparisons=[c[2] for c in comparisons.values()],
         )
         return _SummaryEntry(status, versions, cells, comparisons, summary)
+
+    @staticmethod
+    def _stored_results(
+        s: Session, study_id: int, cell_keys: list[str], cells: int
+    ) -> dict[str, stats.CellResult]:
+        """The stored results of the cells `cell_keys` that are still current (computed at the
+        cell's present version, in a format this code reads); `cells`: the study's count."""
+        query = select(StudyCell.cell_key, StudyCell.result).where(
+            StudyCell.study_id == study_id, StudyCell.result_version == StudyCell.version
+        )
+        if len(cell_keys) == cells:
+            rows: list[Any] = list(s.execute(query))
+        else:
+            rows = []
+            for chunk in _chunks(cell_keys, _IN_BATCH):
+                rows += s.execute(query.where(StudyCell.cell_key.in_(chunk)))
+        out = {}
+        for cell_key, data in rows:
+            result = stats.cell_result_from_json(data)
+            if result is not None:
+                out[cell_key] = result
+        return out
 
     def _cell_results(
         self, s: Session, study_id: int, cell_keys: list[str] | None

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 from svc_helpers import make_study, row_based_summary
 
-from service.db import session_scope
+from service.db import session_scope, writer
 from service.models import TRIAL_STATUSES, Trial
 from service.stats import TrialOutcome, best_lrs, group_outcomes, summarize
 from service.store import Store
@@ -60,7 +60,7 @@ def _accuracy(rng: random.Random, *, dyadic: bool) -> float | None:
 
 
 def _randomize(store: Store, study_id: int, rng: random.Random, *, dyadic: bool) -> None:
-    with session_scope(store.engine) as s:
+    with session_scope(writer(store.engine)) as s:
         trials = s.execute(
             select(Trial.id, Trial.cell_key, Trial.slot).where(Trial.study_id == study_id)
         ).all()

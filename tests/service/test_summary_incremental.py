@@ -14,10 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
 from svc_helpers import make_study, result, row_based_summary
 
-from service.db import session_scope
+from service.db import session_scope, writer
 from service.models import StudyCell, Trial, utcnow
 from service.store import Store
 
@@ -44,6 +44,8 @@ LR_SEARCH = {
 
 def _check(store: Store, study_id: int) -> None:
     incremental = store.summary(study_id).model_dump()
+    store.settle_summaries()
+    # A process that starts now: from the stored cell results, computing the cells they lack.
     assert incremental == Store(store.engine).summary(study_id).model_dump()
     assert incremental == row_based_summary(store, study_id)
     assert store.summary_json(study_id) == store.summary(study_id).model_dump_json().encode()
@@ -74,7 +76,7 @@ def _step(store: Store, study_id: int, rng: random.Random, held: dict[int, str])
         store.release_trials(owner, [tid])
         del held[tid]
     else:  # this worker stopped renewing: its lease runs out
-        with session_scope(store.engine) as s:
+        with session_scope(writer(store.engine)) as s:
             s.execute(
                 update(Trial)
                 .where(Trial.id == tid)
@@ -106,14 +108,7 @@ def test_incremental_summary_equals_a_recomputation_after_every_change(
 def test_only_changed_cells_are_recomputed(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     study_id = make_study(store, GRID)
     store.summary(study_id)
-    asked: list[list[str] | None] = []
-    real = store._lr_groups
-
-    def spy(s: Any, sid: int, cell_keys: list[str] | None = None) -> Any:
-        asked.append(cell_keys)
-        return real(s, sid, cell_keys)
-
-    monkeypatch.setattr(store, "_lr_groups", spy)
+    asked = _spy_groups(store, monkeypatch)
     store.summary(study_id)
     assert asked == []  # nothing changed: no GROUP BY at all
     [claimed] = store.claim_trials("w", limit=1, lease_seconds=60)
@@ -134,7 +129,7 @@ def test_only_changed_cells_are_recomputed(store: Store, monkeypatch: pytest.Mon
 def test_forget_summaries_after_changes_outside_the_store(store: Store) -> None:
     study_id = make_study(store, GRID)
     before = store.summary(study_id)
-    with session_scope(store.engine) as s:
+    with session_scope(writer(store.engine)) as s:
         s.execute(
             update(Trial).where(Trial.study_id == study_id).values(
                 status="completed", val_acc=0.5, test_acc=0.5)
@@ -142,3 +137,76 @@ def test_forget_summaries_after_changes_outside_the_store(store: Store) -> None:
     assert store.summary(study_id) == before  # no version moved: the cached answer stands
     store.forget_summaries()
     assert store.summary(study_id).model_dump() == row_based_summary(store, study_id)
+
+
+def _spy_groups(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[list[str] | None]:
+    asked: list[list[str] | None] = []
+    real = store._lr_groups
+
+    def spy(s: Any, sid: int, cell_keys: list[str] | None = None) -> Any:
+        asked.append(cell_keys)
+        return real(s, sid, cell_keys)
+
+    monkeypatch.setattr(store, "_lr_groups", spy)
+    return asked
+
+
+def _finish(store: Store, n: int) -> list[str]:
+    done = []
+    for i, c in enumerate(store.claim_trials("w", limit=n, lease_seconds=60)):
+        acc = (i % 8 + 1) / 16
+        store.complete_trial("w", c.id, status="completed", result=result(acc, acc), run_info={})
+        done.append(c.cell_key)
+    return done
+
+
+def test_a_restarted_process_reads_the_stored_cell_results(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study_id = make_study(store, GRID)
+    _finish(store, 24)
+    want = store.summary(study_id).model_dump()
+    store.settle_summaries()
+    restarted = Store(store.engine)
+    asked = _spy_groups(restarted, monkeypatch)
+    assert restarted.summary(study_id).model_dump() == want
+    assert asked == []  # every cell's stored result is at its current version: nothing computed
+
+    [changed] = _finish(store, 1)
+    again = Store(store.engine)
+    asked = _spy_groups(again, monkeypatch)
+    assert again.summary(study_id).model_dump() == row_based_summary(store, study_id)
+    assert asked == [[changed]]  # the one cell that moved, the others read
+
+    # A stored result of a layout this code does not read is computed again, not trusted.
+    again.settle_summaries()
+    with session_scope(writer(store.engine)) as s:
+        s.execute(update(StudyCell).values(result={"format": -1}))
+    third = Store(store.engine)
+    asked = _spy_groups(third, monkeypatch)
+    assert third.summary(study_id).model_dump() == row_based_summary(store, study_id)
+    assert asked == [None]
+
+    # forget_summaries(stored=False) is a restart: the stored results stay and are read.
+    third.settle_summaries()
+    third.forget_summaries(stored=False)
+    asked.clear()
+    assert third.summary(study_id).model_dump() == row_based_summary(store, study_id)
+    assert asked == []
+
+
+def test_a_failed_store_of_cell_results_loses_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    study_id = make_study(store, GRID)
+    _finish(store, 12)
+    # The writer's database is unreachable: the summary is served, nothing is stored.
+    monkeypatch.setattr(
+        store._results, "_engine", create_engine(f"sqlite:///{tmp_path}/missing/dir/x.db")
+    )
+    assert store.summary(study_id).model_dump() == row_based_summary(store, study_id)
+    store.settle_summaries()
+    with session_scope(store.engine) as s:
+        stored = s.execute(select(StudyCell.result).where(StudyCell.study_id == study_id)).all()
+    assert stored and all(r is None for (r,) in stored)
+    assert Store(store.engine).summary(study_id).model_dump() == row_based_summary(store, study_id)
