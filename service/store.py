@@ -192,24 +192,29 @@ class _ResultWriter:
     summary request never waits for a write. The stored results are a cache: a write that fails
     (the database busy or gone) is dropped, and the cell is computed again when next needed."""
 
+    LINGER_S = 0.2
+    IDLE_EXIT_S = 30.0  # the thread ends after this long with nothing to write
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._queue: queue.Queue[tuple[int, list[dict[str, Any]]]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._hurry = threading.Event()  # settle(): write now, do not linger
 
     def put(self, study_id: int, rows: list[dict[str, Any]]) -> None:
         """Store `rows` ({"key", "v", "result"}: the result computed at cell version v)."""
         with self._lock:
+            self._queue.put((study_id, rows))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="lcw-cell-results", daemon=True
                 )
                 self._thread.start()
-        self._queue.put((study_id, rows))
 
     def settle(self) -> None:
         """Wait until everything put so far is written (or dropped)."""
+        self._hurry.set()
         self._queue.join()
 
     def _run(self) -> None:
@@ -224,14 +229,32 @@ class _ResultWriter:
             .values(result=bindparam("result"), result_version=bindparam("v"))
         )
         while True:
-            study_id, rows = self._queue.get()
+            try:
+                batch = [self._queue.get(timeout=self.IDLE_EXIT_S)]
+            except queue.Empty:
+                with self._lock:  # put() enqueues under this lock: nothing is left behind
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            # After the request that computed them has answered (this thread would otherwise
+            # compete with its serialization for the GIL); what came meanwhile goes along.
+            self._hurry.wait(self.LINGER_S)
+            self._hurry.clear()
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            params = [{"sid": study_id, **row} for study_id, rows in batch for row in rows]
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(statement, [{"sid": study_id, **row} for row in rows])
+                    conn.execute(statement, params)
             except Exception as exc:  # a cache write: the next summary computes the cells
-                log.debug("storing %d cell results of study %d: %s", len(rows), study_id, exc)
+                log.debug("storing %d cell results: %s", len(params), exc)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
 
 class Store:
@@ -885,45 +908,30 @@ class Store:
             rows = []
             for chunk in _chunks(cell_keys, _IN_BATCH):
                 rows += s.execute(query.where(Trial.cell_key.in_(chunk)))
-        # (cell_key, lr) -> [scored, tested, diverged, failed, unfinished], partial sums of
-        # val_acc and test_acc per scored status (fsum: the same total in any row order).
-        cells: dict[tuple[str, float | None], stats.CellKey] = {}
-        counts: dict[tuple[str, float | None], list[int]] = {}
-        sums: dict[tuple[str, float | None], tuple[list[float], list[float]]] = {}
+        # (cell_key, lr) -> [method, depth, width, activation, scored, tested, diverged, failed,
+        # unfinished, val_acc partial sums, test_acc partial sums] (the partial sums per scored
+        # status, added with fsum: the same total in any row order).
+        acc: dict[tuple[str, float | None], list[Any]] = {}
         for cell_key, lr, method, depth, width, activation, status, n, nv, sv, nt, st in rows:
-            key = (cell_key, lr)
-            if key not in cells:
-                cells[key] = (method, depth, width, activation)
-                counts[key] = [0, 0, 0, 0, 0]
-                sums[key] = ([], [])
-            entry = counts[key]
+            e = acc.get((cell_key, lr))
+            if e is None:
+                e = acc[cell_key, lr] = [method, depth, width, activation, 0, 0, 0, 0, 0, [], []]
             if status in TRIAL_SCORED:
-                entry[0] += nv
-                entry[1] += nt
-                sums[key][0].append(sv or 0.0)
-                sums[key][1].append(st or 0.0)
-            entry[2] += n if status == "diverged" else 0
-            entry[3] += n if status == "failed" else 0
-            entry[4] += n if status in stats.UNFINISHED else 0
+                e[4] += nv
+                e[5] += nt
+                e[9].append(sv or 0.0)
+                e[10].append(st or 0.0)
+                if status == "diverged":
+                    e[6] += n
+            elif status == "failed":
+                e[7] += n
+            elif status in stats.UNFINISHED:
+                e[8] += n
         out: dict[str, list[stats.LrGroup]] = defaultdict(list)
-        for key, (method, depth, width, activation) in cells.items():
-            scored, tested, diverged, failed, unfinished = counts[key]
-            val_sums, test_sums = sums[key]
-            out[key[0]].append(
-                stats.LrGroup(
-                    method=method,
-                    depth=depth,
-                    width=width,
-                    activation=activation,
-                    lr=key[1],
-                    scored=scored,
-                    val_sum=math.fsum(val_sums),
-                    tested=tested,
-                    test_sum=math.fsum(test_sums),
-                    diverged=diverged,
-                    failed=failed,
-                    unfinished=unfinished,
-                )
+        fsum, group = math.fsum, stats.LrGroup
+        for (cell_key, lr), e in acc.items():
+            out[cell_key].append(
+                group(e[0], e[1], e[2], e[3], lr, e[4], fsum(e[9]), e[5], fsum(e[10]), *e[6:9])
             )
         return out
 
