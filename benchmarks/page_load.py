@@ -67,7 +67,7 @@ _TIMING_JS = """() => {
     ready_ms: ready ? ready.startTime : null,
     resources: [nav, ...performance.getEntriesByType('resource')].filter(Boolean).map(size),
     charts: [...document.querySelectorAll('#results [data-chart]')]
-      .filter((c) => c.querySelector('svg.main-svg')).length,
+      .filter((c) => c.querySelector('svg.main-svg, table.heatmap')).length,
   };
 }"""
 

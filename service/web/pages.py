@@ -2,10 +2,11 @@
 
 Server-rendered with Jinja2 (autoescaped; data for the charts travels as JSON in
 ``<script type="application/json">`` islands, never spliced into HTML or JS). Charts are drawn by
-plotly.js's cartesian partial bundle (scatter, heatmap and the other 2-D traces), shipped in
-static/ and served from here (no CDN: works offline); the full bundle is three times larger and
-takes seconds to evaluate on a slow machine, before any chart is drawn (the file is the npm
-package plotly.js-cartesian-dist-min, v4.1.1, MIT, unmodified). The pages read
+plotly.js's basic partial bundle (scatter, bar, pie), shipped in static/ and served from here
+(no CDN: works offline); the heatmaps of paired differences are HTML tables. The full bundle is
+four times larger and the cartesian one, with heatmap, took ~0.5 s longer to evaluate on this
+project's 2-core benchmark machine, before any chart is drawn (the file is the npm package
+plotly.js-basic-dist-min, v4.1.1, MIT, unmodified). The pages read
 through the same ``Store`` methods and summary as the JSON API; the scripts write through the
 API itself (``POST /api/studies``, ``.../cancel``) with the token in the Authorization header.
 No inline scripts or handlers, so a strict Content-Security-Policy holds (styles need
@@ -204,7 +205,7 @@ def _int_id(raw: str) -> int | None:
 
 @router.get("/static/{name}")
 def static_asset(request: Request, name: str) -> Response:
-    """A static asset (app CSS/JS, plotly.js's cartesian bundle), cached by version."""
+    """A static asset (app CSS/JS, plotly.js's basic bundle), cached by version."""
     asset = _web(request).asset(name)
     if asset is None:
         return Response("not found", status_code=404, media_type="text/plain")

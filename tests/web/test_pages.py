@@ -14,7 +14,7 @@ pytestmark = pytest.mark.browser
 
 CHARTS_READY = """() => {
   const charts = [...document.querySelectorAll('#results [data-chart]')];
-  return charts.length > 0 && charts.every((c) => c.querySelector('svg.main-svg'));
+  return charts.length > 0 && charts.every((c) => c.querySelector('svg.main-svg, table.heatmap'));
 }"""
 
 

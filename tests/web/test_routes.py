@@ -25,21 +25,21 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         yield c
 
 
-def test_plotly_is_the_cartesian_bundle_served_with_caching_headers(client: TestClient) -> None:
+def test_plotly_is_the_basic_bundle_served_with_caching_headers(client: TestClient) -> None:
     page = client.get("/studies/1").text
-    src = re.search(r'src="(/static/plotly-cartesian\.min\.js\?v=[0-9a-f]+)"', page)
-    assert src, "the study page loads plotly.js's cartesian bundle from this server"
+    src = re.search(r'src="(/static/plotly-basic\.min\.js\?v=[0-9a-f]+)"', page)
+    assert src, "the study page loads plotly.js's basic bundle from this server"
     first = client.get(src.group(1), headers={"Accept-Encoding": "identity"})
     assert first.status_code == 200 and first.headers["content-type"].startswith("text/javascript")
     assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
-    assert b"plotly.js (cartesian" in first.content[:2000] and len(first.content) > 1_000_000
+    assert b"plotly.js (basic" in first.content[:2000] and len(first.content) > 1_000_000
     again = client.get(src.group(1), headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
     zipped = client.get(src.group(1), headers={"Accept-Encoding": "gzip"})
     assert zipped.headers.get("content-encoding") == "gzip"
     assert zipped.content == first.content  # httpx decodes it back
     assert gzip.compress(first.content)[:2] == b"\x1f\x8b"
-    assert client.get("/static/plotly-cartesian.min.js").headers["cache-control"] == "no-cache"
+    assert client.get("/static/plotly-basic.min.js").headers["cache-control"] == "no-cache"
 
 
 def test_static_names_outside_the_folder_are_not_served(client: TestClient) -> None:

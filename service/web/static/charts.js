@@ -89,6 +89,15 @@ window.LCWCharts = (function () {
     return done;
   }
 
+  /** HTML content (a table) in a chart's place, with the chart's caption. */
+  function table(div, nodes, title) {
+    caption(div, title);
+    if (div.data) window.Plotly.purge(div);
+    div.classList.remove("chart-empty");
+    delete div.dataset.empty;
+    div.replaceChildren(...nodes);
+  }
+
   /** Plotly.restyle, counted among the draws in flight (see settled). */
   function restyle(div, update, indices) {
     const done = Promise.resolve(window.Plotly.restyle(div, update, indices));
@@ -122,5 +131,5 @@ window.LCWCharts = (function () {
     return value > 0 ? "+" + s : s;
   }
 
-  return { rgba, layout, draw, restyle, empty, settled, fmt, signed, logTicks, CONFIG, MARGIN_NO_LEGEND };
+  return { rgba, layout, draw, table, restyle, empty, settled, fmt, signed, logTicks, CONFIG, MARGIN_NO_LEGEND };
 })();

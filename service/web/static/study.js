@@ -210,6 +210,50 @@
       : (options.includes("plain") ? "plain" : (nonTarget[0] || options[0] || ""));
   }
 
+  // A table, not a plotly heatmap: the numbers are the point, it reads as text (screen readers,
+  // copy and paste, ctrl-F), and the page then needs only plotly's basic bundle.
+  const NEUTRAL = [244, 244, 241], NEG = [47, 99, 168], POS = [196, 81, 45];
+
+  /** The cell's background for `value` on a diverging scale of +-zmax (blue below 0, red above). */
+  function diverging(value, zmax) {
+    const t = Math.max(-1, Math.min(1, value / zmax));
+    const end = t < 0 ? NEG : POS, w = Math.abs(t);
+    const rgb = NEUTRAL.map((n, i) => Math.round(n + (end[i] - n) * w));
+    return { background: "rgb(" + rgb.join(",") + ")", dark: w > 0.55 };
+  }
+
+  function heatmapTable(target, baseline, rows) {
+    const cols = [...new Set([...rows].sort((a, b) => byActivation(a.activation, b.activation) || (a.width || 0) - (b.width || 0))
+      .map((r) => groupLabel(r.activation, r.width)))];
+    const depths = [...new Set(rows.map((r) => r.depth))].sort((a, b) => (a || 0) - (b || 0));
+    const at = new Map(rows.map((r) => [r.depth + "|" + groupLabel(r.activation, r.width), r]));
+    const zmax = Math.max(0.01, ...rows.filter((r) => r.mean_diff !== null).map((r) => Math.abs(r.mean_diff)));
+    const head = el("tr", {}, el("th", { scope: "col", text: "" }), ...cols.map((c) => el("th", { scope: "col", text: c })));
+    const body = depths.map((d) => el("tr", {},
+      el("th", { scope: "row", text: d === null ? "fixed" : "depth " + d }),
+      ...cols.map((col) => {
+        const r = at.get(d + "|" + col);
+        if (!r || r.mean_diff === null) return el("td", { class: "heat-none", text: "—" });
+        const significant = r.p_value !== null && r.p_value < 0.05;
+        const shade = diverging(r.mean_diff, zmax);
+        const ci = r.ci95 ? "[" + C.signed(r.ci95[0]) + ", " + C.signed(r.ci95[1]) + "]" : (r.ci95_note || "no CI");
+        const p = r.p_value !== null ? r.p_value.toPrecision(2) : (r.p_value_note || "—");
+        const cell = el("td", {
+          class: "heat" + (significant ? " heat-sig" : "") + (shade.dark ? " heat-dark" : ""),
+          title: target + " − " + baseline + " · " + (d === null ? "fixed" : "depth " + d) + " · " + col +
+            "\nΔ test acc " + C.signed(r.mean_diff, 3) + "\n95% CI " + ci + "\np " + p + " · n=" + r.n +
+            "\nlr " + r.method_lr + " vs " + r.baseline_lr,
+          text: C.signed(r.mean_diff, 3) + (significant ? " *" : ""),
+        });
+        cell.style.background = shade.background;
+        return cell;
+      })));
+    const scale = el("div", { class: "heat-scale", "aria-hidden": "true" },
+      el("span", { text: C.signed(-zmax, 3) }), el("span", { class: "heat-bar" }), el("span", { text: C.signed(zmax, 3) }),
+      el("span", { class: "heat-key", text: "* p < 0.05" }));
+    return [el("table", { class: "heatmap" }, el("thead", {}, head), el("tbody", {}, ...body)), scale];
+  }
+
   function drawHeatmaps() {
     const holder = document.getElementById("heatmap-charts");
     const baseline = baselineSelect.value;
@@ -228,50 +272,7 @@
         C.empty(div, target + " vs " + baseline + ": no paired seeds with results yet");
         continue;
       }
-      const cols = [...new Set([...rows].sort((a, b) => byActivation(a.activation, b.activation) || (a.width || 0) - (b.width || 0))
-        .map((r) => groupLabel(r.activation, r.width)))];
-      const depthsRaw = [...new Set(rows.map((r) => r.depth))].sort((a, b) => (a || 0) - (b || 0));
-      const ys = depthsRaw.map((d) => (d === null ? "fixed" : "depth " + d));
-      const z = ys.map(() => cols.map(() => null));
-      const text = ys.map(() => cols.map(() => ""));
-      const custom = ys.map(() => cols.map(() => ["", "", "", ""]));
-      const sigX = [], sigY = [];
-      let zmax = 0;
-      for (const r of rows) {
-        const i = depthsRaw.indexOf(r.depth), j = cols.indexOf(groupLabel(r.activation, r.width));
-        z[i][j] = r.mean_diff;
-        if (r.mean_diff !== null) zmax = Math.max(zmax, Math.abs(r.mean_diff));
-        const significant = r.p_value !== null && r.p_value < 0.05;
-        text[i][j] = C.signed(r.mean_diff, 3) + (significant ? " *" : "");
-        custom[i][j] = [
-          r.ci95 ? "[" + C.signed(r.ci95[0]) + ", " + C.signed(r.ci95[1]) + "]" : (r.ci95_note || "no CI"),
-          r.p_value !== null ? r.p_value.toPrecision(2) : (r.p_value_note || "—"),
-          r.n, "lr " + r.method_lr + " vs " + r.baseline_lr,
-        ];
-        if (significant) { sigX.push(cols[j]); sigY.push(ys[i]); }
-      }
-      zmax = zmax || 0.01;
-      const traces = [{
-        type: "heatmap", x: cols, y: ys, z: z, text: text, texttemplate: "%{text}", customdata: custom,
-        zmin: -zmax, zmax: zmax, zmid: 0, xgap: 2, ygap: 2,
-        colorscale: [[0, "#2f63a8"], [0.5, "#f4f4f1"], [1, "#c4512d"]],
-        colorbar: { thickness: 10, len: 0.9, outlinewidth: 0, tickfont: { size: 10 } },
-        hovertemplate: "<b>" + target + " − " + baseline + "</b> · %{y} · %{x}<br>Δ test acc %{z:+.3f}" +
-          "<br>95% CI %{customdata[0]}<br>p %{customdata[1]} · n=%{customdata[2]}<br>%{customdata[3]}<extra></extra>",
-        textfont: { size: 12 },
-      }];
-      if (sigX.length) {
-        traces.push({
-          type: "scatter", mode: "markers", x: sigX, y: sigY, name: "p < 0.05", hoverinfo: "skip",
-          marker: { symbol: "circle-open", size: 34, color: "#1d2125", line: { width: 2 } },
-        });
-      }
-      C.draw(div, traces, C.layout(target + " − " + baseline + " (test accuracy)", {
-        xaxis: { type: "category", showgrid: false, ticks: "" },
-        yaxis: { type: "category", showgrid: false, ticks: "", autorange: "reversed" },
-        showlegend: false, margin: { l: 74, r: 83, t: 8, b: 36 }, // r: room for the colorbar
-        height: Math.max(220, 70 + 56 * ys.length),
-      }));
+      C.table(div, heatmapTable(target, baseline, rows), target + " − " + baseline + " (test accuracy)");
     }
     if (!targets.length) {
       keep.add("heatmap-none");
