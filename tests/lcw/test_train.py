@@ -139,3 +139,23 @@ def test_bf16_autocast_and_channels_last_train() -> None:
     assert result.epochs[-1]["train_loss"] is not None
     with pytest.raises(ValueError, match="precision"):
         TrialConfig(precision="fp8")
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_as_eager_does() -> None:
+    """``compile=True`` (the GPU path's option) runs here too, on the CPU's inductor backend,
+    and its steps match the eager run to rounding (fused kernels may round differently)."""
+    base = dict(dataset="digits", method="lcw", depth=3, width=32, epochs=1, batch_size=50,
+                train_limit=300, seed=4, diagnostics=False)  # fmt: skip
+    losses: dict[bool, list[float]] = {True: [], False: []}
+    results = {}
+    for compiled in (False, True):
+        results[compiled] = train(
+            TrialConfig(compile=compiled, **base),
+            on_step=lambda _s, loss, c=compiled: losses[c].append(float(loss[0])),
+        )
+    assert results[True].status == results[False].status == "completed"
+    assert len(losses[True]) == len(losses[False]) == 6
+    for a, b in zip(losses[True], losses[False], strict=True):
+        assert a == pytest.approx(b, rel=1e-4)
+    assert losses[False][-1] < losses[False][0]  # it trained
