@@ -183,13 +183,24 @@ def _web(request: Request) -> _Web:
     return web
 
 
+_GZIP_MIN_BYTES = 4096
+
+
 def _render(
     request: Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> HTMLResponse:
     response = _web(request).templates.TemplateResponse(
         request, template, context, status_code=status, headers=_SECURITY_HEADERS
     )
-    return response
+    response.headers["Vary"] = "Accept-Encoding"
+    body = bytes(response.body)
+    if len(body) < _GZIP_MIN_BYTES or "gzip" not in request.headers.get("accept-encoding", ""):
+        return response
+    # A 20k-trial study's page is ~330 KB of HTML (its summary and one cell's curves inline):
+    # ~10x smaller gzipped, for ~4 ms here at level 5.
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    headers["Content-Encoding"] = "gzip"
+    return HTMLResponse(gzip.compress(body, 5), status_code=status, headers=headers)
 
 
 def _not_found(request: Request, what: str) -> HTMLResponse:

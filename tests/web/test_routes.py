@@ -42,6 +42,21 @@ def test_plotly_is_the_basic_bundle_served_with_caching_headers(client: TestClie
     assert client.get("/static/plotly-basic.min.js").headers["cache-control"] == "no-cache"
 
 
+def test_pages_are_gzipped_for_clients_that_accept_it(client: TestClient) -> None:
+    path = f"/studies/{client.seeded.main}"  # type: ignore[attr-defined]
+    plain = client.get(path, headers={"Accept-Encoding": "identity"})
+    zipped = client.get(path, headers={"Accept-Encoding": "gzip, deflate"})
+    assert plain.status_code == zipped.status_code == 200
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert plain.headers["vary"] == zipped.headers["vary"] == "Accept-Encoding"
+    assert zipped.text == plain.text  # httpx decodes it back: the same page
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 3
+    assert zipped.headers["content-security-policy"] == plain.headers["content-security-policy"]
+    small = client.get("/studies/999999", headers={"Accept-Encoding": "gzip"})  # a short 404
+    assert small.status_code == 404 and "content-encoding" not in small.headers
+
+
 def test_static_names_outside_the_folder_are_not_served(client: TestClient) -> None:
     for name in ("..%2Fpages.py", "pages.py", "..%2F..%2Fconfig.py", "nope.js"):
         assert client.get(f"/static/{name}").status_code == 404
