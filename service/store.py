@@ -885,8 +885,9 @@ class Store:
     ) -> dict[str, list[stats.LrGroup]]:
         """``stats.group_outcomes`` of the study's trials (of the cells `cell_keys`; None: all),
         by cell_key, from a GROUP BY over the covering index ``ix_trials_study_summary``
-        (~4,000 rows for 20,000 trials, no visit to the wide trial rows); statuses are grouped
-        in SQL and added up here."""
+        (~2,000 rows for 20,000 trials, no visit to the wide trial rows); statuses are grouped
+        in SQL and added up here. Run on the session's connection (Core rows: the ORM's result
+        layer cost ~5 ms more for these rows)."""
         keys = (Trial.cell_key, Trial.lr, Trial.method, Trial.depth, Trial.width, Trial.activation)
         test_if_val = case((Trial.val_acc.is_not(None), Trial.test_acc))
         query = (
@@ -903,11 +904,11 @@ class Store:
             .group_by(*keys, Trial.status)
         )
         if cell_keys is None:
-            rows: list[Any] = list(s.execute(query))
+            rows: list[Any] = list(s.connection().execute(query))
         else:
             rows = []
             for chunk in _chunks(cell_keys, _IN_BATCH):
-                rows += s.execute(query.where(Trial.cell_key.in_(chunk)))
+                rows += s.connection().execute(query.where(Trial.cell_key.in_(chunk)))
         # (cell_key, lr) -> [method, depth, width, activation, scored, tested, diverged, failed,
         # unfinished, val_acc partial sums, test_acc partial sums] (the partial sums per scored
         # status, added with fsum: the same total in any row order).
@@ -950,7 +951,7 @@ class Store:
         for chunk in _chunks(at, _IN_BATCH // 2):  # SQLite: bound parameters per statement
             pairs = values(column("cell_key", String), column("lr", Float), name="best")
             best_at = pairs.data(list(chunk)).cte("best")
-            rows += s.execute(
+            rows += s.connection().execute(
                 select(Trial.index, *OUTCOME_COLUMNS)
                 .join(best_at, and_(Trial.cell_key == best_at.c.cell_key, Trial.lr == best_at.c.lr))
                 .where(Trial.study_id == study_id)
