@@ -50,6 +50,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
     values,
 )
@@ -948,14 +949,20 @@ class Store:
             if (lr := best[cell[0].cell]) is not None
         ]
         rows: list[Any] = []
+        query = select(Trial.index, *OUTCOME_COLUMNS).where(Trial.study_id == study_id)
+        postgres = self.engine.dialect.name == "postgresql"
         for chunk in _chunks(at, _IN_BATCH // 2):  # SQLite: bound parameters per statement
-            pairs = values(column("cell_key", String), column("lr", Float), name="best")
-            best_at = pairs.data(list(chunk)).cte("best")
-            rows += s.connection().execute(
-                select(Trial.index, *OUTCOME_COLUMNS)
-                .join(best_at, and_(Trial.cell_key == best_at.c.cell_key, Trial.lr == best_at.c.lr))
-                .where(Trial.study_id == study_id)
-            ).all()
+            if postgres:
+                # A row-value IN (compiled once, a bitmap of index lookups): ~5 ms less there
+                # than the VALUES join, which SQLite runs faster.
+                chunk_query = query.where(tuple_(Trial.cell_key, Trial.lr).in_(list(chunk)))
+            else:
+                pairs = values(column("cell_key", String), column("lr", Float), name="best")
+                best_at = pairs.data(list(chunk)).cte("best")
+                chunk_query = query.join(
+                    best_at, and_(Trial.cell_key == best_at.c.cell_key, Trial.lr == best_at.c.lr)
+                )
+            rows += s.connection().execute(chunk_query).all()
         # Sorted here: an ORDER BY makes SQLite walk the (study_id, index) index instead.
         rows.sort(key=lambda row: row[0])
         return [stats.TrialOutcome(*row[1:]) for row in rows]
