@@ -105,6 +105,26 @@ def test_trials_filters_and_detail(client: TestClient) -> None:
     assert client.get("/api/studies", params={"status": "running"}).json()["count"] == 1
 
 
+def test_a_large_summary_is_sent_gzipped_to_clients_that_accept_it(client: TestClient) -> None:
+    spec = {**SMALL, "methods": ["plain", "bn", "lcw", "bn_lcw"], "depths": [2, 3, 5],
+            "activations": ["relu", "tanh"], "seeds": 2}  # fmt: skip
+    sid = client.post("/api/studies", json=spec).json()["id"]
+    _finish_all(client, lambda c: (0.5 + 0.01 * c.seed, 0.4 + 0.02 * c.seed))
+    path = f"/api/studies/{sid}/summary"
+    plain = client.get(path, headers={"Accept-Encoding": "identity"})
+    zipped = client.get(path, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers and len(plain.content) > 4096
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert plain.headers["vary"] == zipped.headers["vary"] == "Accept-Encoding"
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 3
+    assert zipped.json() == plain.json() and len(plain.json()["cells"]) == 24
+    assert plain.content == _store(client).summary_json(sid)
+    # A small summary goes out as it is, asked for gzip or not.
+    small = client.post("/api/studies", json={**SMALL, "name": "small"}).json()["id"]
+    r = client.get(f"/api/studies/{small}/summary", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and "content-encoding" not in r.headers
+
+
 def test_summary_export_and_metrics(client: TestClient) -> None:
     spec = {**SMALL, "seeds": 3, "learning_rates": [0.1, 1.0]}
     sid = client.post("/api/studies", json=spec).json()["id"]
