@@ -24,7 +24,6 @@ loss) are stored as NULL: JSON has no NaN, and the API must be able to serve eve
 
 from __future__ import annotations
 
-import gzip
 import logging
 import math
 import queue
@@ -187,7 +186,6 @@ class _SummaryEntry:
     comparisons: dict[tuple[str, str], tuple[_CellPart, _CellPart, Comparison]]
     summary: SummaryPublic
     json: bytes | None = None
-    json_gz: bytes | None = None
 
 
 class _ResultWriter:
@@ -750,22 +748,10 @@ class Store:
 
     def summary_json(self, study_id: int) -> bytes:
         """``summary`` serialized, kept with the cached summary until a cell changes."""
-        return self.summary_body(study_id, gzip_ok=False)[0]
-
-    GZIP_MIN_BYTES = 4096
-
-    def summary_body(self, study_id: int, *, gzip_ok: bool) -> tuple[bytes, bool]:
-        """The serialized summary for a response: (body, whether it is gzipped). Both forms
-        are kept with the cached summary; gzipped when `gzip_ok` and the JSON is over 4 KB
-        (level 1: a 20k-trial study's ~250 KB shrink ~25x in ~0.7 ms, once per version)."""
         entry = self._summary_entry(study_id)
         if entry.json is None:
             entry.json = entry.summary.model_dump_json().encode()
-        if not gzip_ok or len(entry.json) < self.GZIP_MIN_BYTES:
-            return entry.json, False
-        if entry.json_gz is None:
-            entry.json_gz = gzip.compress(entry.json, 1)
-        return entry.json_gz, True
+        return entry.json
 
     def forget_summaries(self, *, stored: bool = True) -> None:
         """Drop every cached summary (after changes made to the tables outside this store):

@@ -146,15 +146,10 @@ def list_trials(
 
 
 @router.get("/{study_id}/summary", response_model=SummaryPublic, responses=_NOT_FOUND)
-def read_summary(request: Request, store: StoreDep, study_id: StudyId) -> Response:
+def read_summary(store: StoreDep, study_id: StudyId) -> Response:
     """Best learning rate per cell, accuracy CIs and paired comparisons of lcw and bn_lcw."""
-    # The store keeps the serialized summary (and its gzipped form) until a cell changes.
-    gzip_ok = "gzip" in request.headers.get("accept-encoding", "")
-    body, gzipped = store.summary_body(study_id, gzip_ok=gzip_ok)
-    headers = {"Vary": "Accept-Encoding"}
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-    return Response(body, media_type="application/json", headers=headers)
+    # The store keeps the serialized summary until one of the study's cells changes.
+    return Response(store.summary_json(study_id), media_type="application/json")
 
 
 @router.post(

@@ -4,9 +4,9 @@ Server-rendered with Jinja2 (autoescaped; data for the charts travels as JSON in
 ``<script type="application/json">`` islands, never spliced into HTML or JS). Charts are drawn by
 plotly.js's basic partial bundle (scatter, bar, pie), shipped in static/ and served from here
 (no CDN: works offline); the heatmaps of paired differences are HTML tables. The full bundle is
-four times larger and the cartesian one, with heatmap, took ~0.5 s longer to evaluate on this
-project's 2-core benchmark machine, before any chart is drawn (the file is the npm package
-plotly.js-basic-dist-min, v4.1.1, MIT, unmodified). The pages read
+four times larger; with the cartesian one and plotly heatmaps a 20k-trial study page's first
+visit took 1.81 s on the 2-core benchmark machine, 1.26 s with this one and tables (median of
+5; the file is the npm package plotly.js-basic-dist-min, v4.1.1, MIT, unmodified). The pages read
 through the same ``Store`` methods and summary as the JSON API; the scripts write through the
 API itself (``POST /api/studies``, ``.../cancel``) with the token in the Authorization header.
 No inline scripts or handlers, so a strict Content-Security-Policy holds (styles need
@@ -183,24 +183,12 @@ def _web(request: Request) -> _Web:
     return web
 
 
-_GZIP_MIN_BYTES = 4096
-
-
 def _render(
     request: Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> HTMLResponse:
-    response = _web(request).templates.TemplateResponse(
+    return _web(request).templates.TemplateResponse(
         request, template, context, status_code=status, headers=_SECURITY_HEADERS
     )
-    response.headers["Vary"] = "Accept-Encoding"
-    body = bytes(response.body)
-    if len(body) < _GZIP_MIN_BYTES or "gzip" not in request.headers.get("accept-encoding", ""):
-        return response
-    # A 20k-trial study's page is ~330 KB of HTML (its summary and one cell's curves inline):
-    # ~19x smaller gzipped at level 1, for ~1 ms here.
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-    headers["Content-Encoding"] = "gzip"
-    return HTMLResponse(gzip.compress(body, 1), status_code=status, headers=headers)
 
 
 def _not_found(request: Request, what: str) -> HTMLResponse:
