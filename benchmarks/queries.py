@@ -161,27 +161,26 @@ def _measure(url: str, *, repeats: int) -> dict[str, Any]:
                 result={"val_acc": acc, "test_acc": acc, "train_loss": 1.0},
             )  # fmt: skip
 
-        def restart() -> None:
-            app_store.settle_summaries()
-            app_store.forget_summaries(stored=False)
+        def fresh_process(*, stored: bool) -> None:
+            # As in a new process: no cached summary and no cached scipy results; `stored`:
+            # the stored cell results dropped too (a study's first summary ever).
+            app_store.forget_summaries(stored=stored)
             stats._t_quantile.cache_clear()
             stats._wilcoxon_p.cache_clear()
 
         def forget() -> None:
             app_store.forget_summaries()
 
-        def forget_all() -> None:
-            # As in a fresh process: no cached summary, no cached scipy results either.
-            forget()
-            stats._t_quantile.cache_clear()
-            stats._wilcoxon_p.cache_clear()
-
         summary()
         cold_repeats = min(PENDING, max(10, repeats))
         out["summary_cold"] = _percentiles(summary, cold_repeats, setup=finish_a_trial)
-        out["summary_restart"] = _percentiles(summary, max(10, repeats // 2), setup=restart)
+        out["summary_restart"] = _percentiles(
+            summary, max(10, repeats // 2), setup=lambda: fresh_process(stored=False)
+        )
         out["summary_full"] = _percentiles(summary, max(10, repeats // 2), setup=forget)
-        out["summary_first"] = _percentiles(summary, max(5, repeats // 4), setup=forget_all)
+        out["summary_first"] = _percentiles(
+            summary, max(5, repeats // 4), setup=lambda: fresh_process(stored=True)
+        )
         out["summary_warm"] = _percentiles(summary, repeats)
         out["trials_page"] = _percentiles(get(f"/api/studies/{study_id}/trials?limit=50"), repeats)
         out["trials_filtered"] = _percentiles(

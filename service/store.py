@@ -855,11 +855,11 @@ class Store:
             StudyCell.study_id == study_id, StudyCell.result_version == StudyCell.version
         )
         if len(cell_keys) == cells:
-            rows: list[Any] = list(s.execute(query))
+            rows: list[Any] = list(s.connection().execute(query))
         else:
             rows = []
             for chunk in _chunks(cell_keys, _IN_BATCH):
-                rows += s.execute(query.where(StudyCell.cell_key.in_(chunk)))
+                rows += s.connection().execute(query.where(StudyCell.cell_key.in_(chunk)))
         out = {}
         for cell_key, data in rows:
             result = stats.cell_result_from_json(data)
