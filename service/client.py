@@ -10,6 +10,7 @@ line fit for a terminal (``422 methods[2]: 'foo' is not one of 'plain', ...``)::
         study = api.submit("examples/quick-demo.yaml")
         api.wait(study.id)
         frame = api.results(study.id, as_dataframe=True)  # one row per cell (pandas)
+        pairs = api.results(study.id, per="comparison")  # p, p_adjusted, star...
 
 It imports neither torch nor the database layer: only httpx, pyyaml and the response schemas.
 """
@@ -51,7 +52,7 @@ TRIAL_STATES = (
     "cancelled",
 )
 
-Per = Literal["cell", "trial", "epoch"]
+Per = Literal["cell", "comparison", "trial", "epoch"]
 ExportFormat = Literal["csv", "json"]
 
 
@@ -125,6 +126,7 @@ def cell_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
                 "width": cell.width,
                 "activation": cell.activation,
                 "best_lr": cell.best_lr,
+                "best_init_scale": cell.best_init_scale,
                 "val_acc_mean": cell.val_acc_mean,
                 "test_acc_mean": cell.test_acc_mean,
                 "test_acc_std": cell.test_acc_std,
@@ -132,13 +134,22 @@ def cell_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
                 "test_acc_ci95_high": high,
                 "n": cell.n,
                 "diverged": cell.diverged,
+                "stopped_early": cell.stopped_early,
             }
         )
     return rows
 
 
+def star(comparison: Comparison) -> str:
+    """"*" when the comparison is significant after the study's adjustment (its adjusted p is
+    below alpha), else "": never from the raw p."""
+    return "*" if comparison.significant else ""
+
+
 def comparison_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
-    """One flat row per paired comparison (lcw / bn_lcw minus a baseline)."""
+    """One flat row per paired comparison (lcw / bn_lcw minus a baseline): the raw paired-t p,
+    its adjusted p across the study, the exact signed-rank p (raw and adjusted) and the star,
+    which follows the adjusted p."""
     rows = []
     for c in summary.comparisons:
         low, high = c.ci95 or (None, None)
@@ -149,11 +160,24 @@ def comparison_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
                 "depth": c.depth,
                 "width": c.width,
                 "activation": c.activation,
+                "method_lr": c.method_lr,
+                "method_init_scale": c.method_init_scale,
+                "baseline_lr": c.baseline_lr,
+                "baseline_init_scale": c.baseline_init_scale,
                 "n": c.n,
                 "mean_diff": c.mean_diff,
                 "ci95_low": low,
                 "ci95_high": high,
                 "p_value": c.p_value,
+                "p_adjusted": c.p_adjusted,
+                "p_signed_rank": c.p_signed_rank,
+                "p_signed_rank_adjusted": c.p_signed_rank_adjusted,
+                "significant": c.significant,
+                "star": star(c),
+                "testable": c.testable,
+                "method_diverged": c.method_diverged,
+                "baseline_diverged": c.baseline_diverged,
+                "p_value_note": c.p_value_note,
             }
         )
     return rows
@@ -322,13 +346,17 @@ class Client:
     def results(self, study_id: int, *, per: Per = "cell", as_dataframe: bool = False) -> Any:
         """A study's results as rows (list of dicts), or a pandas DataFrame.
 
-        per="cell": one row per method x depth x width x activation at its best LR (the
-        summary); "trial": one row per trial with its final metrics; "epoch": one row per trial
-        and epoch (the export, with the trial's config columns).
+        per="cell": one row per method x depth x width x activation at its best setting (the
+        summary's cells); "comparison": one row per paired comparison (raw, adjusted and
+        signed-rank p, the star by the adjusted p); "trial": one row per trial with its final
+        metrics; "epoch": one row per trial and epoch (the export, with the trial's config
+        columns).
         """
         rows: list[dict[str, Any]]
         if per == "cell":
             rows = cell_rows(self.summary(study_id))
+        elif per == "comparison":
+            rows = comparison_rows(self.summary(study_id))
         elif per == "trial":
             rows = [
                 t.model_dump(mode="json", exclude={"config"}) for t in self.iter_trials(study_id)
@@ -336,7 +364,7 @@ class Client:
         elif per == "epoch":
             rows = json.loads(self.export(study_id, format="json"))
         else:
-            raise ValueError(f"per must be 'cell', 'trial' or 'epoch', got {per!r}")
+            raise ValueError(f"per must be 'cell', 'comparison', 'trial' or 'epoch', got {per!r}")
         return _dataframe(rows) if as_dataframe else rows
 
     def wait(
@@ -409,4 +437,5 @@ __all__ = [
     "comparison_rows",
     "describe_detail",
     "load_spec_file",
+    "star",
 ]

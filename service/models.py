@@ -39,8 +39,9 @@ TRIAL_STATUSES = (
     "cancelled",
 )
 TRIAL_TERMINAL = frozenset({"completed", "diverged", "stopped_early", "failed", "cancelled"})
-# A trial that ran to a result: its final accuracies count in the summary.
-TRIAL_SCORED = frozenset({"completed", "diverged", "stopped_early"})
+# A trial that ran to a result (stored accuracies). The summary's means count only those that
+# ran the whole budget (``service.stats.SCORED``); early-stopped ones are counted beside them.
+TRIAL_RESULT = frozenset({"completed", "diverged", "stopped_early"})
 FINAL_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 EPOCH_METRICS = (*FINAL_METRICS, "seconds", "samples_per_s", "lr")
 
@@ -117,13 +118,14 @@ class Trial(Base):
         # by status over all studies (/metrics).
         Index("ix_trials_claim", "status", "study_id", "index"),
         Index("ix_trials_lease", "status", "lease_expires_at"),
-        # Store.summary: its GROUP BY (cell, lr, status) reads this index alone, never the wide
+        # Store.summary: its GROUP BY (cell, lr, init_scale, status) reads this index alone, never the wide
         # trial rows; its read of the trials at each cell's best LR seeks (cell_key, lr).
         Index(
             "ix_trials_study_summary",
             "study_id",
             "cell_key",
             "lr",
+            "init_scale",
             "method",
             "depth",
             "width",
@@ -146,6 +148,9 @@ class Trial(Base):
     seed: Mapped[int] = mapped_column(Integer)
     slot: Mapped[int | None] = mapped_column(Integer)  # lr_search slot; None for a grid LR
     lr: Mapped[float | None] = mapped_column(Float)  # None until the lr_search fills it in
+    # Multiplier of the method's default init std; None until an lr_search that searches the
+    # scale fills it in with the slot's lr. (lr, init_scale) is the trial's setting.
+    init_scale: Mapped[float | None] = mapped_column(Float)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # lcw.TrialConfig.to_dict()
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # claims so far (1-based once run)

@@ -60,9 +60,12 @@ LCWImplName = Annotated[
 PrecisionName = Annotated[
     str, AfterValidator(_one_of(catalog.PRECISIONS)), _enum(catalog.PRECISIONS)
 ]
+BiasMode = Annotated[str, AfterValidator(_one_of(catalog.BIAS_MODES)), _enum(catalog.BIAS_MODES)]
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 # Above 1000 every method diverges; the bound keeps typos (1e10) out of the queue.
 LearningRate = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
+# A multiplier of a method's default init std; 1000 bounds typos, as for learning rates.
+InitScale = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 Depth = Annotated[int, Field(ge=1, le=catalog.MAX_DEPTH)]
 Width = Annotated[int, Field(ge=1, le=65536)]
 
@@ -89,16 +92,35 @@ class OptimizerSpec(_Spec):
     betas: list[Annotated[float, Field(ge=0, lt=1)]] = Field(
         default=[0.9, 0.999], min_length=2, max_length=2
     )  # Adam/AdamW only
+    # False: weight decay only on weight matrices and filters, not on normalization scales and
+    # shifts, biases or weight-norm scales (lcw.config.OptimizerConfig).
+    decay_norm_and_bias: bool = False
+
+
+class ScaleRange(_Spec):
+    """The init-scale range an lr_search samples with the learning rate."""
+
+    low: InitScale
+    high: InitScale
+    log: bool = True  # sample log-uniformly
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScaleRange:
+        if not self.high > self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        return self
 
 
 class LRSearch(_Spec):
-    """Search the learning rate per cell (Optuna, filled in by the workers) instead of a grid."""
+    """Search the learning rate (and optionally the init scale) per cell (Optuna, filled in by
+    the workers) instead of a grid: every cell gets the same ``trials_per_cell`` slots."""
 
     low: LearningRate
     high: LearningRate
-    trials_per_cell: int = Field(default=8, ge=1, le=1000)  # LR slots per cell, each x seeds
+    trials_per_cell: int = Field(default=8, ge=1, le=1000)  # slots per cell, each x seeds
     sampler: Literal["tpe", "random"] = "tpe"
     log: bool = True  # sample log-uniformly
+    init_scale: ScaleRange | None = None  # None: the scale is fixed (init_scales, one value)
 
     @model_validator(mode="after")
     def _ordered(self) -> LRSearch:
@@ -155,13 +177,23 @@ class StudyCreate(_Spec):
     )
     learning_rates: list[LearningRate] | None = Field(default=None, min_length=1, max_length=100)
     lr_search: LRSearch | None = None
+    # Multipliers of each method's default init std (lcw.init): a grid axis crossed with
+    # learning_rates, the same for every method; the best (lr, scale) is chosen on validation.
+    init_scales: list[InitScale] = Field(default=[1.0], min_length=1, max_length=100)
     seeds: int = Field(default=1, ge=1, le=100)  # n: seeds 0..n-1, paired across methods
     epochs: int = Field(default=5, ge=1, le=10_000)
     batch_size: int = Field(default=100, ge=1, le=1 << 20)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     lr_schedule: LRScheduleName = "constant"
     lcw_impl: LCWImplName = "projection"
-    gain: PositiveFinite | None = None  # None: each method's documented init gain
+    # None: each method's documented default gain; a number: that gain for every method; a
+    # map {method: gain}: per method (methods it leaves out keep their default).
+    gain: PositiveFinite | dict[MethodName, PositiveFinite] | None = None
+    # "none": no per-neuron bias in plain, wn and cwn hidden layers (lcw has none; an ablation).
+    bias: BiasMode = "default"
+    # Training-set augmentation (CIFAR: random crop, pad 4, and flip); None: the dataset's
+    # default (on for CIFAR-10/100, off otherwise).
+    augment: bool | None = None
     train_limit: int | None = Field(default=None, ge=1, le=1 << 31)
     resources: Resources = Field(default_factory=Resources)
     max_retries: int = Field(default=2, ge=0, le=20)  # attempts after the first one
@@ -176,7 +208,10 @@ class StudyCreate(_Spec):
     # false: every trial trains alone (e.g. to time trials one by one).
     packing: bool = True
 
-    @field_validator("methods", "depths", "widths", "activations", "learning_rates")
+    # How the summary adjusts p-values across the study's comparisons (service.significance).
+    adjustment: Literal["holm", "bh"] = "holm"
+
+    @field_validator("methods", "depths", "widths", "activations", "learning_rates", "init_scales")
     @classmethod
     def _distinct(cls, values: list[Any] | None) -> list[Any] | None:
         return _unique(values)
@@ -226,6 +261,7 @@ class TrialPublic(BaseModel):
     seed: int
     slot: int | None
     lr: float | None
+    init_scale: float | None
     status: str
     attempt: int
     max_retries: int
@@ -272,11 +308,15 @@ class TrialDetailPublic(TrialPublic):
 
 
 class LRSummary(BaseModel):
+    """One setting (learning rate, init scale) of a cell."""
+
     lr: float
+    init_scale: float | None
     val_acc_mean: float | None
     test_acc_mean: float | None
-    n: int  # trials with a result at this LR
+    n: int  # trials that ran the whole budget at this setting (completed or diverged)
     diverged: int
+    stopped_early: int  # not in the means
     failed: int
     unfinished: int  # pending or running
 
@@ -287,13 +327,15 @@ class CellSummary(BaseModel):
     width: int | None
     activation: str
     best_lr: float | None
+    best_init_scale: float | None
     val_acc_mean: float | None
     test_acc_mean: float | None
     test_acc_std: float | None
     test_acc_ci95: list[float] | None
     ci95_note: str | None
     n: int
-    diverged: int
+    diverged: int  # in the cell, every setting
+    stopped_early: int  # in the cell, every setting (never in a mean)
     lrs: list[LRSummary]
 
 
@@ -305,12 +347,34 @@ class Comparison(BaseModel):
     activation: str
     method_lr: float | None
     baseline_lr: float | None
+    method_init_scale: float | None
+    baseline_init_scale: float | None
     n: int  # seeds with a result for both
     mean_diff: float | None  # method minus baseline, test accuracy
     ci95: list[float] | None
     ci95_note: str | None
-    p_value: float | None
+    testable: bool  # n >= Adjustment.min_pairs
+    p_value: float | None  # primary test (paired t), raw
     p_value_note: str | None
+    p_adjusted: float | None  # p_value adjusted across the study's comparisons
+    p_signed_rank: float | None  # exact Wilcoxon signed-rank p, raw (robustness)
+    p_signed_rank_adjusted: float | None
+    significant: bool  # p_adjusted < alpha
+    method_diverged: int  # of the n paired seeds, trials that diverged
+    baseline_diverged: int
+
+
+class Adjustment(BaseModel):
+    """How the study's p-values were adjusted, and what its seed count can reach."""
+
+    method: str  # "holm" or "bh"
+    family_size: int  # comparisons with a p-value
+    alpha: float
+    primary_test: str
+    robustness_test: str
+    min_pairs: int  # paired seeds a comparison needs to be tested
+    signed_rank_floor_adjusted: float | None  # smallest adjusted signed-rank p reachable here
+    note: str
 
 
 class SummaryPublic(BaseModel):
@@ -318,6 +382,7 @@ class SummaryPublic(BaseModel):
     status: str
     cells: list[CellSummary]
     comparisons: list[Comparison]
+    adjustment: Adjustment
 
 
 class HealthPublic(BaseModel):

@@ -1,10 +1,12 @@
 """Study specs: parse a JSON or YAML body, check the study-level rules, expand into trials.
 
-Expansion is deterministic: methods x depths x widths x activations x (learning rates, or
-lr_search slots) x seeds, in that nesting order, each trial with its ``index``, a ``cell_key``
-(``method|depth|width|activation``, ``-`` for a fixed-layout model's depth and width) and a
-``config`` that is exactly ``lcw.TrialConfig(...).to_dict()``. lr_search trials start with
-``lr = None``; the workers fill each slot's LR in later (``Store.assign_lr``).
+Expansion is deterministic: methods x depths x widths x activations x settings x seeds, in that
+nesting order, where the settings are learning_rates x init_scales (a grid) or the lr_search
+slots. Each trial has its ``index``, a ``cell_key`` (``method|depth|width|activation``, ``-`` for
+a fixed-layout model's depth and width) and a ``config`` that is exactly
+``lcw.TrialConfig(...).to_dict()``. lr_search trials start with ``lr = None`` (and
+``init_scale = None`` when the scale is searched too); the workers fill each slot in later
+(``Store.assign_lr``). Every method gets the same settings: the budget is fair by construction.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _SPEC_FIELD = {
     "activation": "activations",
     "lr": "learning_rates",
     "seed": "seeds",
+    "init_scale": "init_scales",
 }
 
 
@@ -50,6 +53,7 @@ class PlannedTrial:
     seed: int
     slot: int | None  # lr_search slot, None for a grid learning rate
     lr: float | None
+    init_scale: float | None  # None: searched with the lr (lr_search.init_scale)
     config: dict[str, Any]
 
 
@@ -100,10 +104,25 @@ def _axes(spec: StudyCreate) -> tuple[list[int | None], list[int | None]]:
 
 
 def lr_slots(spec: StudyCreate) -> int:
-    """Learning rates per cell: the grid's length or lr_search.trials_per_cell."""
+    """Settings per cell: learning_rates x init_scales, or lr_search.trials_per_cell."""
     if spec.lr_search is not None:
         return spec.lr_search.trials_per_cell
-    return len(spec.learning_rates or ())
+    return len(spec.learning_rates or ()) * len(spec.init_scales)
+
+
+def settings(spec: StudyCreate) -> list[tuple[int | None, float | None, float | None]]:
+    """(slot, lr, init_scale) of each setting of a cell, in expansion order."""
+    if spec.lr_search is not None:
+        scale = None if spec.lr_search.init_scale is not None else spec.init_scales[0]
+        return [(slot, None, scale) for slot in range(spec.lr_search.trials_per_cell)]
+    return [(None, lr, scale) for lr in spec.learning_rates or () for scale in spec.init_scales]
+
+
+def method_gain(spec: StudyCreate, method: str) -> float | None:
+    """The init gain override of `method`: the spec's number, its map entry, or None."""
+    if isinstance(spec.gain, dict):
+        return spec.gain.get(method)
+    return spec.gain
 
 
 def trial_count(spec: StudyCreate) -> int:
@@ -117,6 +136,28 @@ def check_spec(spec: StudyCreate, *, max_trials: int) -> None:
     """The rules that involve several fields; raises SpecError naming the field."""
     if (spec.learning_rates is None) == (spec.lr_search is None):
         raise SpecError(("learning_rates",), "give exactly one of learning_rates or lr_search")
+    if spec.lr_search is not None and len(spec.init_scales) > 1:
+        raise SpecError(
+            ("init_scales",),
+            "with lr_search give one value (a fixed scale), or search the scale with the "
+            "learning rate: lr_search.init_scale {low, high}",
+        )
+    if (
+        spec.lr_search is not None
+        and spec.lr_search.init_scale is not None
+        and "init_scales" in spec.model_fields_set
+    ):
+        raise SpecError(
+            ("init_scales",),
+            "lr_search.init_scale searches the scale; leave init_scales out",
+        )
+    if isinstance(spec.gain, dict):
+        for method in spec.gain:
+            if method not in spec.methods:
+                raise SpecError(
+                    ("gain", method),
+                    f"'{method}' is not one of the study's methods ({choices(spec.methods)})",
+                )
     if not catalog.MODELS[spec.model].uses_depth:
         for field in ("depths", "widths"):
             if getattr(spec, field) is not None:
@@ -145,7 +186,7 @@ def check_spec(spec: StudyCreate, *, max_trials: int) -> None:
             f"the spec expands into {count} trials, more than the cap of {max_trials} "
             f"(LCW_MAX_TRIALS_PER_STUDY): {len(spec.methods)} methods x {len(depths)} depths x "
             f"{len(widths)} widths x {len(spec.activations)} activations x {lr_slots(spec)} "
-            f"learning rates x {spec.seeds} seeds",
+            f"settings (learning rates x init scales) x {spec.seeds} seeds",
             kind="too_many_trials",
         )
 
@@ -162,6 +203,7 @@ def _config(
     width: int | None,
     activation: str,
     lr: float | None,
+    init_scale: float | None,
 ) -> dict[str, Any]:
     opt = spec.optimizer
     # A placeholder LR validates an lr_search trial; its stored config then says None.
@@ -184,9 +226,13 @@ def _config(
                 nesterov=opt.nesterov,
                 weight_decay=opt.weight_decay,
                 betas=(opt.betas[0], opt.betas[1]),
+                decay_norm_and_bias=opt.decay_norm_and_bias,
             ),
             lr_schedule=spec.lr_schedule,
-            gain=spec.gain,
+            gain=method_gain(spec, method),
+            init_scale=init_scale if init_scale is not None else 1.0,
+            bias=spec.bias,
+            augment=spec.augment,
             lcw_impl=spec.lcw_impl,
             # A trial that reserves a GPU runs on it; its CPU share sets torch's threads.
             device="cuda" if spec.resources.gpu > 0 else "cpu",
@@ -201,6 +247,7 @@ def _config(
         raise _spec_error(exc) from exc
     data = config.to_dict()
     data["lr"] = lr
+    data["init_scale"] = init_scale
     return data
 
 
@@ -216,19 +263,14 @@ def _spec_error(exc: ConfigError) -> SpecError:
 def expand(spec: StudyCreate) -> list[PlannedTrial]:
     """Every trial of the spec, in a deterministic order (check_spec first)."""
     depths, widths = _axes(spec)
-    if spec.lr_search is not None:
-        lrs: list[tuple[int | None, float | None]] = [
-            (slot, None) for slot in range(spec.lr_search.trials_per_cell)
-        ]
-    else:
-        lrs = [(None, lr) for lr in spec.learning_rates or ()]
+    lrs = settings(spec)
     trials: list[PlannedTrial] = []
     for method in spec.methods:
         for depth in depths:
             for width in widths:
                 for activation in spec.activations:
                     cell_key = "|".join((method, _key(depth), _key(width), activation))
-                    for slot, lr in lrs:
+                    for slot, lr, scale in lrs:
                         base = _config(
                             spec,
                             method=method,
@@ -236,6 +278,7 @@ def expand(spec: StudyCreate) -> list[PlannedTrial]:
                             width=width,
                             activation=activation,
                             lr=lr,
+                            init_scale=scale,
                         )
                         for seed in range(spec.seeds):
                             trials.append(
@@ -249,6 +292,7 @@ def expand(spec: StudyCreate) -> list[PlannedTrial]:
                                     seed=seed,
                                     slot=slot,
                                     lr=lr,
+                                    init_scale=scale,
                                     config={**base, "seed": seed},
                                 )
                             )

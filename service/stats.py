@@ -1,27 +1,48 @@
-"""Summary statistics of a study: best learning rate per cell, CIs, paired comparisons.
+"""Summary statistics of a study: the best setting per cell, CIs, paired comparisons.
 
 Pure functions over plain rows (one per trial, final metrics only), so they are tested without a
-database. The protocol (DESIGN.md, "Fair comparison"): each method x depth x width x activation
-cell picks the learning rate with the highest mean *validation* accuracy over seeds, and reports
-*test* accuracy at that rate. Diverged and early-stopped trials count with the accuracy they
-reached; failed, cancelled and unfinished trials are left out. ``lcw`` and ``bn_lcw`` are then
-compared with every other method of the same depth/width/activation, each at its own best LR,
-paired by seed: mean difference with a paired-t 95% CI and a Wilcoxon signed-rank p-value.
+database. The protocol (README, "Statistics"; DESIGN.md "Fair comparison"):
+
+* A *setting* is a (learning rate, init scale) pair; every method of a study gets the same
+  settings (the grid, or the same lr_search budget per cell).
+* Each method x depth x width x activation cell picks the setting with the highest mean
+  *validation* accuracy over seeds, and reports *test* accuracy there.
+* Only trials that ran the whole budget are scored: ``completed`` and ``diverged`` ones (a
+  diverged trial keeps the accuracy of the model as it was when it diverged, non-finite logits
+  counting as wrong: a method that blows up at a setting is charged for it, never excused).
+  Diverged counts stand beside every mean. ``stopped_early`` trials (ASHA) are not in any mean
+  and are counted beside it; a setting with an early-stopped trial is not eligible as the best
+  (its seeds are not all there). Failed, cancelled and unfinished trials are left out.
+* ``lcw`` and ``bn_lcw`` are compared with every other method of the same depth/width/activation
+  (lcw vs bn_lcw once), each at its own best setting, paired by seed: mean difference with a
+  paired-t 95% CI, the paired t-test p, the exact signed-rank p, and both adjusted across the
+  study (``service.significance``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-SCORED = frozenset({"completed", "diverged", "stopped_early"})
+from service.significance import (
+    PERMUTATION_MAX_N,
+    adjust_family,
+    compare,
+    mean,
+    signed_rank_permutation_p,
+    std,
+    t_interval,
+    warm_up,
+    wilcoxon_p,
+)
+
+SCORED = frozenset({"completed", "diverged"})  # ran the whole budget: counts in the means
+STOPPED = "stopped_early"  # truncated by the scheduler: counted beside the means
 UNFINISHED = frozenset({"pending", "running"})
 TARGETS = ("lcw", "bn_lcw")
-MIN_WILCOXON_N = 5  # below 5 pairs the two-sided exact p-value cannot go under 0.0625
 
 
 @dataclass(frozen=True)
@@ -37,113 +58,19 @@ class TrialOutcome:
     status: str
     val_acc: float | None
     test_acc: float | None
+    init_scale: float | None = 1.0
 
 
 CellKey = tuple[str, int | None, int | None, str]  # method, depth, width, activation
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-@lru_cache(maxsize=1024)
-def _t_quantile(df: int) -> float:
-    from scipy import stats as st
-
-    return float(st.t.ppf(0.975, df))
-
-
-def warm_up() -> None:
-    """Import scipy's statistics (about a second) before a summary needs them."""
-    _t_quantile(2)
-
-
-def t_interval(values: Sequence[float]) -> tuple[list[float] | None, str | None]:
-    """95% Student-t interval of the mean: ([low, high], None) or (None, reason)."""
-    n = len(values)
-    if n == 0:
-        return None, "no finished trials"
-    if n == 1:
-        return None, "n=1: one value has no spread to estimate an interval from"
-    mean = sum(values) / n
-    sd = _std(values)
-    half = _t_quantile(n - 1) * sd / math.sqrt(n)
-    return [mean - half, mean + half], None
-
-
-def _std(values: Sequence[float]) -> float:
-    """Sample standard deviation (ddof=1)."""
-    n = len(values)
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
-def wilcoxon_p(diffs: Sequence[float]) -> tuple[float | None, str | None]:
-    """Two-sided Wilcoxon signed-rank p-value of paired differences, or (None, reason)."""
-    return _wilcoxon_p(tuple(diffs))
-
-
-# scipy's test costs ~2 ms a call; a study's summary repeats it for every comparison whenever
-# any trial changes, with mostly unchanged inputs. Caching on the exact differences is exact.
-@lru_cache(maxsize=8192)
-def _wilcoxon_p(diffs: tuple[float, ...]) -> tuple[float | None, str | None]:
-    n = len(diffs)
-    if n < MIN_WILCOXON_N:
-        return None, (
-            f"n={n} < {MIN_WILCOXON_N} pairs: the signed-rank test cannot reach significance; "
-            "add seeds"
-        )
-    if all(d == 0 for d in diffs):
-        return None, "every paired difference is zero"
-    nonzero = [abs(d) for d in diffs if d != 0]
-    if n <= PERMUTATION_MAX_N and (len(nonzero) < n or len(set(nonzero)) < len(nonzero)):
-        p = signed_rank_permutation_p(diffs)
-    else:
-        from scipy import stats as st
-
-        p = float(st.wilcoxon(list(diffs)).pvalue)
-    if not math.isfinite(p):
-        return None, "the signed-rank test is undefined for these differences"
-    return p, None
-
-
-# scipy.stats.wilcoxon (method "auto") answers n <= 13 differences with ties or zeros by an
-# exact permutation test over all 2^n sign flips, ~200 ms a call through its generic machinery.
-# Accuracies are multiples of 1/N, so paired differences tie often; the same p-value is
-# computed here exactly by counting subset sums of the (doubled, integral) ranks.
-PERMUTATION_MAX_N = 13
-
-
-def signed_rank_permutation_p(diffs: Sequence[float]) -> float:
-    """Two-sided p-value of the exact sign-flip permutation test of Wilcoxon's signed-rank
-    statistic (zeros dropped, tied magnitudes given average ranks): what
-    ``scipy.stats.wilcoxon`` returns for n <= 13 differences with ties or zeros."""
-    values = sorted(abs(d) for d in diffs if d != 0)
-    doubled: dict[float, int] = {}  # |d| -> twice its average rank (an integer)
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[i]:
-            j += 1
-        doubled[values[i]] = (i + 1) + (j + 1)  # 2 x the mean of ranks i+1 .. j+1
-        i = j + 1
-    observed = sum(doubled[abs(d)] for d in diffs if d > 0)
-    counts = [1] + [0] * sum(doubled[v] for v in values)  # subsets by rank sum (doubled)
-    for v in values:
-        r = doubled[v]
-        for s in range(len(counts) - 1, r - 1, -1):
-            counts[s] += counts[s - r]
-    total = 2 ** len(values)
-    at_most = sum(counts[: observed + 1]) / total
-    at_least = sum(counts[observed:]) / total
-    return min(1.0, 2 * min(at_most, at_least))
+Setting = tuple[float, float | None]  # (lr, init_scale)
 
 
 @dataclass(frozen=True)
 class LrGroup:
-    """One cell's trials at one learning rate, aggregated: a row of the summary's GROUP BY.
+    """One cell's trials at one setting (learning rate, init scale), aggregated: a row of the
+    summary's GROUP BY.
 
-    ``lr`` None holds lr_search slots not assigned yet (they count only in ``diverged``).
+    ``lr`` None holds lr_search slots not assigned yet (they count only in ``unfinished``).
     """
 
     method: str
@@ -151,11 +78,13 @@ class LrGroup:
     width: int | None
     activation: str
     lr: float | None
-    scored: int  # trials with a scored status and a val_acc
+    init_scale: float | None
+    scored: int  # trials with a scored status (SCORED) and a val_acc
     val_sum: float  # their val_acc, summed
     tested: int  # of those, trials with a test_acc
     test_sum: float  # their test_acc, summed
     diverged: int
+    stopped_early: int
     failed: int
     unfinished: int
 
@@ -163,17 +92,21 @@ class LrGroup:
     def cell(self) -> CellKey:
         return (self.method, self.depth, self.width, self.activation)
 
+    @property
+    def setting(self) -> Setting | None:
+        return None if self.lr is None else (self.lr, self.init_scale)
+
 
 def _counts_in_summary(t: TrialOutcome) -> bool:
     return t.status in SCORED and t.val_acc is not None
 
 
 def group_outcomes(rows: Iterable[TrialOutcome]) -> list[LrGroup]:
-    """The per-(cell, lr) aggregates of trial rows, as ``Store.summary`` reads them in SQL."""
-    acc: dict[tuple[CellKey, float | None], list[Any]] = {}
+    """The per-(cell, setting) aggregates of trial rows, as ``Store.summary`` reads them in SQL."""
+    acc: dict[tuple[CellKey, float | None, float | None], list[Any]] = {}
     for t in rows:
-        key = ((t.method, t.depth, t.width, t.activation), t.lr)
-        entry = acc.setdefault(key, [0, 0.0, 0, 0.0, 0, 0, 0])
+        key = ((t.method, t.depth, t.width, t.activation), t.lr, t.init_scale)
+        entry = acc.setdefault(key, [0, 0.0, 0, 0.0, 0, 0, 0, 0])
         if _counts_in_summary(t):
             entry[0] += 1
             entry[1] += t.val_acc
@@ -181,22 +114,30 @@ def group_outcomes(rows: Iterable[TrialOutcome]) -> list[LrGroup]:
                 entry[2] += 1
                 entry[3] += t.test_acc
         entry[4] += t.status == "diverged"
-        entry[5] += t.status == "failed"
-        entry[6] += t.status in UNFINISHED
-    return [LrGroup(*cell, lr, *entry) for (cell, lr), entry in acc.items()]
+        entry[5] += t.status == STOPPED
+        entry[6] += t.status == "failed"
+        entry[7] += t.status in UNFINISHED
+    return [LrGroup(*cell, lr, scale, *entry) for (cell, lr, scale), entry in acc.items()]
 
 
-def best_lrs(groups: Iterable[LrGroup]) -> dict[CellKey, float | None]:
-    """Each cell's learning rate with the highest mean val_acc (ties: the smaller LR)."""
-    best: dict[CellKey, tuple[float, float] | None] = {}
+def _scale_rank(scale: float | None) -> float:
+    """Tie-break between equally good settings: the init scale nearer the default (1)."""
+    return -abs(math.log(scale)) if scale else 0.0
+
+
+def best_settings(groups: Iterable[LrGroup]) -> dict[CellKey, Setting | None]:
+    """Each cell's setting with the highest mean val_acc (ties: the smaller LR, then the init
+    scale nearer 1); a setting with an early-stopped trial is not eligible."""
+    best: dict[CellKey, tuple[tuple[float, float, float], Setting] | None] = {}
     for g in groups:
         current = best.setdefault(g.cell, None)
-        if g.lr is None or not g.scored:
+        setting = g.setting
+        if setting is None or not g.scored or g.stopped_early:
             continue
-        candidate = (g.val_sum / g.scored, -g.lr)
-        if current is None or candidate > current:
-            best[g.cell] = candidate
-    return {cell: None if b is None else -b[1] for cell, b in best.items()}
+        candidate = (g.val_sum / g.scored, -setting[0], _scale_rank(setting[1]))
+        if current is None or candidate > current[0]:
+            best[g.cell] = (candidate, setting)
+    return {cell: None if b is None else b[1] for cell, b in best.items()}
 
 
 def _order(key: CellKey) -> tuple[Any, ...]:
@@ -204,27 +145,33 @@ def _order(key: CellKey) -> tuple[Any, ...]:
     return (activation, depth or 0, width or 0, method)
 
 
+def _setting_order(g: LrGroup) -> tuple[float, float]:
+    return (g.lr or 0.0, g.init_scale or 0.0)
+
+
 def _cell_summary(
-    key: CellKey, groups: list[LrGroup], best_lr: float | None, at_best: list[TrialOutcome]
+    key: CellKey, groups: list[LrGroup], best: Setting | None, at_best: list[TrialOutcome]
 ) -> dict[str, Any]:
     lrs = []
     best_val: float | None = None
-    for g in sorted((g for g in groups if g.lr is not None), key=lambda g: g.lr or 0.0):
+    for g in sorted((g for g in groups if g.lr is not None), key=_setting_order):
         val_mean = g.val_sum / g.scored if g.scored else None
-        if g.lr == best_lr:
+        if g.setting == best:
             best_val = val_mean
         lrs.append(
             {
                 "lr": g.lr,
+                "init_scale": g.init_scale,
                 "val_acc_mean": val_mean,
                 "test_acc_mean": g.test_sum / g.tested if g.tested else None,
                 "n": g.scored,
                 "diverged": g.diverged,
+                "stopped_early": g.stopped_early,
                 "failed": g.failed,
                 "unfinished": g.unfinished,
             }
         )
-    tests_at_best = [t.test_acc for t in _scored_at(at_best, best_lr) if t.test_acc is not None]
+    tests_at_best = [t.test_acc for t in _scored_at(at_best, best) if t.test_acc is not None]
     ci, note = t_interval(tests_at_best)
     method, depth, width, activation = key
     return {
@@ -232,59 +179,57 @@ def _cell_summary(
         "depth": depth,
         "width": width,
         "activation": activation,
-        "best_lr": best_lr,
+        "best_lr": None if best is None else best[0],
+        "best_init_scale": None if best is None else best[1],
         "val_acc_mean": best_val,
-        "test_acc_mean": _mean(tests_at_best),
-        "test_acc_std": _std(tests_at_best) if len(tests_at_best) > 1 else None,
+        "test_acc_mean": mean(tests_at_best),
+        "test_acc_std": std(tests_at_best) if len(tests_at_best) > 1 else None,
         "test_acc_ci95": ci,
         "ci95_note": note,
         "n": len(tests_at_best),
         "diverged": sum(g.diverged for g in groups),
+        "stopped_early": sum(g.stopped_early for g in groups),
         "lrs": lrs,
     }
 
 
-def _scored_at(trials: Iterable[TrialOutcome], lr: float | None) -> list[TrialOutcome]:
-    """Trials at learning rate `lr` that reached a result with both accuracies."""
-    if lr is None:
-        return []
+def _at(t: TrialOutcome, setting: Setting | None) -> bool:
+    return setting is not None and (t.lr, t.init_scale) == setting
+
+
+def _scored_at(trials: Iterable[TrialOutcome], setting: Setting | None) -> list[TrialOutcome]:
+    """Trials at `setting` that ran the whole budget, with both accuracies."""
     return [
         t
         for t in trials
-        if t.lr == lr and t.status in SCORED and t.val_acc is not None and t.test_acc is not None
+        if _at(t, setting)
+        and t.status in SCORED
+        and t.val_acc is not None
+        and t.test_acc is not None
     ]
 
 
-def _by_seed(trials: Iterable[TrialOutcome], lr: float | None) -> dict[int, float]:
-    """Test accuracy per seed at `lr` (the mean if two lr_search slots drew the same LR)."""
+def _by_seed(
+    trials: Iterable[TrialOutcome], setting: Setting | None
+) -> tuple[dict[int, float], frozenset[int]]:
+    """Test accuracy per seed at `setting` (the mean if two lr_search slots drew the same
+    setting), and the seeds of which a trial diverged."""
     per_seed: dict[int, list[float]] = defaultdict(list)
-    for t in _scored_at(trials, lr):
+    diverged = set()
+    for t in _scored_at(trials, setting):
         per_seed[t.seed].append(t.test_acc)  # type: ignore[arg-type]
-    return {seed: sum(v) / len(v) for seed, v in per_seed.items()}
+        if t.status == "diverged":
+            diverged.add(t.seed)
+    return {seed: sum(v) / len(v) for seed, v in per_seed.items()}, frozenset(diverged)
 
 
-def compare(method: Sequence[float], baseline: Sequence[float]) -> dict[str, Any]:
-    """Paired comparison of test accuracies (same order = same seed): method minus baseline."""
-    diffs = [a - b for a, b in zip(method, baseline, strict=True)]
-    ci, ci_note = t_interval(diffs)
-    p, p_note = wilcoxon_p(diffs)
-    return {
-        "n": len(diffs),
-        "mean_diff": _mean(diffs),
-        "ci95": ci,
-        "ci95_note": ci_note,
-        "p_value": p,
-        "p_value_note": p_note,
-    }
-
-
-def summarize(rows: Iterable[TrialOutcome]) -> dict[str, list[dict[str, Any]]]:
-    """{"cells": [...], "comparisons": [...]} for a study's trials (see module docstring)."""
+def summarize(rows: Iterable[TrialOutcome], *, adjustment: str = "holm") -> dict[str, Any]:
+    """{"cells", "comparisons", "adjustment"} for a study's trials (see module docstring)."""
     rows = list(rows)
     groups = group_outcomes(rows)
-    best = best_lrs(groups)
-    at_best = [t for t in rows if t.lr is not None and best.get(cell_of(t)) == t.lr]
-    return summarize_groups(groups, at_best)
+    best = best_settings(groups)
+    at_best = [t for t in rows if _at(t, best.get(cell_of(t)))]
+    return summarize_groups(groups, at_best, adjustment=adjustment)
 
 
 def cell_of(t: TrialOutcome) -> CellKey:
@@ -292,37 +237,40 @@ def cell_of(t: TrialOutcome) -> CellKey:
 
 
 def summarize_groups(
-    groups: Iterable[LrGroup], at_best: Iterable[TrialOutcome]
-) -> dict[str, list[dict[str, Any]]]:
-    """``summarize`` from per-(cell, lr) aggregates and the trials at each cell's best LR
-    (``best_lrs(groups)``; rows at other LRs are ignored): the same output, without every row.
-    """
+    groups: Iterable[LrGroup], at_best: Iterable[TrialOutcome], *, adjustment: str = "holm"
+) -> dict[str, Any]:
+    """``summarize`` from per-(cell, setting) aggregates and the trials at each cell's best
+    setting (``best_settings(groups)``; rows elsewhere are ignored): the same output, without
+    every row."""
     cells: dict[CellKey, list[LrGroup]] = defaultdict(list)
     for g in groups:
         cells[g.cell].append(g)
     trials: dict[CellKey, list[TrialOutcome]] = defaultdict(list)
     for t in at_best:
         trials[cell_of(t)].append(t)
-    return assemble({key: cell_result(key, cells[key], trials[key]) for key in cells})
+    results = {key: cell_result(key, cells[key], trials[key]) for key in cells}
+    return assemble(results, adjustment=adjustment)
 
 
 @dataclass(frozen=True)
 class CellResult:
-    """One cell's part of a summary: its row and its test accuracy per seed at the best LR.
+    """One cell's part of a summary: its row and its test accuracy per seed at the best
+    setting (and which of those seeds diverged).
 
     A function of that cell's trials alone, so a summary can keep the results of cells whose
     trials did not change and recompute only the others (``Store.summary``).
     """
 
     key: CellKey
-    best_lr: float | None
+    best: Setting | None
     summary: dict[str, Any]
     by_seed: dict[int, float]
+    diverged_seeds: frozenset[int] = frozenset()
 
 
 # The layout of a stored CellResult (``study_cells.result``); a stored result of another layout
 # is not read (recomputed instead). Move it whenever what a cell's result holds changes.
-CELL_RESULT_FORMAT = 1
+CELL_RESULT_FORMAT = 2
 
 
 def cell_result_to_json(result: CellResult) -> dict[str, Any]:
@@ -330,9 +278,10 @@ def cell_result_to_json(result: CellResult) -> dict[str, Any]:
     return {
         "format": CELL_RESULT_FORMAT,
         "key": list(result.key),
-        "best_lr": result.best_lr,
+        "best": None if result.best is None else list(result.best),
         "summary": result.summary,
         "by_seed": [[seed, acc] for seed, acc in result.by_seed.items()],
+        "diverged_seeds": sorted(result.diverged_seeds),
     }
 
 
@@ -343,24 +292,31 @@ def cell_result_from_json(data: Any) -> CellResult | None:
     try:
         method, depth, width, activation = data["key"]
         by_seed = {int(seed): float(acc) for seed, acc in data["by_seed"]}
+        best = None if data["best"] is None else (float(data["best"][0]), data["best"][1])
         return CellResult(
-            (method, depth, width, activation), data["best_lr"], dict(data["summary"]), by_seed
+            (method, depth, width, activation),
+            best,
+            dict(data["summary"]),
+            by_seed,
+            frozenset(int(s) for s in data["diverged_seeds"]),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, IndexError):
         return None
 
 
 def cell_result(key: CellKey, groups: list[LrGroup], at_best: Iterable[TrialOutcome]) -> CellResult:
-    """The cell's result from its per-lr aggregates and its trials (those not at the best LR
-    are ignored)."""
-    best = best_lrs(groups).get(key)
-    trials = [t for t in at_best if best is not None and t.lr == best]
-    return CellResult(key, best, _cell_summary(key, groups, best, trials), _by_seed(trials, best))
+    """The cell's result from its per-setting aggregates and its trials (those not at the best
+    setting are ignored)."""
+    best = best_settings(groups).get(key)
+    trials = [t for t in at_best if _at(t, best)]
+    by_seed, diverged = _by_seed(trials, best)
+    return CellResult(key, best, _cell_summary(key, groups, best, trials), by_seed, diverged)
 
 
 def comparison(mine: CellResult, theirs: CellResult) -> dict[str, Any]:
     """`mine` (an lcw method) against `theirs` (another method of the same depth, width and
-    activation), paired by seed, each at its own best LR."""
+    activation), paired by seed, each at its own best setting. Raw p-values: ``assemble``
+    adjusts them over the study."""
     target, depth, width, activation = mine.key
     seeds = sorted(set(mine.by_seed) & set(theirs.by_seed))
     return {
@@ -369,9 +325,13 @@ def comparison(mine: CellResult, theirs: CellResult) -> dict[str, Any]:
         "depth": depth,
         "width": width,
         "activation": activation,
-        "method_lr": mine.best_lr,
-        "baseline_lr": theirs.best_lr,
+        "method_lr": None if mine.best is None else mine.best[0],
+        "baseline_lr": None if theirs.best is None else theirs.best[0],
+        "method_init_scale": None if mine.best is None else mine.best[1],
+        "baseline_init_scale": None if theirs.best is None else theirs.best[1],
         **compare([mine.by_seed[s] for s in seeds], [theirs.by_seed[s] for s in seeds]),
+        "method_diverged": sum(s in mine.diverged_seeds for s in seeds),
+        "baseline_diverged": sum(s in theirs.diverged_seeds for s in seeds),
     }
 
 
@@ -382,7 +342,8 @@ def cell_order(keys: Iterable[CellKey]) -> list[CellKey]:
 
 def comparison_pairs(keys: Iterable[CellKey]) -> list[tuple[CellKey, CellKey]]:
     """(target, baseline) cell pairs in summary order: each lcw-family cell against every other
-    method of its depth, width and activation."""
+    method of its depth, width and activation; two targets (lcw, bn_lcw) are compared once,
+    the first of ``TARGETS`` as the method."""
     ordered = cell_order(keys)
     by_arch: dict[tuple[Any, ...], list[CellKey]] = defaultdict(list)
     for key in ordered:
@@ -393,13 +354,42 @@ def comparison_pairs(keys: Iterable[CellKey]) -> list[tuple[CellKey, CellKey]]:
         if key[0] in TARGETS
         for other in by_arch[key[1:]]
         if other[0] != key[0]
+        and not (other[0] in TARGETS and TARGETS.index(other[0]) < TARGETS.index(key[0]))
     ]
 
 
-def assemble(cells: dict[CellKey, CellResult]) -> dict[str, list[dict[str, Any]]]:
-    """{"cells": [...], "comparisons": [...]} from every cell's result (``Store.summary`` does
-    the same from cached parts, reusing the comparisons of unchanged cells)."""
+def adjusted(
+    comparisons: Iterable[dict[str, Any]], adjustment: str = "holm"
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Copies of raw `comparisons` with their adjusted p-values, and the adjustment block."""
+    out = [dict(c) for c in comparisons]
+    return out, adjust_family(out, adjustment)
+
+
+def assemble(cells: dict[CellKey, CellResult], *, adjustment: str = "holm") -> dict[str, Any]:
+    """{"cells", "comparisons", "adjustment"} from every cell's result (``Store.summary`` does
+    the same from cached parts, reusing the raw comparisons of unchanged cells)."""
+    raw = [comparison(cells[a], cells[b]) for a, b in comparison_pairs(cells)]
+    comparisons, block = adjusted(raw, adjustment)
     return {
         "cells": [cells[key].summary for key in cell_order(cells)],
-        "comparisons": [comparison(cells[a], cells[b]) for a, b in comparison_pairs(cells)],
+        "comparisons": comparisons,
+        "adjustment": block,
     }
+
+
+__all__ = [
+    "PERMUTATION_MAX_N",
+    "SCORED",
+    "CellResult",
+    "LrGroup",
+    "TrialOutcome",
+    "assemble",
+    "best_settings",
+    "compare",
+    "signed_rank_permutation_p",
+    "summarize",
+    "t_interval",
+    "warm_up",
+    "wilcoxon_p",
+]

@@ -65,7 +65,7 @@ from service.models import (
     EPOCH_METRICS,
     FINAL_METRICS,
     STUDY_FINISHED,
-    TRIAL_SCORED,
+    TRIAL_RESULT,
     TRIAL_STATUSES,
     Study,
     StudyCell,
@@ -75,6 +75,7 @@ from service.models import (
 )
 from service.schemas import (
     CellSummary,
+    Adjustment,
     Comparison,
     EpochMetricPublic,
     Progress,
@@ -88,7 +89,7 @@ from service.schemas import (
 )
 from service.spec import PlannedTrial, normalized, spec_hash
 
-COMPLETE_STATUSES = frozenset(TRIAL_SCORED)
+COMPLETE_STATUSES = frozenset(TRIAL_RESULT)
 MAX_ERROR_CHARS = 20_000  # a traceback is kept, a runaway log is cut
 _METRIC_BATCH = 500  # rows per INSERT (SQLite allows 32,766 bound parameters)
 _IN_BATCH = 1000
@@ -111,6 +112,7 @@ OUTCOME_COLUMNS = (
     Trial.status,
     Trial.val_acc,
     Trial.test_acc,
+    Trial.init_scale,
 )
 
 
@@ -131,7 +133,8 @@ class ClaimedTrial:
     resources: dict[str, Any]  # {"cpu": float, "gpu": float}
     lr_search: dict[str, Any] | None  # the study's lr_search block
     scheduler: dict[str, Any] | None  # the study's scheduler block
-    packing: bool = True  # the study's packing switch: False, every trial trains alone
+    packing: bool = True
+    seeds: int = 1  # the study's seeds per setting (ASHA judges a setting over all of them)  # the study's packing switch: False, every trial trains alone
 
 
 def _num(value: Any) -> float | None:
@@ -161,9 +164,59 @@ def clean_json(value: Any) -> Any:
     return str(value)
 
 
+def _is(column: Any, value: Any) -> Any:
+    """`column` = `value`, or IS NULL for None."""
+    return column.is_(None) if value is None else column == value
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+class _GroupSums:
+    """The GROUP BY rows (one per status) of one (cell, lr, init_scale), added up into a
+    ``stats.LrGroup`` (statuses classified as ``stats.group_outcomes`` does)."""
+
+    __slots__ = ("cell", "counts", "tests", "vals")
+
+    def __init__(self, cell: tuple[str, int | None, int | None, str]) -> None:
+        self.cell = cell
+        self.counts = dict.fromkeys(("scored", "tested", "diverged", "stopped", "failed", "open"), 0)
+        self.vals: list[float] = []
+        self.tests: list[float] = []
+
+    def add(self, status: str, n: int, nv: int, sv: Any, nt: int, st: Any) -> None:
+        c = self.counts
+        if status in stats.SCORED:
+            c["scored"] += nv
+            c["tested"] += nt
+            self.vals.append(sv or 0.0)
+            self.tests.append(st or 0.0)
+            if status == "diverged":
+                c["diverged"] += n
+        elif status == stats.STOPPED:
+            c["stopped"] += n
+        elif status == "failed":
+            c["failed"] += n
+        elif status in stats.UNFINISHED:
+            c["open"] += n
+
+    def group(self, lr: float | None, scale: float | None) -> stats.LrGroup:
+        c = self.counts
+        return stats.LrGroup(
+            *self.cell,
+            lr,
+            scale,
+            c["scored"],
+            math.fsum(self.vals),
+            c["tested"],
+            math.fsum(self.tests),
+            c["diverged"],
+            c["stopped"],
+            c["failed"],
+            c["open"],
+        )
 
 
 @dataclass(frozen=True)
@@ -183,7 +236,7 @@ class _SummaryEntry:
     status: str
     versions: dict[str, int]
     cells: dict[str, _CellPart]
-    comparisons: dict[tuple[str, str], tuple[_CellPart, _CellPart, Comparison]]
+    comparisons: dict[tuple[str, str], tuple[_CellPart, _CellPart, dict[str, Any]]]
     summary: SummaryPublic
     json: bytes | None = None
 
@@ -359,6 +412,7 @@ class Store:
                 "seed": t.seed,
                 "slot": t.slot,
                 "lr": t.lr,
+                "init_scale": t.init_scale,
                 "config": t.config,
                 "status": "pending",
                 "attempt": 0,
@@ -549,7 +603,7 @@ class Store:
                 total = sum(counts.values())
                 if total == 0:
                     continue
-                if any(counts[st] for st in TRIAL_SCORED):
+                if any(counts[st] for st in TRIAL_RESULT):
                     new = "completed"
                 elif counts["failed"] == total:
                     new = "failed"
@@ -649,15 +703,15 @@ class Store:
             Trial.depth.is_(None) if depth is None else Trial.depth == depth,
             Trial.width.is_(None) if width is None else Trial.width == width,
             Trial.activation == activation,
-            Trial.status.in_(sorted(TRIAL_SCORED)),
+            Trial.status.in_(sorted(TRIAL_RESULT)),
         ]
 
     def cell_curves(
         self, study_id: int, *, depth: int | None, width: int | None, activation: str
     ) -> list[dict[str, Any]]:
-        """Learning curves of one cell (depth x width x activation, every method and LR):
-        per (method, lr, epoch) the mean over scored trials' seeds of train_loss, val_acc and
-        test_acc, and n (trials with that epoch), ordered by method, lr, epoch.
+        """Learning curves of one cell (depth x width x activation, every method and setting):
+        per (method, lr, init_scale, epoch) the mean over scored trials' seeds of train_loss,
+        val_acc and test_acc, and n (trials with that epoch), ordered by method, lr, scale, epoch.
 
         One grouped query over the cell's trials (index on trial_metrics' (trial_id, epoch));
         NotFoundError for an unknown study.
@@ -668,6 +722,7 @@ class Store:
                 select(
                     Trial.method,
                     Trial.lr,
+                    Trial.init_scale,
                     TrialMetric.epoch,
                     func.count(TrialMetric.id),
                     func.avg(TrialMetric.train_loss),
@@ -676,12 +731,12 @@ class Store:
                 )
                 .join(TrialMetric, TrialMetric.trial_id == Trial.id)
                 .where(*self._cell_where(study_id, depth, width, activation))
-                .group_by(Trial.method, Trial.lr, TrialMetric.epoch)
-                .order_by(Trial.method, Trial.lr, TrialMetric.epoch)
+                .group_by(Trial.method, Trial.lr, Trial.init_scale, TrialMetric.epoch)
+                .order_by(Trial.method, Trial.lr, Trial.init_scale, TrialMetric.epoch)
             ).all()
-        keys = ("method", "lr", "epoch", "n", "train_loss", "val_acc", "test_acc")
+        keys = ("method", "lr", "init_scale", "epoch", "n", "train_loss", "val_acc", "test_acc")
         return [
-            {k: (_num(v) if k in keys[4:] else v) for k, v in zip(keys, row, strict=True)}
+            {k: (_num(v) if k in keys[5:] else v) for k, v in zip(keys, row, strict=True)}
             for row in rows
         ]
 
@@ -692,13 +747,14 @@ class Store:
         depth: int | None,
         width: int | None,
         activation: str,
-        lrs: dict[str, float],
+        settings: dict[str, tuple[float, float | None]],
     ) -> list[dict[str, Any]]:
-        """Per-layer diagnostics of one cell's scored trials of each method at its LR (`lrs`:
-        method -> lr, e.g. each method's best LR) at init (epoch 0) and at the trial's last
-        epoch: rows {"method", "seed", "epoch", "last", "layers"} in one query.
+        """Per-layer diagnostics of one cell's scored trials of each method at its setting
+        (`settings`: method -> (lr, init_scale), e.g. each method's best) at init (epoch 0) and
+        at the trial's last epoch: rows {"method", "seed", "epoch", "last", "layers"} in one
+        query.
         """
-        if not lrs:
+        if not settings:
             return []
         last = (
             select(func.max(TrialMetric.epoch))
@@ -713,7 +769,12 @@ class Store:
                 .join(TrialMetric, TrialMetric.trial_id == Trial.id)
                 .where(
                     *self._cell_where(study_id, depth, width, activation),
-                    or_(*(and_(Trial.method == m, Trial.lr == lr) for m, lr in lrs.items())),
+                    or_(
+                        *(
+                            and_(Trial.method == m, Trial.lr == lr, _is(Trial.init_scale, scale))
+                            for m, (lr, scale) in settings.items()
+                        )
+                    ),
                     or_(TrialMetric.epoch == 0, TrialMetric.epoch == last),
                 )
                 .order_by(Trial.method, Trial.seed, TrialMetric.epoch)
@@ -808,7 +869,8 @@ class Store:
         ]
         if computed:
             self._results.put(study_id, computed)
-        entry = self._assemble(study_id, study.status, versions, cells, prev)
+        adjustment = (study.spec or {}).get("adjustment", "holm")
+        entry = self._assemble(study_id, study.status, versions, cells, prev, adjustment)
         with self._summaries_lock:
             self._summaries[study_id] = entry
             self._summaries.move_to_end(study_id)
@@ -823,25 +885,28 @@ class Store:
         versions: dict[str, int],
         cells: dict[str, _CellPart],
         prev: _SummaryEntry | None,
+        adjustment: str,
     ) -> _SummaryEntry:
-        """The summary from each cell's part; a comparison is reused while both its parts are
-        the ones it was computed from (``stats.assemble`` is the same without the reuse)."""
+        """The summary from each cell's part; a raw comparison is reused while both its parts
+        are the ones it was computed from, and the study's family is adjusted anew
+        (``stats.assemble`` is the same without the reuse)."""
         by_key = {part.result.key: (cell_key, part) for cell_key, part in cells.items()}
         old = prev.comparisons if prev is not None else {}
-        comparisons: dict[tuple[str, str], tuple[_CellPart, _CellPart, Comparison]] = {}
+        comparisons: dict[tuple[str, str], tuple[_CellPart, _CellPart, dict[str, Any]]] = {}
         for a, b in stats.comparison_pairs(by_key):
             (ka, pa), (kb, pb) = by_key[a], by_key[b]
             hit = old.get((ka, kb))
             if hit is not None and hit[0] is pa and hit[1] is pb:
                 comparisons[ka, kb] = hit
             else:
-                model = Comparison.model_validate(stats.comparison(pa.result, pb.result))
-                comparisons[ka, kb] = (pa, pb, model)
+                comparisons[ka, kb] = (pa, pb, stats.comparison(pa.result, pb.result))
+        final, block = stats.adjusted((c[2] for c in comparisons.values()), adjustment)
         summary = SummaryPublic.model_construct(
             study_id=study_id,
             status=status,
             cells=[by_key[key][1].model for key in stats.cell_order(by_key)],
-            comparisons=[c[2] for c in comparisons.values()],
+            comparisons=[Comparison.model_validate(c) for c in final],
+            adjustment=Adjustment.model_validate(block),
         )
         return _SummaryEntry(status, versions, cells, comparisons, summary)
 
@@ -889,7 +954,15 @@ class Store:
         (~2,000 rows for 20,000 trials, no visit to the wide trial rows); statuses are grouped
         in SQL and added up here. Run on the session's connection (Core rows: the ORM's result
         layer cost ~3 ms more for these rows, SQLite and PostgreSQL)."""
-        keys = (Trial.cell_key, Trial.lr, Trial.method, Trial.depth, Trial.width, Trial.activation)
+        keys = (
+            Trial.cell_key,
+            Trial.lr,
+            Trial.init_scale,
+            Trial.method,
+            Trial.depth,
+            Trial.width,
+            Trial.activation,
+        )
         test_if_val = case((Trial.val_acc.is_not(None), Trial.test_acc))
         query = (
             select(
@@ -910,46 +983,36 @@ class Store:
             rows = []
             for chunk in _chunks(cell_keys, _IN_BATCH):
                 rows += s.connection().execute(query.where(Trial.cell_key.in_(chunk)))
-        # (cell_key, lr) -> [method, depth, width, activation, scored, tested, diverged, failed,
-        # unfinished, val_acc partial sums, test_acc partial sums] (the partial sums per scored
-        # status, added with fsum: the same total in any row order).
-        acc: dict[tuple[str, float | None], list[Any]] = {}
-        for cell_key, lr, method, depth, width, activation, status, n, nv, sv, nt, st in rows:
-            e = acc.get((cell_key, lr))
+        # (cell_key, lr, init_scale) -> _GroupSums (the partial sums per scored status are added
+        # with fsum: the same total in any row order).
+        acc: dict[tuple[str, float | None, float | None], _GroupSums] = {}
+        for cell_key, lr, scale, method, depth, width, activation, status, *counts in rows:
+            e = acc.get((cell_key, lr, scale))
             if e is None:
-                e = acc[cell_key, lr] = [method, depth, width, activation, 0, 0, 0, 0, 0, [], []]
-            if status in TRIAL_SCORED:
-                e[4] += nv
-                e[5] += nt
-                e[9].append(sv or 0.0)
-                e[10].append(st or 0.0)
-                if status == "diverged":
-                    e[6] += n
-            elif status == "failed":
-                e[7] += n
-            elif status in stats.UNFINISHED:
-                e[8] += n
+                e = acc[cell_key, lr, scale] = _GroupSums((method, depth, width, activation))
+            e.add(status, *counts)
         out: dict[str, list[stats.LrGroup]] = defaultdict(list)
-        fsum, group = math.fsum, stats.LrGroup
-        for (cell_key, lr), e in acc.items():
-            out[cell_key].append(
-                group(e[0], e[1], e[2], e[3], lr, e[4], fsum(e[9]), e[5], fsum(e[10]), *e[6:9])
-            )
+        for (cell_key, lr, scale), e in acc.items():
+            out[cell_key].append(e.group(lr, scale))
         return out
 
     def _trials_at(
         self, s: Session, study_id: int, groups: dict[str, list[stats.LrGroup]]
     ) -> list[stats.TrialOutcome]:
-        """The trials of each cell at its best LR, in expansion order (stats picks the scored
-        ones); index lookups on ``ix_trials_study_summary``."""
-        best = stats.best_lrs(g for cell in groups.values() for g in cell)
-        at = [
-            (cell_key, lr)
+        """The trials of each cell at its best setting, in expansion order (stats picks the
+        scored ones); index lookups on ``ix_trials_study_summary`` by (cell_key, lr), the init
+        scale filtered here (rows at the best lr with another scale are few)."""
+        best = stats.best_settings(g for cell in groups.values() for g in cell)
+        wanted = {
+            cell_key: setting
             for cell_key, cell in groups.items()
-            if (lr := best[cell[0].cell]) is not None
-        ]
+            if (setting := best[cell[0].cell]) is not None
+        }
+        at = sorted({(cell_key, setting[0]) for cell_key, setting in wanted.items()})
         rows: list[Any] = []
-        query = select(Trial.index, *OUTCOME_COLUMNS).where(Trial.study_id == study_id)
+        query = select(Trial.index, Trial.cell_key, *OUTCOME_COLUMNS).where(
+            Trial.study_id == study_id
+        )
         postgres = self.engine.dialect.name == "postgresql"
         for chunk in _chunks(at, _IN_BATCH // 2):  # SQLite: bound parameters per statement
             if postgres:
@@ -965,7 +1028,11 @@ class Store:
             rows += s.connection().execute(chunk_query).all()
         # Sorted here: an ORDER BY makes SQLite walk the (study_id, index) index instead.
         rows.sort(key=lambda row: row[0])
-        return [stats.TrialOutcome(*row[1:]) for row in rows]
+        return [
+            stats.TrialOutcome(*row[2:])
+            for row in rows
+            if (row[6], row[-1]) == wanted[row[1]]  # (lr, init_scale) is the best setting
+        ]
 
     EXPORT_TRIAL_COLUMNS = (
         "trial_id",
@@ -1156,6 +1223,7 @@ class Store:
                     lr_search=specs[row.study_id].get("lr_search"),
                     scheduler=specs[row.study_id].get("scheduler"),
                     packing=specs[row.study_id].get("packing", True),
+                    seeds=int(specs[row.study_id].get("seeds", 1)),
                 )
                 for row in claimed
             ]
@@ -1391,14 +1459,27 @@ class Store:
                 self._refresh_studies(s, changed, now)
             return len(changed)
 
-    def assign_lr(self, study_id: int, cell_key: str, slot: int, lr: float) -> None:
-        """Set the learning rate of an lr_search slot (the column and config["lr"]) on every
-        trial of the slot whose lr is still NULL. Idempotent; never overwrites a set lr: read
-        the effective value back with ``slot_lr`` when several workers may race."""
-        if isinstance(lr, bool) or not (
-            isinstance(lr, int | float) and math.isfinite(lr) and lr > 0
-        ):
-            raise ValueError(f"lr: {lr!r} must be a finite number > 0")
+    def assign_lr(
+        self,
+        study_id: int,
+        cell_key: str,
+        slot: int,
+        lr: float,
+        *,
+        init_scale: float | None = None,
+    ) -> None:
+        """Set the setting of an lr_search slot (the lr column and config["lr"], and, when the
+        scale is searched too, init_scale) on every trial of the slot whose lr is still NULL,
+        in one transaction. Idempotent; never overwrites a set lr: read the effective setting
+        back with ``slot_setting`` when several workers may race."""
+        for name, value in (("lr", lr), ("init_scale", init_scale)):
+            if value is None and name == "init_scale":
+                continue
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"{name}: {value!r} must be a finite number > 0")
+        scale = {} if init_scale is None else {"init_scale": float(init_scale)}
         now = utcnow()
         with self._write() as s:
             rows = s.execute(
@@ -1418,7 +1499,8 @@ class Store:
                         {
                             "id": tid,
                             "lr": float(lr),
-                            "config": {**config, "lr": float(lr)},
+                            **scale,
+                            "config": {**config, "lr": float(lr), **scale},
                             "updated_at": now,
                         }
                         for tid, config in rows
@@ -1426,11 +1508,13 @@ class Store:
                 )
                 self._touch_cells(s, study_id, [cell_key])
 
-    def slot_lr(self, study_id: int, cell_key: str, slot: int) -> float | None:
-        """The learning rate assigned to an lr_search slot, None while unassigned."""
+    def slot_setting(
+        self, study_id: int, cell_key: str, slot: int
+    ) -> tuple[float, float | None] | None:
+        """The (lr, init_scale) assigned to an lr_search slot, None while unassigned."""
         with self._read() as s:
-            return s.scalar(
-                select(Trial.lr)
+            row = s.execute(
+                select(Trial.lr, Trial.init_scale)
                 .where(
                     Trial.study_id == study_id,
                     Trial.cell_key == cell_key,
@@ -1438,20 +1522,27 @@ class Store:
                     Trial.lr.is_not(None),
                 )
                 .limit(1)
-            )
+            ).first()
+        return None if row is None else (row[0], row[1])
+
+    def slot_lr(self, study_id: int, cell_key: str, slot: int) -> float | None:
+        """The learning rate assigned to an lr_search slot, None while unassigned."""
+        setting = self.slot_setting(study_id, cell_key, slot)
+        return None if setting is None else setting[0]
 
     def lr_history(
         self, study_id: int, cell_key: str
-    ) -> list[tuple[int, float | None, float | None, str]]:
-        """Per lr_search slot of a cell: (slot, lr, mean final val_acc over finished seeds,
-        status summary), ordered by slot, so a restarted worker can rebuild its sampler.
+    ) -> list[tuple[int, float | None, float | None, float | None, str]]:
+        """Per lr_search slot of a cell: (slot, lr, init_scale, mean final val_acc over
+        finished seeds, status summary), ordered by slot, so a restarted worker can rebuild its
+        sampler.
 
         The status summary is the slots' common status ("completed"), or "status=count" pairs
         joined by commas when its seeds differ ("completed=2,running=1"). Grid studies: [].
         """
         with self._read() as s:
             rows = s.execute(
-                select(Trial.slot, Trial.lr, Trial.status, Trial.val_acc)
+                select(Trial.slot, Trial.lr, Trial.init_scale, Trial.status, Trial.val_acc)
                 .where(
                     Trial.study_id == study_id,
                     Trial.cell_key == cell_key,
@@ -1460,14 +1551,14 @@ class Store:
                 .order_by(Trial.slot, Trial.index)
             ).all()
         slots: dict[int, dict[str, Any]] = defaultdict(
-            lambda: {"lr": None, "accs": [], "statuses": Counter()}
+            lambda: {"lr": None, "scale": None, "accs": [], "statuses": Counter()}
         )
-        for slot, lr, status, val_acc in rows:
+        for slot, lr, scale, status, val_acc in rows:
             entry = slots[slot]
             if entry["lr"] is None and lr is not None:
-                entry["lr"] = lr
+                entry["lr"], entry["scale"] = lr, scale
             entry["statuses"][status] += 1
-            if status in TRIAL_SCORED and val_acc is not None:
+            if status in TRIAL_RESULT and val_acc is not None:
                 entry["accs"].append(val_acc)
         out = []
         for slot in sorted(slots):
@@ -1480,7 +1571,7 @@ class Store:
             )
             accs = entry["accs"]
             mean = sum(accs) / len(accs) if accs else None
-            out.append((slot, entry["lr"], mean, summary))
+            out.append((slot, entry["lr"], entry["scale"], mean, summary))
         return out
 
     def cancelled_or_gone(self, trial_ids: list[int]) -> set[int]:
@@ -1510,6 +1601,7 @@ def _trial_public(t: Trial) -> TrialPublic:
         seed=t.seed,
         slot=t.slot,
         lr=t.lr,
+        init_scale=t.init_scale,
         status=t.status,
         attempt=t.attempt,
         max_retries=t.max_retries,

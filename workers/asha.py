@@ -7,6 +7,15 @@ values recorded there by the trials that reached it before, and stops when it is
 ``1 / reduction_factor`` of them. Asynchronous: nobody waits for a rung to fill, so the first
 trial at a rung always continues.
 
+**Per setting, not per trial.** The unit ASHA judges is a setting of a cell (a grid (lr, init
+scale) or an lr_search slot), on the mean val_acc over *all* its seeds at the rung, so that a
+seed of one method is never stopped while its pair runs on: seed pairs stay intact. A setting
+is judged when its last seed reports the rung; its seeds that report earlier go on meanwhile (no
+trial waits, so no worker is held). Once a setting is stopped at a rung, each of its seeds still
+running stops at its next rung; a seed that already passed every rung completes. The summary
+scores only trials that ran the whole budget and never picks a setting with an early-stopped
+trial (``service.stats``).
+
 Pure bookkeeping, no Ray and no database: the dispatcher asks ``on_rung`` when a trial reports a
 rung epoch and tells the trial's actor the answer.
 """
@@ -60,7 +69,10 @@ class Asha:
     grace_period: int
     reduction_factor: int
     max_epochs: int
+    # rung -> setting -> seed -> val_acc; rung -> setting -> mean over its seeds (once complete)
+    _seen: dict[int, dict[Any, dict[int, float]]] = field(default_factory=dict)
     _recorded: dict[int, dict[Any, float]] = field(default_factory=dict)
+    _stopped: set[Any] = field(default_factory=set)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], *, max_epochs: int) -> Asha:
@@ -79,18 +91,30 @@ class Asha:
             max_epochs=self.max_epochs,
         )
 
-    def on_rung(self, trial: Any, epoch: int, value: float | None) -> bool:
-        """Record `trial`'s `value` (val_acc) at rung `epoch`; True: stop it.
+    def on_rung(
+        self, setting: Any, seed: int, epoch: int, value: float | None, *, seeds: int
+    ) -> bool:
+        """Record seed `seed` of `setting` at rung `epoch` with `value` (val_acc); True: stop
+        this trial (its setting was stopped, now or at an earlier rung).
 
-        A missing value (a diverged evaluation) ranks below everything. A trial already
-        recorded at this rung (a rerun after a failure) keeps its first value and continues.
+        The setting is judged when all `seeds` of it have reported this rung, on their mean. A
+        missing value (a diverged evaluation) ranks below everything. A seed already recorded
+        at this rung (a rerun after a failure) keeps its first value.
         """
+        if setting in self._stopped:
+            return True
         if epoch not in self.rungs:
             return False
-        recorded = self._recorded.setdefault(epoch, {})
-        if trial in recorded:
+        seen = self._seen.setdefault(epoch, {}).setdefault(setting, {})
+        if seed in seen:
             return False
-        score = MISSING if value is None or not math.isfinite(value) else float(value)
+        seen[seed] = MISSING if value is None or not math.isfinite(value) else float(value)
+        recorded = self._recorded.setdefault(epoch, {})
+        if len(seen) < seeds or setting in recorded:
+            return False
+        score = math.fsum(seen.values()) / len(seen)
         stop = should_stop(list(recorded.values()), score, reduction_factor=self.reduction_factor)
-        recorded[trial] = score
+        recorded[setting] = score
+        if stop:
+            self._stopped.add(setting)
         return stop

@@ -190,7 +190,7 @@ class Dispatcher:
         self._ops: deque[_Op] = deque()
         self._searches: dict[tuple[int, str], CellSearch] = {}
         self._ashas: dict[tuple[int, str], Asha] = {}
-        self._slot_lrs: dict[tuple[int, str, int], float] = {}
+        self._slot_lrs: dict[tuple[int, str, int], tuple[float, float | None]] = {}
         self._member_s: dict[str, float] = {}  # packing.config_key -> seconds per member
         # Trials claimed ahead per actor: one running pack and the next (the latest limit).
         self._pack_hint = pack_size or packing.CPU_CAP
@@ -578,7 +578,14 @@ class Dispatcher:
             if item["rung"]:
                 asha = self._ashas.get((t.claim.study_id, t.claim.cell_key))
                 stop = t.stopping is not None or (
-                    asha is not None and asha.on_rung(t.id, epoch, metrics.get("val_acc"))
+                    asha is not None
+                    and asha.on_rung(
+                        _slot_of(t),
+                        t.claim.seed,
+                        epoch,
+                        metrics.get("val_acc"),
+                        seeds=t.claim.seeds,
+                    )
                 )
                 t.asha_stopped = t.asha_stopped or (stop and t.stopping is None)
                 w.handle.decide.remote(item["token"], stop)
@@ -885,7 +892,9 @@ class Dispatcher:
         config = dict(c.config)
         try:
             if config.get("lr") is None and c.slot is not None and c.lr_search:
-                config["lr"] = self._slot_lr(c)
+                config["lr"], scale = self._slot_lr(c)
+                if scale is not None:
+                    config["init_scale"] = scale
         except ValueError as exc:  # an LR the store refuses: fail, don't loop
             self._finish(t, _Op("fail", (t.id,), {"error": f"{type(exc).__name__}: {exc}"}))
             return
@@ -917,27 +926,41 @@ class Dispatcher:
             )
         return search
 
-    def _slot_lr(self, c: ClaimedTrial) -> float:
-        """The slot's LR: already assigned (another seed, another dispatcher) or proposed now."""
+    def _slot_lr(self, c: ClaimedTrial) -> tuple[float, float | None]:
+        """The slot's (lr, init_scale): already assigned (another seed, another dispatcher) or
+        proposed now (the scale None when the study does not search it)."""
         assert c.slot is not None
         key = (c.study_id, c.cell_key, c.slot)
-        lr = self._slot_lrs.get(key)
-        if lr is None:
-            lr = self.store.slot_lr(c.study_id, c.cell_key, c.slot)
-        if lr is None:
+        setting = self._slot_lrs.get(key)
+        if setting is None:
+            setting = self.store.slot_setting(c.study_id, c.cell_key, c.slot)
+        if setting is None:
             search = self._search(c)
             proposed = search.suggest(c.slot)
-            self.store.assign_lr(c.study_id, c.cell_key, c.slot, proposed)
-            lr = self.store.slot_lr(c.study_id, c.cell_key, c.slot) or proposed
-            search.assigned(c.slot, lr, proposed)
-        self._slot_lrs[key] = lr
-        return lr
+            self.store.assign_lr(
+                c.study_id, c.cell_key, c.slot, proposed[0], init_scale=proposed[1]
+            )
+            setting = self.store.slot_setting(c.study_id, c.cell_key, c.slot) or proposed
+            search.assigned(c.slot, setting, proposed)
+        if not (c.lr_search or {}).get("init_scale"):
+            setting = (setting[0], None)  # the scale is fixed in the trial's config
+        self._slot_lrs[key] = setting
+        return setting
 
     def _observe(self, c: ClaimedTrial) -> None:
         """Tell the cell's searcher about every slot whose seeds have all finished."""
         search = self._searches.get((c.study_id, c.cell_key))
         if search is not None:
             search.observe(self.store.lr_history(c.study_id, c.cell_key))
+
+
+def _slot_of(t: _Trial) -> Any:
+    """The setting a trial belongs to, as ASHA judges it: its lr_search slot, or its grid
+    (lr, init_scale); every seed of it stops or goes on together."""
+    if t.claim.slot is not None:
+        return t.claim.slot
+    config = t.config or t.claim.config
+    return (config.get("lr"), config.get("init_scale"))
 
 
 def _first_line(value: object) -> str:

@@ -1,5 +1,8 @@
 """Learning-rate search per cell: Ray Tune's ``OptunaSearch`` driven one slot at a time.
 
+With ``lr_search.init_scale`` the searcher proposes (lr, init scale) pairs from the same
+``trials_per_cell`` budget: the scale is tuned exactly as the learning rate, for every method.
+
 Every cell (``method|depth|width|activation``) of an ``lr_search`` study gets its own searcher,
 seeded from the cell key, and the same budget: the study expands into ``trials_per_cell`` slots
 per cell, each slot one LR run with every seed. The dispatcher asks the searcher for a slot's LR
@@ -27,8 +30,17 @@ log = logging.getLogger("lcw.workers.search")
 
 _FINISHED = frozenset({"completed", "diverged", "stopped_early", "failed", "cancelled"})
 
-# (slot, lr, mean final val_acc over the slot's finished seeds, status summary): lr_history rows.
-HistoryRow = tuple[int, float | None, float | None, str]
+# (slot, lr, init_scale, mean final val_acc over the slot's finished seeds, status summary):
+# lr_history rows.
+HistoryRow = tuple[int, float | None, float | None, float | None, str]
+Setting = tuple[float, float | None]  # (lr, init_scale); None: the scale is not searched
+
+
+def _domain(block: dict[str, Any]) -> Any:
+    from ray import tune
+
+    low, high = float(block["low"]), float(block["high"])
+    return tune.loguniform(low, high) if block.get("log", True) else tune.uniform(low, high)
 
 
 def cell_seed(cell_key: str) -> int:
@@ -53,16 +65,19 @@ class CellSearch:
         history: Sequence[HistoryRow] = (),
     ) -> None:
         import optuna
-        from ray import tune
         from ray.tune.search.optuna import OptunaSearch
 
         low, high = float(lr_search["low"]), float(lr_search["high"])
-        domain = (
-            tune.loguniform(low, high) if lr_search.get("log", True) else tune.uniform(low, high)
+        scale_block = lr_search.get("init_scale")
+        domains = {"lr": _domain(lr_search)}
+        if scale_block:
+            domains["init_scale"] = _domain(scale_block)
+        self.scale_range = (
+            (float(scale_block["low"]), float(scale_block["high"])) if scale_block else None
         )
         # The sampler's random stream restarts with its seed: a searcher rebuilt after a restart
         # would propose the first LRs again, so the seed moves on with the slots already given.
-        seed = cell_seed(cell_key) + 1_000_003 * sum(lr is not None for _, lr, _, _ in history)
+        seed = cell_seed(cell_key) + 1_000_003 * sum(row[1] is not None for row in history)
         sampler: optuna.samplers.BaseSampler = (
             optuna.samplers.RandomSampler(seed=seed)
             if lr_search.get("sampler", "tpe") == "random"
@@ -70,12 +85,12 @@ class CellSearch:
         )
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per ask otherwise
         # Optuna distributions, converted once: OptunaSearch warns on raw Tune domains.
-        space = OptunaSearch.convert_search_space({"lr": domain})
+        space = OptunaSearch.convert_search_space(domains)
         self.low, self.high = low, high
         self.cell_key = cell_key
         self._searcher = OptunaSearch(space=space, metric="val_acc", mode="max", sampler=sampler)
         self._suggested: set[int] = set()  # slots whose LR this searcher proposed
-        self._open: dict[int, float] = {}  # slots with an LR whose seeds are not all finished
+        self._open: dict[int, Setting] = {}  # slots with a setting, seeds not all finished
         self._told: set[int] = set()  # slots reported to the sampler
         self._rebuild(history)
 
@@ -85,35 +100,51 @@ class CellSearch:
 
     def _rebuild(self, history: Sequence[HistoryRow]) -> None:
         """Load a cell's past slots (from ``Store.lr_history``) into the sampler."""
-        for slot, lr, mean, summary in history:
+        for slot, lr, scale, mean, summary in history:
             if lr is None or slot in self._told or slot in self._suggested:
                 continue
             if slot_finished(summary):
-                self._add_point(slot, lr, mean)
+                self._add_point(slot, (lr, scale), mean)
             else:
-                self._open[slot] = lr
+                self._open[slot] = (lr, scale)
 
-    def suggest(self, slot: int) -> float:
-        """A new LR for `slot`, inside [low, high]."""
+    def suggest(self, slot: int) -> Setting:
+        """A new (lr, init_scale) for `slot` inside the ranges (scale None: not searched)."""
         params = self._searcher.suggest(self._id(slot))
         if params is None:  # pragma: no cover - OptunaSearch without a trial limit never ends
             raise RuntimeError(f"the LR searcher of cell {self.cell_key} has no suggestion")
         self._suggested.add(slot)
-        # Clamp: float round-off of exp(log(x)) can land a hair outside the bounds.
-        return min(max(float(params["lr"]), self.low), self.high)
+        return self._clamp((float(params["lr"]), params.get("init_scale")))
 
-    def assigned(self, slot: int, lr: float, proposed: float) -> None:
-        """The slot's effective LR after ``assign_lr`` (another dispatcher may have won)."""
-        if slot in self._suggested and not math.isclose(lr, proposed, rel_tol=1e-12):
-            # Our proposal lost the race: withdraw it, the winner's LR is reported when done.
+    def _clamp(self, setting: Setting) -> Setting:
+        # Float round-off of exp(log(x)) can land a hair outside the bounds (and add_trial
+        # rejects a value outside the space).
+        lr, scale = setting
+        lr = min(max(lr, self.low), self.high)
+        if self.scale_range is not None and scale is not None:
+            scale = min(max(float(scale), self.scale_range[0]), self.scale_range[1])
+        return lr, scale
+
+    def assigned(self, slot: int, setting: Setting, proposed: Setting) -> None:
+        """The slot's effective setting after ``assign_lr`` (another dispatcher may have won)."""
+        same = math.isclose(setting[0], proposed[0], rel_tol=1e-12) and (
+            setting[1] == proposed[1]
+            or (
+                setting[1] is not None
+                and proposed[1] is not None
+                and math.isclose(setting[1], proposed[1], rel_tol=1e-12)
+            )
+        )
+        if slot in self._suggested and not same:
+            # Our proposal lost the race: withdraw it, the winner's is reported when done.
             self._searcher.on_trial_complete(self._id(slot), None, error=True)
             self._suggested.discard(slot)
-        self._open[slot] = lr
+        self._open[slot] = setting
 
     def observe(self, history: Sequence[HistoryRow]) -> list[int]:
         """Report every slot in `history` whose seeds have all finished; returns the slots told."""
         told = []
-        for slot, lr, mean, summary in history:
+        for slot, lr, scale, mean, summary in history:
             if lr is None or slot in self._told or not slot_finished(summary):
                 continue
             if slot in self._suggested:
@@ -121,16 +152,17 @@ class CellSearch:
                 self._searcher.on_trial_complete(self._id(slot), result, error=mean is None)
                 self._told.add(slot)
             else:
-                self._add_point(slot, lr, mean)
+                self._add_point(slot, (lr, scale), mean)
             self._open.pop(slot, None)
             told.append(slot)
         return told
 
-    def _add_point(self, slot: int, lr: float, mean: float | None) -> None:
-        lr = min(max(lr, self.low), self.high)  # add_trial rejects a value outside the space
+    def _add_point(self, slot: int, setting: Setting, mean: float | None) -> None:
+        lr, scale = self._clamp(setting)
+        point = {"lr": lr} if self.scale_range is None else {"lr": lr, "init_scale": scale}
         # A slot without a score (all seeds failed) is a failed Optuna trial: TPE ignores it.
         self._searcher.add_evaluated_point(
-            {"lr": lr}, mean if mean is not None else 0.0, error=mean is None
+            point, mean if mean is not None else 0.0, error=mean is None
         )
         self._told.add(slot)
 

@@ -225,9 +225,9 @@ def test_lr_search_slots(store: Store) -> None:
             "w1", c.id, status="completed", result=result(acc, acc), run_info=RUN_INFO
         )
     history = store.lr_history(sid, cell)
-    assert history[0][:2] == (0, 0.05) and history[0][2] == pytest.approx(0.7)
-    assert history[0][3] == "completed=2,running=1"
-    assert history[1] == (1, None, None, "running")
+    assert history[0][:3] == (0, 0.05, 1.0) and history[0][3] == pytest.approx(0.7)
+    assert history[0][4] == "completed=2,running=1"
+    assert history[1] == (1, None, None, None, "running")
     with pytest.raises(ValueError):
         store.assign_lr(sid, cell, 1, -1.0)
 

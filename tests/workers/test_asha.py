@@ -31,16 +31,39 @@ def test_asha_keeps_the_top_third_at_each_rung() -> None:
     asha = Asha(grace_period=1, reduction_factor=3, max_epochs=9)
     assert asha.rungs == [1, 3]
     # Values arrive one at a time (asynchronous): each is judged against those before it.
-    decisions = [asha.on_rung(f"t{i}", 1, v) for i, v in enumerate([0.5, 0.9, 0.2, 0.95, 0.6])]
+    # One seed per setting: the rule is the per-trial one.
+    values = [0.5, 0.9, 0.2, 0.95, 0.6]
+    decisions = [asha.on_rung(f"s{i}", 0, 1, v, seeds=1) for i, v in enumerate(values)]
     assert decisions == [False, False, True, False, True]
-    assert not asha.on_rung("t1", 3, 0.91)  # first at rung 3
-    assert asha.on_rung("t3", 3, 0.5)
-    assert not asha.on_rung("t1", 3, 0.0)  # a rerun keeps its first record and goes on
-    assert not asha.on_rung("t9", 2, 0.0)  # not a rung
+    assert not asha.on_rung("s1", 0, 3, 0.91, seeds=1)  # first at rung 3
+    assert asha.on_rung("s3", 0, 3, 0.5, seeds=1)
+    assert not asha.on_rung("s1", 0, 3, 0.0, seeds=1)  # a rerun keeps its first record
+    assert not asha.on_rung("s9", 0, 2, 0.0, seeds=1)  # not a rung
+    assert asha.on_rung("s2", 0, 3, 0.99, seeds=1)  # stopped at rung 1: stays stopped
+
+
+def test_asha_judges_a_setting_on_the_mean_of_all_its_seeds() -> None:
+    asha = Asha(grace_period=1, reduction_factor=2, max_epochs=8)
+    assert asha.rungs == [1, 2, 4]
+    # Setting A (3 seeds) is judged only when its third seed reports; its seeds go on before.
+    assert [asha.on_rung("A", s, 1, v, seeds=3) for s, v in enumerate([0.9, 0.1, 0.5])] == [
+        False,
+        False,
+        False,
+    ]  # first setting at the rung: continues
+    # Setting B's seed 0 alone (0.95) would beat A's mean (0.5); its mean over 3 seeds (0.4)
+    # does not: B stops as a whole, and each of its seeds is told to stop at its next rung.
+    assert not asha.on_rung("B", 0, 1, 0.95, seeds=3)
+    assert not asha.on_rung("B", 1, 1, 0.05, seeds=3)
+    assert asha.on_rung("B", 2, 1, 0.2, seeds=3)
+    assert asha.on_rung("B", 0, 2, 0.99, seeds=3)  # seed 0 ran ahead: stopped at rung 2
+    assert asha.on_rung("B", 1, 2, 0.99, seeds=3)
+    # A goes on as a whole.
+    assert not asha.on_rung("A", 0, 2, 0.9, seeds=3)
 
 
 def test_a_missing_value_ranks_last() -> None:
     asha = Asha.from_spec({"name": "asha", "grace_period": 1, "reduction_factor": 2}, max_epochs=4)
-    assert not asha.on_rung("a", 1, 0.1)
-    assert asha.on_rung("b", 1, None)
-    assert asha.on_rung("c", 1, float("nan"))
+    assert not asha.on_rung("a", 0, 1, 0.1, seeds=1)
+    assert asha.on_rung("b", 0, 1, None, seeds=1)
+    assert asha.on_rung("c", 0, 1, float("nan"), seeds=1)

@@ -91,7 +91,7 @@ def test_lr_search_gives_every_cell_its_budget_of_lrs(shared: Shared) -> None:
         assert len(cell_lrs) == per_cell
         assert summary[trials[0].method].best_lr in cell_lrs
         history = store.lr_history(study.id, cell_key)
-        assert [(slot, lr) for slot, lr, _, _ in history] == [
+        assert [(slot, lr) for slot, lr, *_ in history] == [
             (slot, next(iter(by_slot[slot]))) for slot in range(per_cell)
         ]
 

@@ -5,6 +5,7 @@
 (function () {
   const { data, el, request, authHeaders, errorText, duration, poll, setProgress } = window.LCW;
   const C = window.LCWCharts;
+  const T = window.LCWTables;
   const config = data("page-config");
   const sid = config.study_id;
   const colors = config.colors;
@@ -178,10 +179,11 @@
             arrayminus: lo.map((l, i) => pts[i].test_acc_mean - l), color: color(m) } : undefined,
           customdata: pts.map((c) => [
             c.test_acc_ci95 ? "[" + C.fmt(c.test_acc_ci95[0]) + ", " + C.fmt(c.test_acc_ci95[1]) + "]" : (c.ci95_note || "no CI"),
-            c.best_lr, c.n, c.diverged,
+            T.settingLabel(c.best_lr, c.best_init_scale), c.n, c.diverged, c.stopped_early || 0,
           ]),
           hovertemplate: "<b>" + m + "</b> · depth %{x}<br>test acc %{y:.3f}<br>95% CI %{customdata[0]}" +
-            "<br>best lr %{customdata[1]} · n=%{customdata[2]} · diverged %{customdata[3]}<extra></extra>",
+            "<br>chosen %{customdata[1]} · n=%{customdata[2]}<br>diverged %{customdata[3]} · " +
+            "stopped early %{customdata[4]} (not in the mean)<extra></extra>",
         });
       }
       const [activation, width] = key.split("|");
@@ -195,6 +197,25 @@
     }
     pruneCharts(holder, keep);
     renderLegend(legend);
+  }
+
+  // -- tables: every cell at its chosen setting, every paired comparison --------------------------
+
+  const byCell = (a, b) => byActivation(a.activation, b.activation) || (a.width || 0) - (b.width || 0) ||
+    (a.depth || 0) - (b.depth || 0);
+
+  function drawTables() {
+    T.renderAdjustment(document.getElementById("adjustment"), summary);
+    document.getElementById("cells-table").replaceChildren(
+      T.cellsTable(summary, (a, b) => byCell(a, b) || byMethod(a.method, b.method)));
+    const holder = document.getElementById("comparisons-table");
+    if (!summary.comparisons.length) {
+      holder.replaceChildren(el("p", { class: "muted", text: "No paired comparisons: add lcw or bn_lcw and a baseline to the methods." }));
+      return;
+    }
+    holder.replaceChildren(T.comparisonsTable(summary,
+      (a, b) => byCell(a, b) || byMethod(a.method, b.method) || byMethod(a.baseline, b.baseline),
+      (r) => (r.depth === null ? r.activation : r.activation + " · depth " + r.depth + (widthsOf().length > 1 ? " · width " + r.width : ""))));
   }
 
   // -- heatmap: lcw / bn_lcw minus a chosen baseline --------------------------------------------
@@ -222,35 +243,47 @@
     return { background: "rgb(" + rgb.join(",") + ")", dark: w > 0.55 };
   }
 
+  /** The cell's background for a difference drawn as not significant (95% CI includes 0):
+   * the same hue, a fifth of the saturation, never dark. */
+  function faded(value, zmax) {
+    const shade = diverging(value, zmax * 5);
+    return { background: shade.background, dark: false };
+  }
+
   function heatmapTable(target, baseline, rows) {
     const cols = [...new Set([...rows].sort((a, b) => byActivation(a.activation, b.activation) || (a.width || 0) - (b.width || 0))
       .map((r) => groupLabel(r.activation, r.width)))];
     const depths = [...new Set(rows.map((r) => r.depth))].sort((a, b) => (a || 0) - (b || 0));
     const at = new Map(rows.map((r) => [r.depth + "|" + groupLabel(r.activation, r.width), r]));
     const zmax = Math.max(0.01, ...rows.filter((r) => r.mean_diff !== null).map((r) => Math.abs(r.mean_diff)));
+    const adjName = T.adjustmentName(summary);
     const head = el("tr", {}, el("th", { scope: "col", text: "" }), ...cols.map((c) => el("th", { scope: "col", text: c })));
     const body = depths.map((d) => el("tr", {},
       el("th", { scope: "row", text: d === null ? "fixed" : "depth " + d }),
       ...cols.map((col) => {
         const r = at.get(d + "|" + col);
         if (!r || r.mean_diff === null) return el("td", { class: "heat-none", text: "—" });
-        const significant = r.p_value !== null && r.p_value < 0.05;
-        const shade = diverging(r.mean_diff, zmax);
-        const ci = r.ci95 ? "[" + C.signed(r.ci95[0]) + ", " + C.signed(r.ci95[1]) + "]" : (r.ci95_note || "no CI");
-        const p = r.p_value !== null ? r.p_value.toPrecision(2) : (r.p_value_note || "—");
+        const v = T.verdict(r); // the star follows the adjusted p, the fading the CI
+        const shade = v.faded ? faded(r.mean_diff, zmax) : diverging(r.mean_diff, zmax);
+        const p = r.p_value !== null ? T.fmtP(r.p_value) + " · p adj (" + adjName + ") " + T.fmtP(r.p_adjusted) +
+          " · signed-rank " + T.fmtP(r.p_signed_rank) : (r.p_value_note || "—");
         const cell = el("td", {
-          class: "heat" + (significant ? " heat-sig" : "") + (shade.dark ? " heat-dark" : ""),
+          class: "heat" + (v.significant ? " heat-sig" : "") + (v.faded ? " heat-ns" : "") +
+            (v.testable ? "" : " heat-untestable") + (shade.dark ? " heat-dark" : ""),
+          "data-depth": d === null ? "" : String(d), "data-activation": r.activation,
           title: target + " − " + baseline + " · " + (d === null ? "fixed" : "depth " + d) + " · " + col +
-            "\nΔ test acc " + C.signed(r.mean_diff, 3) + "\n95% CI " + ci + "\np " + p + " · n=" + r.n +
-            "\nlr " + r.method_lr + " vs " + r.baseline_lr,
-          text: C.signed(r.mean_diff, 3) + (significant ? " *" : ""),
-        });
+            "\nΔ test acc " + C.signed(r.mean_diff, 3) + "\n95% CI " + T.fmtCI(r.ci95, r.ci95_note) +
+            (v.faded ? " (includes 0)" : "") + "\np " + p + " · n=" + r.n +
+            "\n" + T.settingLabel(r.method_lr, r.method_init_scale) + " vs " + T.settingLabel(r.baseline_lr, r.baseline_init_scale),
+        }, el("span", { class: "heat-value", text: C.signed(r.mean_diff, 3) + (v.significant ? " *" : "") }));
+        if (!v.testable) cell.append(el("span", { class: "heat-note", text: T.NOT_TESTABLE(T.minPairs(summary)) }));
         cell.style.background = shade.background;
         return cell;
       })));
     const scale = el("div", { class: "heat-scale", "aria-hidden": "true" },
       el("span", { text: C.signed(-zmax, 3) }), el("span", { class: "heat-bar" }), el("span", { text: C.signed(zmax, 3) }),
-      el("span", { class: "heat-key", text: "* p < 0.05" }));
+      el("span", { class: "heat-key", text: "* p adj (" + adjName + ") < " + (summary.adjustment ? summary.adjustment.alpha : 0.05) +
+        " · faded: 95% CI includes 0" }));
     return [el("table", { class: "heatmap" }, el("thead", {}, head), el("tbody", {}, ...body)), scale];
   }
 
@@ -292,6 +325,20 @@
     lrActivation.value = acts.includes(current) ? current : (acts.includes("sigmoid") ? "sigmoid" : (acts[0] || ""));
   }
 
+  const SCALE_SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "star"];
+  const SCALE_GLYPHS = ["●", "■", "◆", "▲", "✚", "★"];
+  const SCALE_DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
+  const scaleOf = (scale) => (scale === undefined ? null : scale);
+
+  /** A line of text under a chart (its key), or none. */
+  function chartNote(div, text) {
+    const fig = div.closest(".chart-fig");
+    let note = fig ? fig.querySelector(".chart-note") : null;
+    if (!text) { if (note) note.remove(); return; }
+    if (!note) { note = el("p", { class: "chart-note" }); fig.append(note); }
+    note.textContent = text;
+  }
+
   function drawLR() {
     const holder = document.getElementById("lr-charts");
     const activation = lrActivation.value;
@@ -311,31 +358,48 @@
       keep.add(chartKey);
       const div = chartDiv(holder, chartKey);
       const traces = [];
+      // A point is a setting (lr, init scale): each init scale of the chart is its own series
+      // (one marker symbol and dash per scale, named in the chart's note), so nothing is merged.
+      const scales = [...new Set(groups.get(key).flatMap((c) => c.lrs.map((l) => scaleOf(l.init_scale))))]
+        .sort((a, b) => (a === null ? -1 : b === null ? 1 : a - b));
+      const several = scales.length > 1;
       for (const c of groups.get(key).sort((a, b) => byMethod(a.method, b.method))) {
-        const lrs = c.lrs.filter((l) => l.n > 0 || l.diverged > 0);
+        const lrs = c.lrs.filter((l) => l.n > 0 || l.diverged > 0 || l.stopped_early > 0);
         if (!lrs.length) continue;
         const visible = shownIn(legend, c.method);
-        traces.push({
-          type: "scatter", mode: "lines+markers", name: c.method, legendgroup: c.method, visible: visible,
-          x: lrs.map((l) => l.lr), y: lrs.map((l) => l.test_acc_mean),
-          line: { color: color(c.method), width: 2 },
-          marker: { color: color(c.method), size: lrs.map((l) => (l.lr === c.best_lr ? 11 : 6)),
-            line: { color: "#fff", width: 1 } },
-          customdata: lrs.map((l) => [l.n, l.diverged, l.failed, l.lr === c.best_lr ? " · best" : ""]),
-          hovertemplate: "<b>" + c.method + "</b> · lr %{x}%{customdata[3]}<br>test acc %{y:.3f}" +
-            "<br>n=%{customdata[0]} · diverged %{customdata[1]} · failed %{customdata[2]}<extra></extra>",
-        });
+        const chosen = (l) => l.lr === c.best_lr && scaleOf(l.init_scale) === scaleOf(c.best_init_scale);
+        for (const [i, scale] of scales.entries()) {
+          const pts = lrs.filter((l) => scaleOf(l.init_scale) === scale);
+          if (!pts.length) continue;
+          const label = several ? " " + T.scaleLabel(scale) : "";
+          traces.push({
+            type: "scatter", mode: "lines+markers", name: c.method + label, legendgroup: c.method, visible: visible,
+            x: pts.map((l) => l.lr), y: pts.map((l) => l.test_acc_mean),
+            line: { color: color(c.method), width: 2, dash: SCALE_DASHES[i % SCALE_DASHES.length] },
+            marker: { color: color(c.method), symbol: SCALE_SYMBOLS[i % SCALE_SYMBOLS.length],
+              size: pts.map((l) => (chosen(l) ? 12 : 7)),
+              line: { color: pts.map((l) => (chosen(l) ? "#1d2125" : "#fff")), width: pts.map((l) => (chosen(l) ? 2 : 1)) } },
+            customdata: pts.map((l) => [l.n, l.diverged, l.failed, chosen(l) ? " · chosen" : "",
+              T.settingLabel(l.lr, l.init_scale), l.stopped_early || 0]),
+            hovertemplate: "<b>" + c.method + "</b> · %{customdata[4]}%{customdata[3]}<br>test acc %{y:.3f}" +
+              "<br>n=%{customdata[0]} · diverged %{customdata[1]} · stopped early %{customdata[5]}" +
+              " · failed %{customdata[2]}<extra></extra>",
+          });
+        }
         const div_ = lrs.filter((l) => l.diverged > 0);
         if (div_.length) {
           traces.push({
             type: "scatter", mode: "markers", name: c.method + " diverged", legendgroup: c.method, visible: visible,
             x: div_.map((l) => l.lr), y: div_.map((l) => (l.test_acc_mean === null ? 0 : l.test_acc_mean)),
             marker: { symbol: "x-thin-open", size: 15, color: color(c.method), line: { width: 2.5, color: color(c.method) } },
-            customdata: div_.map((l) => [l.diverged, l.n + l.failed + l.unfinished]),
-            hovertemplate: "<b>" + c.method + "</b> · lr %{x}<br>%{customdata[0]} diverged<extra></extra>",
+            customdata: div_.map((l) => [l.diverged, T.settingLabel(l.lr, l.init_scale)]),
+            hovertemplate: "<b>" + c.method + "</b> · %{customdata[1]}<br>%{customdata[0]} diverged<extra></extra>",
           });
         }
       }
+      chartNote(div, several ? "init scale: " + scales.map((scale, i) =>
+        SCALE_GLYPHS[i % SCALE_GLYPHS.length] + " " + T.scaleLabel(scale)).join(" · ") +
+        " — the large outlined marker is each method's chosen setting" : "");
       const [depth, width] = key.split("|");
       const title = (depth === "null" ? activation : "depth " + depth + (widthsOf().length > 1 ? " · width " + width : "")) + " · " + activation;
       if (!traces.length) { C.empty(div, title + ": no results yet"); continue; }
@@ -457,6 +521,7 @@
     fillActivations();
     fillCells();
     drawComparison();
+    drawTables();
     drawHeatmaps();
     drawLR();
     drawCell();
