@@ -29,6 +29,10 @@ class DatasetInfo:
     num_classes: int
     shipped: bool  # True: comes inside an installed package, no data directory needed
     files: tuple[str, ...] = ()  # files expected under $LCW_DATA_DIR/<name>/ for the others
+    # Default of TrialConfig.augment: random 32x32 crops of the 4-pixel zero-padded image and
+    # horizontal flips of training batches (lcw.augment), the standard CIFAR recipe. Off for
+    # digits, whose flips are other symbols, and for the shipped sets the tests pin.
+    augment: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,21 @@ LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
+# Hidden-layer bias: "default" is each method's (MethodInfo.bias); "none" removes it from the
+# methods that have one (plain, wn, cwn), an ablation that matches lcw's bias-free layers.
+BIAS_MODES: tuple[str, ...] = ("default", "none")
+
+
+def hidden_bias(method: str, mode: str = "default") -> bool:
+    """Whether `method`'s hidden layers carry a bias under bias mode `mode`."""
+    if mode not in BIAS_MODES:
+        raise ValueError(f"bias: {mode!r} is not one of {choices(BIAS_MODES)}")
+    return METHODS[method].bias and mode == "default"
+
+# "none" removes the per-neuron bias of hidden layers from the methods that have one (plain,
+# wn, cwn): an ablation, since lcw has none.
+BIAS_MODES: tuple[str, ...] = ("default", "none")
+
 _IDX_MNIST = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -98,6 +117,7 @@ DATASETS: dict[str, DatasetInfo] = {
             10,
             False,
             ("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"),
+            augment=True,
         ),
         DatasetInfo(
             "cifar100",
@@ -106,6 +126,7 @@ DATASETS: dict[str, DatasetInfo] = {
             100,
             False,
             ("cifar-100-python/train", "cifar-100-python/test"),
+            augment=True,
         ),
     )
 }

@@ -26,6 +26,10 @@ class OptimizerConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW only
+    # False: weight_decay applies to the weight matrices / filters of linear maps only (the
+    # classifier's included), not to normalization scales and shifts, biases or weight-norm
+    # scales g, the common recipe; True: to every parameter (torch's default).
+    decay_norm_and_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in catalog.OPTIMIZERS:
@@ -38,6 +42,10 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.weight_decay: {self.weight_decay} must be >= 0")
         if self.nesterov and self.momentum == 0.0:
             raise ConfigError("optimizer.nesterov: needs momentum > 0")
+        if not isinstance(self.decay_norm_and_bias, bool):
+            raise ConfigError(
+                f"optimizer.decay_norm_and_bias: {self.decay_norm_and_bias!r} must be true or false"
+            )
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
 
@@ -55,8 +63,16 @@ class TrialConfig:
     seed: int = 0
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     lr_schedule: str = "constant"
-    # None: the method's documented init gain; a number overrides it (std = gain / sqrt(fan_in)).
+    # None: the activation's default gain (lcw.init, one principle for every method); a number
+    # replaces it (std = gain / sqrt(fan_in)).
     gain: float | None = None
+    # Multiplies the init std of every hidden layer, on top of the default gain or `gain` (the
+    # classifier head keeps std 1/sqrt(fan_in)): studies tune it like the learning rate.
+    init_scale: float = 1.0
+    bias: str = "default"  # "none": no hidden bias for plain, wn, cwn either (catalog.BIAS_MODES)
+    # Training-batch augmentation (crop + flip, lcw.augment). None: the dataset's default
+    # (catalog.DatasetInfo.augment: on for cifar10/cifar100), resolved on construction.
+    augment: bool | None = None
     lcw_impl: str = "projection"  # exact and nearly free; "basis" is the paper's parameterization
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
     precision: str = "fp32"  # "bf16": autocast the forward pass to bfloat16 (weights stay fp32)
@@ -78,6 +94,7 @@ class TrialConfig:
         _one_of("lr_schedule", self.lr_schedule, catalog.LR_SCHEDULES)
         _one_of("lcw_impl", self.lcw_impl, catalog.LCW_IMPLEMENTATIONS)
         _one_of("precision", self.precision, catalog.PRECISIONS)
+        _one_of("bias", self.bias, catalog.BIAS_MODES)
         if not catalog.model_accepts(self.model, self.dataset):
             shape = catalog.DATASETS[self.dataset].input_shape
             raise ConfigError(
@@ -95,8 +112,14 @@ class TrialConfig:
             _int_range("train_limit", self.train_limit, 1, 1 << 31)
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr: {self.lr!r} must be a finite number > 0")
-        if self.gain is not None and not (math.isfinite(self.gain) and self.gain > 0):
+        if self.gain is not None and not (_is_number(self.gain) and self.gain > 0):
             raise ConfigError(f"gain: {self.gain!r} must be a finite number > 0 or null")
+        if not (_is_number(self.init_scale) and self.init_scale > 0):
+            raise ConfigError(f"init_scale: {self.init_scale!r} must be a finite number > 0")
+        if self.augment is None:
+            object.__setattr__(self, "augment", catalog.DATASETS[self.dataset].augment)
+        elif not isinstance(self.augment, bool):
+            raise ConfigError(f"augment: {self.augment!r} must be true, false or null")
         if not (math.isfinite(self.divergence_factor) and self.divergence_factor > 1):
             raise ConfigError(f"divergence_factor: {self.divergence_factor} must be > 1")
         dev = self.device
@@ -129,6 +152,13 @@ class TrialConfig:
         else:
             raise ConfigError("optimizer: must be an object")
         return cls(optimizer=opt_cfg, **data)
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (bool excluded: JSON true is not a number)."""
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    )
 
 
 def _one_of(name: str, value: object, allowed: Any) -> None:

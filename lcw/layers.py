@@ -1,284 +1,66 @@
 """LCW layers (drop-in ``nn.Linear`` / ``nn.Conv2d``), the baselines' layers, and their inits.
 
-Source: Kutsuna, "Linearly Constrained Weights: Reducing Activation Shift for Faster Training of
-Neural Networks", ECCV 2018. Every output unit's weight row (for a convolution the flattened
-in_channels x kh x kw filter) is kept in the zero-sum subspace {w : w . 1 = 0}.
+Source: T. Kutsuna, "Linearly Constrained Weights: Reducing Activation Shift for Faster Training
+of Neural Networks", ECML PKDD 2019, LNCS 11906 (Springer, 2020), doi
+10.1007/978-3-030-46147-8_16. Every output unit's weight row (for a convolution the flattened
+in_channels x kh x kw filter) is kept in the zero-sum subspace {w : w . 1 = 0}
+(``lcw.zero_sum``).
 
 Three exact implementations, one switch (``impl=``):
 
 * ``projection`` (default): the weight itself is the parameter. It is projected at init, each
   gradient row is projected to zero mean before the optimizer step (skipped for SGD, where it
-  changes nothing, see ``_linear_in_gradient``), and the weight is projected again after every
-  step (global optimizer hooks). Same weight trajectory as ``centering`` for every optimizer,
-  and nearly free: no reparameterization in the forward pass.
+  changes nothing), and the weight is projected again after every step (global optimizer
+  hooks). Nearly free: no reparameterization in the forward pass.
 * ``centering``: w = v - mean(v) at forward time (a parametrization).
 * ``basis``: the paper's w = B v with B an m x (m-1) orthonormal basis of the zero-sum subspace,
   in closed form B = [I - c 1 1^T ; -(1/sqrt m) 1^T], c = (1 - 1/sqrt m) / (m - 1). B is never
-  materialized: B v and B^T g are O(m) per row. Same trajectory as the others under SGD (with
-  momentum and weight decay); under Adam it differs, since Adam is not rotation-invariant.
+  materialized: B v and B^T g are O(m) per row.
 
-Initialization (documented per method in ``init_gain``): std = gain / sqrt(fan_in), a standard
-normal draw scaled by it, then projected for constrained methods (which use fan_in - 1, the
-degrees of freedom of a zero-sum row, see ``zero_sum_dof``). LCW gains are variance
-preserving *for zero-mean inputs*, which LCW guarantees: sigmoid 4 (1/sigmoid'(0)), tanh 1
-(1/tanh'(0)), relu sqrt(2), leaky_relu sqrt(2/(1+0.01^2)), gelu 1/sqrt(E[gelu(x)^2]) = 1.534
-(x ~ N(0,1), the same second-moment argument that gives relu sqrt(2)). Baselines get PyTorch's
-``calculate_gain`` for the activation (gelu, which it lacks, uses relu's), never a weakened init.
+Same trajectory of w or not (tested in ``tests/lcw/test_layers.py``):
+
+* all three under SGD with momentum, nesterov and weight decay (the update is linear in the
+  gradient and in the weight, and commutes with the projection P);
+* ``projection`` = ``centering`` under AdamW and under Adam without weight decay; ``basis``
+  differs under both (Adam's per-coordinate normalization is not rotation-invariant);
+* ``projection`` != ``centering`` under Adam with (coupled) weight decay: the L2 term is added to
+  the gradient before Adam's normalization, and for centering it is wd * v, where v's row-mean
+  component, invisible in w = v - mean(v), grows under Adam's per-coordinate steps (which do
+  not keep v zero-sum) and feeds m and v; projection decays w itself (measured ~11% apart
+  after 100 steps at wd 1e-2).
+
+Initialization: std = gain / sqrt(fan_in), a standard normal draw scaled by it (the gain and its
+reason per activation: ``lcw.init``, the same for every method), then projected for
+constrained methods, which use fan_in - 1, the degrees of freedom of a zero-sum row
+(``zero_sum_dof``). ``init_scale`` multiplies the std of every hidden layer.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch.optim.optimizer import (
-    register_optimizer_step_post_hook,
-    register_optimizer_step_pre_hook,
-)
 
 from lcw import catalog
-
-LEAKY_SLOPE = 0.01
-GELU_GAIN = 1.0 / math.sqrt(0.4252215)  # 1/sqrt(E[gelu(x)^2]), x ~ N(0,1), by quadrature
-
-# Variance-preserving gains for constrained (zero-mean-input) layers.
-LCW_GAINS: dict[str, float] = {
-    "sigmoid": 4.0,
-    "tanh": 1.0,
-    "relu": math.sqrt(2.0),
-    "leaky_relu": math.sqrt(2.0 / (1.0 + LEAKY_SLOPE**2)),
-    "gelu": GELU_GAIN,
-}
-
-
-def baseline_gain(activation: str) -> float:
-    """PyTorch's standard gain for `activation` (gelu: relu's, which calculate_gain lacks)."""
-    if activation == "gelu":
-        return nn.init.calculate_gain("relu")
-    if activation == "leaky_relu":
-        return nn.init.calculate_gain("leaky_relu", LEAKY_SLOPE)
-    return nn.init.calculate_gain(activation)  # type: ignore[arg-type]
-
-
-def init_gain(method: str, activation: str, override: float | None = None) -> float:
-    """The init gain of `method`'s hidden layers: std(w) = gain / sqrt(fan_in).
-
-    lcw, bn_lcw and cwn (zero-sum rows) use ``LCW_GAINS``; plain, bn, wn and ln use
-    ``baseline_gain``. A spec's `gain` overrides either.
-    """
-    if override is not None:
-        return float(override)
-    if catalog.METHODS[method].constrained:
-        return LCW_GAINS[activation]
-    return baseline_gain(activation)
-
-
-# ---------------------------------------------------------------- zero-sum subspace helpers
-
-
-def _rows(t: Tensor) -> Tensor:
-    """View a weight as (out, fan_in) rows."""
-    return t.reshape(t.shape[0], -1)
-
-
-def zero_sum_dof(w: Tensor) -> int:
-    """Degrees of freedom of one zero-sum row: fan_in - 1.
-
-    A projected N(0, std^2) row has E|w|^2 = (fan_in - 1) std^2, so constrained layers draw with
-    std = gain / sqrt(fan_in - 1) to get E|w|^2 = gain^2, exactly what an unconstrained layer
-    gets from std = gain / sqrt(fan_in). The difference compounds with depth (50 layers of width
-    100 lose 40% of the signal variance without it).
-    """
-    return _rows(w).shape[1] - 1
-
-
-def project_rows_(w: Tensor) -> Tensor:
-    """Project every row of `w` (any shape, rows along dim 0) onto sum = 0, in place."""
-    r = _rows(w)
-    r.sub_(r.mean(dim=1, keepdim=True))
-    return w
-
-
-def zero_sum_basis(m: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
-    """The closed-form m x (m-1) orthonormal basis B of {w in R^m : w . 1 = 0} (materialized).
-
-    For tests and inspection only; the layers apply B without building it.
-    """
-    if m < 2:
-        raise ValueError(f"m: a zero-sum basis needs m >= 2, got {m}")
-    c = (1.0 - 1.0 / math.sqrt(m)) / (m - 1)
-    top = torch.eye(m - 1, dtype=dtype) - c
-    bottom = torch.full((1, m - 1), -1.0 / math.sqrt(m), dtype=dtype)
-    return torch.cat([top, bottom], dim=0)
-
-
-def basis_apply(v: Tensor) -> Tensor:
-    """B v for each row of v (out, m-1) -> (out, m), O(m) per row."""
-    m = v.shape[1] + 1
-    c = (1.0 - 1.0 / math.sqrt(m)) / (m - 1)
-    s = v.sum(dim=1, keepdim=True)
-    return torch.cat([v - c * s, -s / math.sqrt(m)], dim=1)
-
-
-def basis_apply_t(w: Tensor) -> Tensor:
-    """B^T w for each row of w (out, m) -> (out, m-1)."""
-    m = w.shape[1]
-    c = (1.0 - 1.0 / math.sqrt(m)) / (m - 1)
-    head, last = w[:, :-1], w[:, -1:]
-    return head - c * head.sum(dim=1, keepdim=True) - last / math.sqrt(m)
-
-
-class _Centering(nn.Module):
-    """Parametrization w = v - mean(v) per row."""
-
-    def forward(self, v: Tensor) -> Tensor:
-        r = _rows(v)
-        return (r - r.mean(dim=1, keepdim=True)).view_as(v)
-
-    def right_inverse(self, w: Tensor) -> Tensor:
-        return w
-
-
-class _Basis(nn.Module):
-    """Parametrization w = B v with v of shape (out, fan_in - 1)."""
-
-    def __init__(self, shape: torch.Size) -> None:
-        super().__init__()
-        self.shape = tuple(shape)
-
-    def forward(self, v: Tensor) -> Tensor:
-        return basis_apply(v).view(self.shape)
-
-    def right_inverse(self, w: Tensor) -> Tensor:
-        return basis_apply_t(_rows(w))
-
-
-class _CenteredWeightNorm(nn.Module):
-    """Parametrization w = g (v - mean v) / |v - mean v| per row (Huang et al., 2017)."""
-
-    def forward(self, g: Tensor, v: Tensor) -> Tensor:
-        r = _rows(v)
-        c = r - r.mean(dim=1, keepdim=True)
-        return (g * c / c.norm(dim=1, keepdim=True).clamp_min(1e-12)).view_as(v)
-
-    def right_inverse(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        r = _rows(w)
-        return r.norm(dim=1, keepdim=True), w
-
-
-# Projected parameters are kept in the subspace by two global optimizer hooks, whatever the
-# optimizer: gradient rows are projected before the step and the weight after it.
-#
-# For SGD (momentum, nesterov, weight decay) the first is skipped: its update is linear in the
-# gradient and the weight is already zero-sum, so P(w - lr d) = w - lr P d, and projecting after
-# the step gives exactly the projected-gradient trajectory (= centering = basis under SGD). For
-# Adam-like optimizers, which are not linear in the gradient, the gradient must be projected
-# first to match centering. Optimizers may declare ``linear_in_gradient = True`` to opt in.
-# (Global hooks instead of per-parameter autograd hooks: one Python call a step, not one per
-# layer, which is what keeps the constraint nearly free.)
-_PROJECTED_ATTR = "_lcw_zero_sum"
-
-
-def _projected_params(optimizer: torch.optim.Optimizer) -> list[Tensor]:
-    return [
-        p for group in optimizer.param_groups for p in group["params"]
-        if getattr(p, _PROJECTED_ATTR, False)
-    ]  # fmt: skip
-
-
-def _linear_in_gradient(optimizer: torch.optim.Optimizer) -> bool:
-    return isinstance(optimizer, torch.optim.SGD) or getattr(optimizer, "linear_in_gradient", False)
-
-
-def _project_grads_before_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-    if _linear_in_gradient(optimizer):
-        return
-    with torch.no_grad():
-        project_all_([p.grad for p in _projected_params(optimizer) if p.grad is not None])
-
-
-def project_all_(tensors: list[Tensor]) -> None:
-    """Project the rows of many tensors in place; same-shaped ones in one batched pass."""
-    groups: dict[tuple[Any, ...], list[Tensor]] = {}
-    for t in tensors:
-        r = _rows(t.data)
-        groups.setdefault((r.shape, r.dtype, r.device), []).append(r)
-    for rows in groups.values():
-        if len(rows) == 1:
-            project_rows_(rows[0])
-            continue
-        means = torch.stack(rows).mean(dim=2, keepdim=True)  # (L, out, 1)
-        torch._foreach_sub_(rows, list(means.unbind(0)))
-
-
-class _ProjectionPlan:
-    """An optimizer's projected weights, consolidated by shape into contiguous buffers.
-
-    Same-shaped weights are moved (once) into one (L, out, fan_in) buffer and the parameters
-    become views of it, so the projection after each step is two tensor ops per shape group
-    instead of two per layer. The plan is rebuilt whenever the optimizer's parameter lists or
-    any weight's storage change (``model.to(device)``, ``load_state_dict`` into new storage).
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.signature = self._signature(optimizer)
-        self.params = _projected_params(optimizer)
-        self.buffers: list[Tensor] = []
-        groups: dict[tuple[Any, ...], list[Tensor]] = {}
-        for p in self.params:
-            groups.setdefault((_rows(p.data).shape, p.dtype, p.device), []).append(p)
-        for members in groups.values():
-            if len(members) == 1:
-                self.buffers.append(_rows(members[0].data))
-                continue
-            buf = torch.stack([_rows(p.data) for p in members])  # (L, out, fan_in)
-            for i, p in enumerate(members):
-                p.data = buf[i].view(p.shape)
-            self.buffers.append(buf)
-        self.ptrs = [p.data_ptr() for p in self.params]
-
-    @staticmethod
-    def _signature(optimizer: torch.optim.Optimizer) -> tuple[tuple[int, int], ...]:
-        return tuple((id(g["params"]), len(g["params"])) for g in optimizer.param_groups)
-
-    def valid_for(self, optimizer: torch.optim.Optimizer) -> bool:
-        return self.signature == self._signature(optimizer) and all(
-            p.data_ptr() == ptr for p, ptr in zip(self.params, self.ptrs, strict=True)
-        )
-
-    def project(self) -> None:
-        for buf in self.buffers:
-            buf.sub_(buf.mean(dim=-1, keepdim=True))
-
-
-_PLANS: weakref.WeakKeyDictionary[torch.optim.Optimizer, _ProjectionPlan] = (
-    weakref.WeakKeyDictionary()
+from lcw.init import LEAKY_SLOPE, init_gain
+from lcw.zero_sum import (
+    _PROJECTED_ATTR,
+    _Basis,
+    _CenteredWeightNorm,
+    _Centering,
+    _rows,
+    basis_apply,
+    basis_apply_t,
+    project_all_,
+    project_rows_,
+    reproject_,
+    zero_sum_basis,
+    zero_sum_dof,
 )
-
-
-def _reproject_after_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-    plan = _PLANS.get(optimizer)
-    if plan is None or not plan.valid_for(optimizer):
-        plan = _PLANS[optimizer] = _ProjectionPlan(optimizer)
-    with torch.no_grad():
-        plan.project()
-
-
-_HOOK_HANDLES = (
-    register_optimizer_step_pre_hook(_project_grads_before_step),
-    register_optimizer_step_post_hook(_reproject_after_step),
-)
-
-
-def reproject_(module: nn.Module) -> None:
-    """Project every projection-LCW weight in `module` again (after manual edits of weights)."""
-    with torch.no_grad():
-        project_all_([p for p in module.parameters() if getattr(p, _PROJECTED_ATTR, False)])
 
 
 # ---------------------------------------------------------------- layers
@@ -290,6 +72,7 @@ class _ZeroSumMixin:
     impl: str
     activation: str
     gain: float | None
+    init_scale: float
     weight: Any
     bias: Any
 
@@ -311,9 +94,10 @@ class _ZeroSumMixin:
             parametrize.register_parametrization(module, "weight", _Basis(self.weight.shape))
 
     def reset_lcw(self, generator: torch.Generator | None = None) -> None:
-        """Draw std * N(0, 1), std = LCW gain / sqrt(fan_in - 1), project, zero the bias."""
+        """Draw std * N(0, 1), std = gain x init_scale / sqrt(fan_in - 1), project, zero bias."""
         shape = self.weight.shape
-        std = init_gain("lcw", self.activation, self.gain) / math.sqrt(zero_sum_dof(self.weight))
+        gain = init_gain("lcw", self.activation, self.gain, self.init_scale)
+        std = gain / math.sqrt(zero_sum_dof(self.weight))
         w = torch.randn(shape, generator=generator, dtype=torch.float64) * std
         set_weight(self, project_rows_(w))  # type: ignore[arg-type]
         if self.bias is not None:
@@ -324,8 +108,9 @@ class _ZeroSumMixin:
 class LCWLinear(_ZeroSumMixin, nn.Linear):
     """``nn.Linear`` whose every output unit's weight row sums to zero (see module docstring).
 
-    `activation` picks the variance-preserving init (sigmoid: std 4/sqrt(fan_in)); `gain`
-    overrides it. ``layer.weight`` is always the effective (out, in) weight.
+    `activation` picks the default gain (``lcw.init``; sigmoid: std 4/sqrt(fan_in - 1)); `gain`
+    replaces it and `init_scale` multiplies it. ``layer.weight`` is always the effective
+    (out, in) weight.
     """
 
     def __init__(
@@ -339,9 +124,10 @@ class LCWLinear(_ZeroSumMixin, nn.Linear):
         impl: str = "projection",
         activation: str = "sigmoid",
         gain: float | None = None,
+        init_scale: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.activation, self.gain = activation, gain
+        self.activation, self.gain, self.init_scale = activation, gain, init_scale
         nn.Linear.__init__(self, in_features, out_features, bias, device, dtype)
         self.reset_lcw(generator)
         self._setup_constraint(impl)
@@ -371,9 +157,10 @@ class LCWConv2d(_ZeroSumMixin, nn.Conv2d):
         impl: str = "projection",
         activation: str = "relu",
         gain: float | None = None,
+        init_scale: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.activation, self.gain = activation, gain
+        self.activation, self.gain, self.init_scale = activation, gain, init_scale
         nn.Conv2d.__init__(
             self,
             in_channels,
@@ -438,30 +225,32 @@ def make_linear_map(
     conv: bool,
     activation: str,
     gain: float | None = None,
+    init_scale: float = 1.0,
+    bias: str = "default",
     impl: str = "projection",
     generator: torch.Generator | None = None,
 ) -> nn.Module:
     """The linear part of one hidden block of `method`, initialized (paired draw via generator).
 
     Every method draws the same N(0, 1) tensor for a given generator state, so methods that
-    share a seed start from the same draw, scaled by their own gain (and projected if
-    constrained): plain/bn/ln std = baseline gain / sqrt(fan_in); lcw/bn_lcw projected with the
-    LCW gain; wn starts at exactly the plain init (g = |v|); cwn at exactly the lcw init.
+    share a seed start from the same draw, scaled by the same gain x `init_scale` (``lcw.init``)
+    over sqrt(fan_in), or over sqrt(fan_in - 1) and projected for constrained methods: wn starts
+    at exactly the plain init (g = |v|), cwn at exactly the lcw init. `bias` "none" drops the
+    hidden bias of the methods that have one (``catalog.hidden_bias``).
     """
     info = catalog.METHODS[method]
-    bias = info.bias  # see MethodInfo.bias for why lcw and normalized methods have none
-    std_gain = init_gain(method, activation, gain)
+    std_gain = init_gain(method, activation, gain, init_scale)
     layer: nn.Module
-    kwargs: dict[str, Any] = {"bias": bias}
+    kwargs: dict[str, Any] = {"bias": catalog.hidden_bias(method, bias)}
     if conv:
         kwargs.update(kernel_size=3, padding=1)
     if method in ("lcw", "bn_lcw"):
         cls_lcw: Any = LCWConv2d if conv else LCWLinear
         # The layer's own init is the paired draw: the same N(0, 1) tensor from `generator`,
-        # scaled by the LCW gain over sqrt(fan_in - 1) and projected (reset_lcw).
+        # scaled by the gain over sqrt(fan_in - 1) and projected (reset_lcw).
         layer = cls_lcw(
             in_features, out_features, impl=impl, activation=activation, gain=gain,
-            generator=generator, **kwargs,
+            init_scale=init_scale, generator=generator, **kwargs,
         )  # fmt: skip
     else:
         cls: Any = nn.Conv2d if conv else nn.Linear
@@ -515,6 +304,16 @@ class Block(nn.Module):
         return self.act(self.norm(self.linear(x)))
 
 
+def is_zero_sum(module: nn.Module) -> bool:
+    """Whether `module`'s effective weight rows are kept summing to zero (lcw, bn_lcw, cwn)."""
+    if isinstance(module, _ZeroSumMixin):
+        return True
+    if not parametrize.is_parametrized(module, "weight"):
+        return False
+    plist: Any = getattr(module, "parametrizations")  # noqa: B009 (set by parametrize)
+    return any(isinstance(p, _CenteredWeightNorm) for p in plist["weight"])
+
+
 def effective_weight(module: nn.Module) -> Tensor:
     """The weight the forward pass uses (parametrizations applied)."""
     w = module.weight
@@ -523,18 +322,22 @@ def effective_weight(module: nn.Module) -> Tensor:
 
 
 __all__ = [
-    "LCW_GAINS",
+    "LEAKY_SLOPE",
     "Block",
     "LCWConv2d",
     "LCWLinear",
-    "baseline_gain",
+    "basis_apply",
+    "basis_apply_t",
     "effective_weight",
     "get_act_layer",
     "init_gain",
+    "is_zero_sum",
     "make_linear_map",
     "make_norm",
+    "project_all_",
     "project_rows_",
     "reproject_",
     "set_weight",
     "zero_sum_basis",
+    "zero_sum_dof",
 ]

@@ -39,6 +39,7 @@ _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _NODES = 200  # Gauss-Legendre nodes on [0, 12 sd]; the tail beyond 12 sd is below 1e-32
 _TAIL = 12.0
 _Q_MIN, _Q_MAX = 1e-12, 1e12  # q below / above these counts as the limit 0 / infinity
+_MARGINAL = 1e-13  # |map(q) - q| / q below this is a fixed point (the rule's rounding is ~1e-15)
 
 Fn = Callable[[np.ndarray], np.ndarray]
 
@@ -48,7 +49,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 + 0.5 * np.tanh(0.5 * x)  # exact identity, overflow-free
+    return 0.5 + 0.5 * np.tanh(0.5 * x)  # the identity sigmoid(x) = (1 + tanh(x/2)) / 2
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -59,16 +60,19 @@ def _gelu_prime(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + _erf(x * _SQRT1_2)) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
 
 
-# activation -> (f, f'); f' of relu / leaky_relu at exactly 0 never enters (no node at 0).
-ACTIVATION_FNS: dict[str, tuple[Fn, Fn]] = {
-    "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1.0 - _sigmoid(x))),
-    "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
-    "relu": (lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float)),
+# activation -> (f - f(0), f(0), f'). Carrying f(0) apart keeps sigmoid's small variations
+# exact at small q (0.5 + 1e-6 would round them to 1e-10 relative); f' of relu / leaky_relu at
+# exactly 0 never enters (the rule has no node at 0).
+ACTIVATION_FNS: dict[str, tuple[Fn, float, Fn]] = {
+    "sigmoid": (lambda x: 0.5 * np.tanh(0.5 * x), 0.5, lambda x: _sigmoid(x) * _sigmoid(-x)),
+    "tanh": (np.tanh, 0.0, lambda x: 1.0 - np.tanh(x) ** 2),
+    "relu": (lambda x: np.maximum(x, 0.0), 0.0, lambda x: (x > 0).astype(float)),
     "leaky_relu": (
         lambda x: np.where(x > 0, x, LEAKY_SLOPE * x),
+        0.0,
         lambda x: np.where(x > 0, 1.0, LEAKY_SLOPE),
     ),
-    "gelu": (_gelu, _gelu_prime),
+    "gelu": (_gelu, 0.0, _gelu_prime),
 }
 
 
@@ -87,7 +91,7 @@ def expect(h: Fn, q: float) -> float:
     return float(np.sum(w * (h(s) + h(-s))))
 
 
-def _fns(activation: str) -> tuple[Fn, Fn]:
+def _fns(activation: str) -> tuple[Fn, float, Fn]:
     if activation not in ACTIVATION_FNS:
         allowed = ", ".join(f"'{a}'" for a in ACTIVATION_FNS)
         raise ValueError(f"activation: {activation!r} is not one of {allowed}")
@@ -96,11 +100,12 @@ def _fns(activation: str) -> tuple[Fn, Fn]:
 
 def moments(activation: str, q: float) -> dict[str, float]:
     """E f, E f^2, Var f and E f'^2 of `activation` at z ~ N(0, q)."""
-    f, fp = _fns(activation)
+    fc, f0, fp = _fns(activation)
     q = min(max(q, _Q_MIN), _Q_MAX)
-    mean, second = expect(f, q), expect(lambda x: f(x) ** 2, q)
-    return {"mean": mean, "second": second, "var": second - mean**2,
-            "slope2": expect(lambda x: fp(x) ** 2, q)}  # fmt: skip
+    # Var f from f - f(0): sigmoid's E f^2 - (E f)^2 = (1/4 + q/16) - 1/4 would cancel.
+    shifted, shifted2 = expect(fc, q), expect(lambda x: fc(x) ** 2, q)
+    return {"mean": f0 + shifted, "second": shifted2 + 2 * f0 * shifted + f0**2,
+            "var": shifted2 - shifted**2, "slope2": expect(lambda x: fp(x) ** 2, q)}  # fmt: skip
 
 
 def forward_map(activation: str, gain: float, zero_sum: bool, q: float) -> float:
@@ -113,10 +118,12 @@ def forward_fixed_point(activation: str, gain: float, zero_sum: bool, q0: float 
     """The q that q_{l+1} = forward_map(q_l) settles into from q0 (0.0: decays; inf: grows).
 
     The map is increasing in q for these activations, so the sequence is monotone and stops at
-    the first fixed point it meets: searched on a log grid from q0 and refined by bisection.
+    the first fixed point it meets: searched on a log grid from q0 and refined by bisection. A
+    map that equals q to rounding at q0 (relu, leaky_relu at their gains: every q is fixed)
+    returns q0.
     """
     h0 = forward_map(activation, gain, zero_sum, q0) - q0
-    if h0 == 0.0:
+    if abs(h0) <= _MARGINAL * q0:  # every q is a fixed point (relu at sqrt 2) or q0 is one
         return q0
     down = h0 < 0.0
     grid = q0 * 10.0 ** (np.arange(1, 241) * (-0.1 if down else 0.1))  # 24 decades

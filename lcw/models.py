@@ -1,9 +1,10 @@
 """Model builders by registry name: ``mlp`` and VGG-11/16/19 for 32x32 inputs.
 
 Every hidden layer (MLP: each Linear; VGG: each 3x3 conv) is a ``Block`` built by the method's
-factories in ``lcw.layers``; the classifier is a plain linear layer (std 1/sqrt(fan_in), zero
-bias) for every method. VGG layouts follow Simonyan & Zisserman (2015) with the CIFAR-style head
-(one linear layer on the 512 x 1 x 1 feature map) used by most 32x32 reproductions.
+factories in ``lcw.layers`` (init: ``lcw.init``, scaled by ``init_scale``); the classifier is a
+plain linear layer (std 1/sqrt(fan_in), zero bias, never scaled) for every method. VGG layouts
+follow Simonyan & Zisserman (2015) with the CIFAR-style head (one linear layer on the
+512 x 1 x 1 feature map) used by most 32x32 reproductions.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def build_model(
     def make(fan_in: int, out: int, conv: bool) -> tuple[nn.Module, nn.Module]:
         linear = make_linear_map(
             cfg.method, fan_in, out, conv=conv, activation=cfg.activation, gain=cfg.gain,
-            impl=cfg.lcw_impl, generator=gen,
+            init_scale=cfg.init_scale, bias=cfg.bias, impl=cfg.lcw_impl, generator=gen,
         )  # fmt: skip
         return linear, make_norm(cfg.method, out, conv=conv)
 

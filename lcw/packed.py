@@ -8,13 +8,15 @@ axis, activations laid out as (B, K * features):
   own rows; a conv layer is a grouped ``nn.Conv2d`` with ``groups=K`` (the same row layout);
 * batch norm over K * out channels is per-member batch norm; layer norm is ``GroupNorm(K, .)``
   (each member's units form one group);
-* ``PackedSGD`` / ``PackedAdam`` follow ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` exactly, with a
-  per-member learning rate and a per-member active mask (a diverged or stopped member is frozen
-  without disturbing the others).
+* ``PackedSGD`` / ``PackedAdam`` (``lcw.optim``, re-exported here) follow ``torch.optim.SGD`` /
+  ``Adam`` / ``AdamW`` exactly, with a per-member learning rate, a per-member active mask (a
+  diverged or stopped member is frozen without disturbing the others) and the same
+  weight-decay groups as a single trial.
 
 Each member starts from exactly the weights its unpacked trial would draw (its own seed, built by
-``lcw.models.build_model`` and copied in) and sees its own data order, so its loss curve matches
-the trial run alone up to floating-point rounding (tested to 1e-4 relative over 100 steps).
+``lcw.models.build_model`` and copied in), sees its own data order and its own seed's
+augmentation, so its loss curve matches the trial run alone up to floating-point rounding
+(tested to 1e-4 relative over 100 steps).
 """
 
 from __future__ import annotations
@@ -39,12 +41,27 @@ from lcw.layers import (
     set_weight,
 )
 from lcw.models import MODEL_LAYOUTS, Net, build_model
+from lcw.optim import PackedAdam, PackedSGD, build_packed_optimizer
+
+__all__ = [
+    "SHARED_FIELDS",
+    "PackedAdam",
+    "PackedBatchNorm",
+    "PackedLayerNorm",
+    "PackedLinear",
+    "PackedNet",
+    "PackedSGD",
+    "build_packed_model",
+    "build_packed_optimizer",
+    "pack_key",
+    "packed_linear",
+]
 
 # Fields a pack's members must share (everything that shapes the model or the update rule).
 SHARED_FIELDS = (
     "dataset", "model", "method", "activation", "depth", "width", "epochs", "batch_size",
-    "optimizer", "lr_schedule", "gain", "lcw_impl", "device", "precision", "channels_last",
-    "compile", "threads", "diagnostics",
+    "optimizer", "lr_schedule", "gain", "init_scale", "bias", "augment", "lcw_impl", "device",
+    "precision", "channels_last", "compile", "threads", "diagnostics",
     "probe_size", "divergence_factor", "train_limit", "data_dir",
 )  # fmt: skip
 
@@ -104,6 +121,7 @@ class PackedLinear(nn.Module):
     """
 
     member_major = True  # activations are (K, B, features); diagnostics split along dim 0
+    is_linear_map = True  # its weight decays like nn.Linear's (lcw.optim)
 
     def __init__(self, packs: int, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
@@ -185,23 +203,24 @@ class LCWPackedLinear(_ZeroSumMixin, PackedLinear):
 
 
 def _packed_map(cfg: TrialConfig, packs: int, fan_in: int, out: int, *, conv: bool) -> nn.Module:
-    info = catalog.METHODS[cfg.method]
+    # The init here is a placeholder: _copy_members puts in each member's own initial weights.
+    bias = catalog.hidden_bias(cfg.method, cfg.bias)
     layer: nn.Module
     if cfg.method in ("lcw", "bn_lcw"):
         if conv:
             layer = LCWConv2d(
-                packs * fan_in, packs * out, 3, padding=1, groups=packs, bias=info.bias,
+                packs * fan_in, packs * out, 3, padding=1, groups=packs, bias=bias,
                 impl=cfg.lcw_impl, activation=cfg.activation, gain=cfg.gain,
             )  # fmt: skip
         else:
             layer = LCWPackedLinear(
-                packs, fan_in, out, info.bias,
+                packs, fan_in, out, bias,
                 impl=cfg.lcw_impl, activation=cfg.activation, gain=cfg.gain,
             )  # fmt: skip
     elif conv:
-        layer = nn.Conv2d(packs * fan_in, packs * out, 3, padding=1, groups=packs, bias=info.bias)
+        layer = nn.Conv2d(packs * fan_in, packs * out, 3, padding=1, groups=packs, bias=bias)
     else:
-        layer = PackedLinear(packs, fan_in, out, info.bias)
+        layer = PackedLinear(packs, fan_in, out, bias)
     if cfg.method == "wn":
         layer = nn.utils.parametrizations.weight_norm(layer, name="weight", dim=0)
     elif cfg.method == "cwn":
@@ -291,165 +310,3 @@ def _copy_members(net: PackedNet, members: list[Net]) -> None:
                 continue
             packed_state[key] = _cat(s.state_dict()[key] for s in singles_norm)
         b.norm.load_state_dict(packed_state)
-
-
-# ---------------------------------------------------------------- per-member optimizers
-
-
-class _PackedOptimizer(torch.optim.Optimizer):
-    """Base: per-member `lr` (K,) and `active` (K,) tensors; every param's dim 0 is K-major."""
-
-    def __init__(self, params: Iterable[Tensor], *, lr: Tensor, defaults: dict[str, Any]):
-        super().__init__(params, {"lr": float(lr.max()), **defaults})
-        self.packs = len(lr)
-        self.member_lr = lr.clone()  # (K,) the current learning rates (schedules scale them)
-        self.base_lr = lr.clone()
-        self.active = torch.ones(self.packs, dtype=torch.bool, device=lr.device)
-
-    def set_scale(self, scale: float) -> None:
-        """Scale every member's base LR (LR schedules)."""
-        self.member_lr = self.base_lr * scale
-        for g in self.param_groups:
-            g["lr"] = float(self.member_lr.max())
-
-    def _lr(self, p: Tensor) -> Tensor:
-        lr = torch.where(self.active, self.member_lr, torch.zeros_like(self.member_lr))
-        return lr.to(p.dtype).view(self.packs, *([1] * (p.dim() - 1)))
-
-    def _member_grads(self, params: list[Tensor]) -> list[Tensor]:
-        """Each parameter's gradient as (K, n), a frozen member's rows zeroed (in place).
-
-        A frozen member's gradient is zero but may be non-finite (0 * inf in a diverged
-        member's backward); zeroing it keeps its update exactly zero, so its weights stay as
-        they are.
-        """
-        grads = [p.grad.view(self.packs, -1) for p in params if p.grad is not None]
-        if not bool(self.active.all()):
-            frozen = ~self.active.view(self.packs, 1)
-            for g in grads:
-                g.masked_fill_(frozen, 0.0)
-        return grads
-
-
-class PackedSGD(_PackedOptimizer):
-    """``torch.optim.SGD`` (momentum, dampening 0, nesterov, weight decay) per member."""
-
-    linear_in_gradient = True  # lets projected LCW skip the gradient projection (lcw.layers)
-
-    def __init__(
-        self, params: Iterable[Tensor], *, lr: Tensor, momentum: float = 0.0,
-        nesterov: bool = False, weight_decay: float = 0.0,
-    ) -> None:  # fmt: skip
-        defaults = {"momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}
-        super().__init__(params, lr=lr, defaults=defaults)
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        # In place (no fresh (K, n) temporaries: a pack's parameters are K times a trial's, so
-        # each temporary would be a cold allocation of several hundred kilobytes), and one
-        # parameter at a time through every op, so its momentum buffer is still in cache for the
-        # update (the same ops as torch.optim.SGD's per-tensor loop, bitwise).
-        for group in self.param_groups:
-            mu, wd, nesterov = group["momentum"], group["weight_decay"], group["nesterov"]
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            neg_lr = -self._lr(params[0].view(self.packs, -1))  # (K, 1), for every parameter
-            for p, g in zip(params, self._member_grads(params), strict=True):
-                pm, d = p.view(self.packs, -1), g
-                if wd != 0:
-                    d = d.add(pm, alpha=wd)
-                if mu != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = d.clone()
-                    else:
-                        buf.mul_(mu).add_(d)
-                    if not nesterov:
-                        d = buf
-                    elif wd != 0:
-                        d.add_(buf, alpha=mu)  # `d` is this step's temporary
-                    else:
-                        d = d.add(buf, alpha=mu)
-                pm.addcmul_(d, neg_lr)
-
-
-class PackedAdam(_PackedOptimizer):
-    """``torch.optim.Adam`` / ``AdamW`` (decoupled=True) per member."""
-
-    def __init__(
-        self, params: Iterable[Tensor], *, lr: Tensor, betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = False,
-    ) -> None:  # fmt: skip
-        defaults = {
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "decoupled": decoupled,
-        }
-        super().__init__(params, lr=lr, defaults=defaults)
-        # Per-parameter scratch for the update's denominator (not state: never saved or loaded).
-        self._scratch_bufs: dict[Tensor, Tensor] = {}
-
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        # torch.optim.Adam's update, batched over the parameters (torch._foreach_*) and in place
-        # (one temporary per parameter, the denominator, as in torch's).
-        for group in self.param_groups:
-            (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            pm = [p.view(self.packs, -1) for p in params]
-            g = self._member_grads(params)
-            lr = self._lr(pm[0])  # (K, 1): the same for every parameter of the pack
-            if wd != 0:
-                if group["decoupled"]:
-                    torch._foreach_mul_(pm, [1 - lr * wd] * len(pm))
-                else:
-                    g = list(torch._foreach_add(g, pm, alpha=wd))
-            states = [self.state[p] for p in params]
-            for s, x in zip(states, pm, strict=True):
-                if not s:
-                    s["step"] = 0
-                    s["exp_avg"] = torch.zeros_like(x)
-                    s["exp_avg_sq"] = torch.zeros_like(x)
-                s["step"] += 1
-            m = [s["exp_avg"] for s in states]
-            v = [s["exp_avg_sq"] for s in states]
-            torch._foreach_lerp_(m, g, 1 - b1)
-            torch._foreach_mul_(v, b2)
-            torch._foreach_addcmul_(v, g, g, value=1 - b2)
-            steps = [s["step"] for s in states]  # equal unless some steps lacked gradients
-            # denom = sqrt(v) / sqrt(1 - b2^t) + eps, then m / denom, in a scratch buffer kept
-            # between steps (a fresh (K, n) temporary a step costs more than the arithmetic).
-            denom = [self._scratch(p, x) for p, x in zip(params, pm, strict=True)]
-            for vi, di in zip(v, denom, strict=True):
-                torch.sqrt(vi, out=di)
-            torch._foreach_div_(denom, [math.sqrt(1 - b2**t) for t in steps])
-            torch._foreach_add_(denom, eps)
-            for mi, di in zip(m, denom, strict=True):
-                torch.div(mi, di, out=di)
-            step_size = {t: -lr / (1 - b1**t) for t in set(steps)}  # (K, 1) each
-            torch._foreach_addcmul_(pm, denom, [step_size[t] for t in steps])
-
-    def _scratch(self, p: Tensor, like: Tensor) -> Tensor:
-        buf = self._scratch_bufs.get(p)
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-            buf = self._scratch_bufs[p] = torch.empty_like(like)
-        return buf
-
-
-def build_packed_optimizer(
-    configs: list[TrialConfig], params: Iterable[Tensor], device: torch.device
-) -> _PackedOptimizer:
-    o = configs[0].optimizer
-    lr = torch.tensor([c.lr for c in configs], dtype=torch.float64, device=device)
-    if o.name == "sgd":
-        return PackedSGD(
-            params, lr=lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-        )
-    return PackedAdam(
-        params, lr=lr, betas=o.betas, weight_decay=o.weight_decay, decoupled=o.name == "adamw"
-    )

@@ -141,8 +141,8 @@ def cell_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
 
 
 def star(comparison: Comparison) -> str:
-    """"*" when the comparison is significant after the study's adjustment (its adjusted p is
-    below alpha), else "": never from the raw p."""
+    """A comparison's star: "*" when it is significant after the study's adjustment (its
+    adjusted p is below alpha), else "". Never from the raw p."""
     return "*" if comparison.significant else ""
 
 

@@ -118,8 +118,9 @@ class Trial(Base):
         # by status over all studies (/metrics).
         Index("ix_trials_claim", "status", "study_id", "index"),
         Index("ix_trials_lease", "status", "lease_expires_at"),
-        # Store.summary: its GROUP BY (cell, lr, init_scale, status) reads this index alone, never the wide
-        # trial rows; its read of the trials at each cell's best LR seeks (cell_key, lr).
+        # Store.summary: its GROUP BY (cell, lr, init_scale, status) reads this index alone,
+        # never the wide trial rows; its read of the trials at each cell's best setting seeks
+        # (cell_key, lr).
         Index(
             "ix_trials_study_summary",
             "study_id",

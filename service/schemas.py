@@ -8,12 +8,14 @@ registries, positive finite numbers, unique axis values); rules that involve sev
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    PlainValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -25,6 +27,7 @@ from pydantic.config import JsonDict
 
 from lcw import catalog
 from lcw.catalog import choices
+from service.errors import shown
 
 
 def _one_of(allowed: Iterable[str]) -> Callable[[str], str]:
@@ -68,6 +71,44 @@ LearningRate = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 InitScale = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 Depth = Annotated[int, Field(ge=1, le=catalog.MAX_DEPTH)]
 Width = Annotated[int, Field(ge=1, le=65536)]
+
+
+def _gain(value: Any) -> float | dict[str, float] | None:
+    """A gain's shape: null, a number > 0, or a map of names to numbers (the names and values
+    of a map are checked with the study's methods in ``service.spec.check_spec``)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{value!r} must be a finite number > 0 (or a map {{method: gain}})")
+        return float(value)
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        out = {}
+        for key, gain in value.items():
+            if isinstance(gain, bool) or not isinstance(gain, int | float):
+                raise ValueError(f"the gain of {key!r} must be a number, got {shown(gain)}")
+            out[key] = float(gain)
+        return out
+    raise ValueError(f"must be a number > 0 or a map {{method: gain}}, got {shown(value)}")
+
+
+Gain = Annotated[
+    float | dict[str, float] | None,
+    PlainValidator(_gain),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {
+                    "type": "object",
+                    "propertyNames": {"enum": list(catalog.METHODS)},
+                    "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                },
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 def _unique(values: list[Any] | None) -> list[Any] | None:
@@ -188,7 +229,7 @@ class StudyCreate(_Spec):
     lcw_impl: LCWImplName = "projection"
     # None: each method's documented default gain; a number: that gain for every method; a
     # map {method: gain}: per method (methods it leaves out keep their default).
-    gain: PositiveFinite | dict[MethodName, PositiveFinite] | None = None
+    gain: Gain = None
     # "none": no per-neuron bias in plain, wn and cwn hidden layers (lcw has none; an ablation).
     bias: BiasMode = "default"
     # Training-set augmentation (CIFAR: random crop, pad 4, and flip); None: the dataset's

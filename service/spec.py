@@ -152,12 +152,18 @@ def check_spec(spec: StudyCreate, *, max_trials: int) -> None:
             "lr_search.init_scale searches the scale; leave init_scales out",
         )
     if isinstance(spec.gain, dict):
-        for method in spec.gain:
+        for method, gain in spec.gain.items():
+            if method not in catalog.METHODS:
+                raise SpecError(
+                    ("gain", method), f"'{method}' is not one of {choices(list(catalog.METHODS))}"
+                )
             if method not in spec.methods:
                 raise SpecError(
                     ("gain", method),
                     f"'{method}' is not one of the study's methods ({choices(spec.methods)})",
                 )
+            if not (math.isfinite(gain) and gain > 0):
+                raise SpecError(("gain", method), f"{gain!r} must be greater than 0 and finite")
     if not catalog.MODELS[spec.model].uses_depth:
         for field in ("depths", "widths"):
             if getattr(spec, field) is not None:

@@ -74,8 +74,8 @@ from service.models import (
     utcnow,
 )
 from service.schemas import (
-    CellSummary,
     Adjustment,
+    CellSummary,
     Comparison,
     EpochMetricPublic,
     Progress,
@@ -133,8 +133,8 @@ class ClaimedTrial:
     resources: dict[str, Any]  # {"cpu": float, "gpu": float}
     lr_search: dict[str, Any] | None  # the study's lr_search block
     scheduler: dict[str, Any] | None  # the study's scheduler block
-    packing: bool = True
-    seeds: int = 1  # the study's seeds per setting (ASHA judges a setting over all of them)  # the study's packing switch: False, every trial trains alone
+    packing: bool = True  # the study's packing switch: False, every trial trains alone
+    seeds: int = 1  # the study's seeds per setting (ASHA judges a setting over all of them)
 
 
 def _num(value: Any) -> float | None:
@@ -182,7 +182,9 @@ class _GroupSums:
 
     def __init__(self, cell: tuple[str, int | None, int | None, str]) -> None:
         self.cell = cell
-        self.counts = dict.fromkeys(("scored", "tested", "diverged", "stopped", "failed", "open"), 0)
+        self.counts = dict.fromkeys(
+            ("scored", "tested", "diverged", "stopped", "failed", "open"), 0
+        )
         self.vals: list[float] = []
         self.tests: list[float] = []
 

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from service.cli.tables import print_summary, rows_table
 from service.client import (
     DEFAULT_URL,
     TRIAL_STATES,
@@ -30,7 +31,7 @@ from service.client import (
     cell_rows,
     comparison_rows,
 )
-from service.schemas import StudyPublic, SummaryPublic
+from service.schemas import StudyPublic
 
 UrlOption = Annotated[
     str,
@@ -80,69 +81,6 @@ def _client(url: str, token: str | None) -> Iterator[Client]:
     except ClientError as exc:
         _console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
-
-
-def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _ci(ci: list[float] | None) -> str:
-    return "-" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-
-
-def _layout(depth: int | None, width: int | None) -> str:
-    return "-" if depth is None else f"{depth}x{width}"
-
-
-def summary_tables(summary: SummaryPublic) -> list[Table]:
-    """The summary as rich tables: cells at their best LR, then the paired comparisons."""
-    cells = Table(title=f"Study {summary.study_id} ({summary.status}): test accuracy at best LR")
-    for name, justify in (
-        ("activation", "left"),
-        ("depth x width", "right"),
-        ("method", "left"),
-        ("best lr", "right"),
-        ("test acc", "right"),
-        ("std", "right"),
-        ("95% CI", "right"),
-        ("n", "right"),
-        ("diverged", "right"),
-    ):
-        cells.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for cell in summary.cells:
-        cells.add_row(
-            cell.activation,
-            _layout(cell.depth, cell.width),
-            cell.method,
-            _fmt(cell.best_lr, "g"),
-            _fmt(cell.test_acc_mean),
-            _fmt(cell.test_acc_std),
-            _ci(cell.test_acc_ci95),
-            str(cell.n),
-            str(cell.diverged),
-        )
-    tables = [cells]
-    if summary.comparisons:
-        comp = Table(title="Paired differences in test accuracy (same seeds)")
-        for name in ("activation", "depth x width", "method - baseline", "n", "mean diff"):
-            comp.add_column(name, justify="left" if name[0] in "am" else "right")
-        comp.add_column("95% CI", justify="right")
-        comp.add_column("p", justify="right")
-        for c in summary.comparisons:
-            diff = _fmt(c.mean_diff, "+.3f")
-            if c.mean_diff is not None and c.ci95 and (c.ci95[0] > 0 or c.ci95[1] < 0):
-                diff = f"[bold {'green' if c.mean_diff > 0 else 'red'}]{diff}[/]"
-            comp.add_row(
-                c.activation,
-                _layout(c.depth, c.width),
-                f"{c.method} - {c.baseline}",
-                str(c.n),
-                diff,
-                _ci(c.ci95),
-                _fmt(c.p_value, ".3g"),
-            )
-        tables.append(comp)
-    return tables
 
 
 def _study_table(study: StudyPublic) -> Table:
@@ -202,27 +140,6 @@ class _ProgressView:
             self.progress.update(task, completed=count, visible=visible)
 
 
-def summary_notes(summary: SummaryPublic) -> list[str]:
-    """Why a CI or p-value is missing (too few seeds...), each distinct note once."""
-    notes: dict[str, None] = {}
-    for cell in summary.cells:
-        if cell.ci95_note:
-            notes[f"95% CI: {cell.ci95_note}"] = None
-    for c in summary.comparisons:
-        if c.ci95_note:
-            notes[f"95% CI: {c.ci95_note}"] = None
-        if c.p_value_note:
-            notes[f"p: {c.p_value_note}"] = None
-    return list(notes)
-
-
-def _print_summary(out: Console, summary: SummaryPublic) -> None:
-    for table in summary_tables(summary):
-        out.print(table)
-    for note in summary_notes(summary):
-        out.print(f"[dim]{note}[/]", soft_wrap=True)
-
-
 def submit_command(
     spec: Annotated[
         Path,
@@ -275,7 +192,7 @@ def submit_command(
             raise typer.Exit(130) from None
         style = _STUDY_STYLE.get(study.status, "")
         out.print(f"study {study.id} [{style}]{study.status}[/]")
-        _print_summary(out, api.summary(study.id))
+        print_summary(out, api.summary(study.id))
     if study.status != "completed":
         raise typer.Exit(1)
 
@@ -348,10 +265,12 @@ def results_command(
         typer.Option("--format", "-f", help="table: rich tables; csv / json: machine-readable."),
     ] = "table",
     per: Annotated[
-        Literal["cell", "trial", "epoch"],
+        Literal["cell", "comparison", "trial", "epoch"],
         typer.Option(
-            help="Rows: cell (best LR per method x depth x width x activation: the summary), "
-            "trial (final metrics of each trial), epoch (every epoch of every trial)."
+            help="Rows: cell (best setting per method x depth x width x activation, and the "
+            "paired comparisons: the summary), comparison (the paired comparisons only: p, "
+            "p_adj, p_signed_rank, star by p_adj), trial (final metrics of each trial), epoch "
+            "(every epoch of every trial)."
         ),
     ] = "cell",
     url: UrlOption = DEFAULT_URL,
@@ -361,14 +280,24 @@ def results_command(
 
     Example: lcw-sweep results 3 --format csv > study-3.csv
 
-    --format json with --per cell prints the API's summary object (cells and comparisons);
-    otherwise json is a list of the rows that csv prints.
+    --format json with --per cell prints the API's summary object (cells, comparisons and
+    the adjustment); otherwise json is a list of the rows that csv prints. A comparison's star
+    follows its p-value adjusted across the study (p_adj), never the raw p.
     """
     with _client(url, token) as api:
+        if per == "comparison":
+            summary = api.summary(study_id)
+            if format == "table":
+                print_summary(_console(), summary, cells=False)
+            elif format == "json":
+                typer.echo(json.dumps(comparison_rows(summary), indent=2))
+            else:
+                sys.stdout.write(_write_csv(comparison_rows(summary)))
+            return
         if per == "cell":
             summary = api.summary(study_id)
             if format == "table":
-                _print_summary(_console(), summary)
+                print_summary(_console(), summary)
             elif format == "json":
                 typer.echo(summary.model_dump_json(indent=2))
             else:
@@ -388,41 +317,7 @@ def results_command(
     elif format == "csv":
         sys.stdout.write(_write_csv(rows))
     else:
-        _rows_table(rows, title=f"Study {study_id}: {len(rows)} {per} rows")
-
-
-_ROW_COLUMNS = (
-    "id",
-    "index",
-    "trial_id",
-    "method",
-    "depth",
-    "width",
-    "activation",
-    "seed",
-    "lr",
-    "status",
-    "epoch",
-    "train_loss",
-    "val_acc",
-    "test_acc",
-)
-
-
-def _rows_table(rows: list[dict[str, Any]], *, title: str) -> None:
-    out = _console()
-    columns = [c for c in _ROW_COLUMNS if rows and c in rows[0]]
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(c, justify="left" if c in ("method", "activation", "status") else "right")
-    for row in rows:
-        table.add_row(
-            *(
-                _fmt(v, ".4g") if isinstance(v, float) else ("-" if v is None else str(v))
-                for v in (row.get(c) for c in columns)
-            )
-        )
-    out.print(table)
+        _console().print(rows_table(rows, title=f"Study {study_id}: {len(rows)} {per} rows"))
 
 
 def cancel_command(

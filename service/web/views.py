@@ -129,22 +129,27 @@ def cell_label(cell: Cell) -> str:
     return f"depth {depth} · width {width} · {activation}"
 
 
-def best_lrs(summary: SummaryPublic, cell: Cell) -> dict[str, float]:
-    """Each method's best learning rate in `cell` (methods without one are left out)."""
-    out: dict[str, float] = {}
+Setting = tuple[float, float | None]  # (lr, init_scale)
+
+
+def best_settings(summary: SummaryPublic, cell: Cell) -> dict[str, Setting]:
+    """Each method's best (lr, init_scale) in `cell` (methods without one are left out)."""
+    out: dict[str, Setting] = {}
     for c in summary.cells:
         if (c.depth, c.width, c.activation) == cell and c.best_lr is not None:
-            out[c.method] = c.best_lr
+            out[c.method] = (c.best_lr, c.best_init_scale)
     return out
 
 
-def _fallback_lr(cells: list[CellSummary], method: str, cell: Cell) -> float | None:
-    """A method without a best LR (no validation score yet): its LR with the most results."""
+def _fallback_setting(cells: list[CellSummary], method: str, cell: Cell) -> Setting | None:
+    """A method without a best setting (no validation score yet): its setting with the most
+    results."""
     for c in cells:
         if c.method == method and (c.depth, c.width, c.activation) == cell:
             scored = [lr for lr in c.lrs if lr.n]
             if scored:
-                return max(scored, key=lambda lr: (lr.n, -lr.lr)).lr
+                pick = max(scored, key=lambda lr: (lr.n, -lr.lr))
+                return (pick.lr, pick.init_scale)
     return None
 
 
@@ -153,31 +158,38 @@ def _mean(values: list[float]) -> float | None:
 
 
 def cell_data(store: Store, study_id: int, summary: SummaryPublic, cell: Cell) -> dict[str, Any]:
-    """Learning curves and layer diagnostics of `cell`, every method at its best LR.
+    """Learning curves and layer diagnostics of `cell`, every method at its best setting.
 
-    {"cell": {...}, "curves": {method: {"lr", "epoch": [...], "train_loss": [...],
+    {"cell": {...}, "curves": {method: {"lr", "init_scale", "epoch": [...], "train_loss": [...],
     "test_acc": [...], "n": [...]}}, "diagnostics": {method: {"lr", "init": {"layer": [...],
     "shift": [...], "grad_norm": [...]}, "last": {... , "epoch"}, "seeds"}}}; means over seeds.
     """
     depth, width, activation = cell
     rows = store.cell_curves(study_id, depth=depth, width=width, activation=activation)
-    lrs = best_lrs(summary, cell)
-    for method in {r["method"] for r in rows} - set(lrs):
-        lr = _fallback_lr(summary.cells, method, cell)
-        if lr is not None:
-            lrs[method] = lr
+    settings = best_settings(summary, cell)
+    for method in {r["method"] for r in rows} - set(settings):
+        setting = _fallback_setting(summary.cells, method, cell)
+        if setting is not None:
+            settings[method] = setting
     curves: dict[str, dict[str, Any]] = {}
     for r in rows:
-        if lrs.get(r["method"]) != r["lr"]:
+        if settings.get(r["method"]) != (r["lr"], r["init_scale"]):
             continue
         curve = curves.setdefault(
             r["method"],
-            {"lr": r["lr"], "epoch": [], "train_loss": [], "test_acc": [], "n": []},
+            {
+                "lr": r["lr"],
+                "init_scale": r["init_scale"],
+                "epoch": [],
+                "train_loss": [],
+                "test_acc": [],
+                "n": [],
+            },
         )
         for key in ("epoch", "train_loss", "test_acc", "n"):
             curve[key].append(r[key])
     diag_rows = store.cell_diagnostics(
-        study_id, depth=depth, width=width, activation=activation, lrs=lrs
+        study_id, depth=depth, width=width, activation=activation, settings=settings
     )
     # (method, "init" | "last") -> layer -> metric -> values over seeds
     acc: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = defaultdict(
@@ -205,7 +217,12 @@ def cell_data(store: Store, study_id: int, summary: SummaryPublic, cell: Cell) -
     for (method, phase), layers in sorted(acc.items()):
         entry = diagnostics.setdefault(
             method,
-            {"lr": lrs.get(method), "seeds": len(seeds[method]), "last_epoch": None},
+            {
+                "lr": settings[method][0] if method in settings else None,
+                "init_scale": settings[method][1] if method in settings else None,
+                "seeds": len(seeds[method]),
+                "last_epoch": None,
+            },
         )
         order = sorted(layers)
         entry[phase] = {

@@ -12,6 +12,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from significance_study import seed_significance_study  # tests/cli, shared with its tests
+
 from service.spec import plan_study
 from service.store import ClaimedTrial, Store
 
@@ -57,6 +59,7 @@ class Seeded:
     failed_study: int = 0
     live: int = 0
     xss: int = 0
+    significance: int = 0  # tests/cli/significance_study.py: every case of the star rule
     failed_trial: int = 0
     diverged_trial: int = 0
     live_trials: list[int] = field(default_factory=list)
@@ -141,7 +144,8 @@ def _result(acc: float) -> dict[str, Any]:
 
 def seed(store: Store) -> Seeded:
     """The main study (run to the end, one trial failed, one diverged), a study whose trials
-    all failed, a running study, and one whose name is markup."""
+    all failed, one whose comparisons hit every case of the significance rules, a running
+    study, and one whose name is markup."""
     out = Seeded()
     out.main = _create(store, MAIN_SPEC)
     trials = store.list_trials(out.main, limit=1000).data
@@ -195,6 +199,8 @@ def seed(store: Store) -> Seeded:
         store.fail_trial_attempt(
             OWNER, c.id, error="FileNotFoundError: $LCW_DATA_DIR/cifar10/data_batch_1 is missing"
         )
+
+    out.significance = seed_significance_study(store, owner=OWNER)
 
     out.live = _create(
         store,

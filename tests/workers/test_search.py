@@ -44,7 +44,9 @@ def test_the_init_scale_is_searched_with_the_lr_inside_its_range() -> None:
     assert len({scale for _, scale in settings}) == 6
     for slot, setting in enumerate(settings):
         search.assigned(slot, setting, setting)
-    history = [(s, lr, scale, 0.5 + 0.01 * s, "completed") for s, (lr, scale) in enumerate(settings)]
+    history = [
+        (s, lr, scale, 0.5 + 0.01 * s, "completed") for s, (lr, scale) in enumerate(settings)
+    ]
     assert search.observe(history) == list(range(6))
     rebuilt = CellSearch(space, cell_key="lcw|5|100|relu", history=history)
     assert rebuilt.told == 6
