@@ -10,8 +10,18 @@ Splits are fixed: a NumPy PCG64 generator seeded with ``SPLIT_SEED`` permutes th
 carves validation (and, where the set has no official test split, test) samples off it, so
 every trial of every study sees the same train/val/test partition.
 
-Scaling: grayscale sets to [0, 1] (pixel / max value); RGB sets standardized per channel with
-the training split's mean and std.
+Input normalization (``_scale``), per dataset:
+
+* ``digits``: pixel / 16, in [0, 1] (the set's values are 0..16);
+* ``mnist5k``, ``mnist``, ``fashion_mnist``: pixel / 255, in [0, 1], not centered (MNIST's mean
+  is about 0.13), so the first layer sees non-zero-mean inputs as every later layer of a
+  sigmoid net does;
+* ``cifar10``, ``cifar100``: pixel / 255, then standardized per channel with the mean and std
+  of the training split only (validation and test use the same constants);
+* ``synthetic``: standardized per channel the same way (its values are generated unscaled).
+
+Training batches may then be augmented on the device (``lcw.augment``; on for CIFAR by
+default); evaluation and the diagnostics probe never are.
 """
 
 from __future__ import annotations

@@ -1,15 +1,22 @@
 """Per-layer diagnostics on one probe batch: activation shift, gradient norms, saturation.
 
-Activation shift (Kutsuna 2018, sec. 3): a neuron's preactivation z = w . a has mean w . mu; with
-sigmoid inputs mu is near a multiple of 1, so each neuron gets its own offset (horizontal stripes
-in the neuron x sample matrix). Measured per hidden layer on the linear map's output z (before any
-normalization), with neurons = output units (conv: channels, samples = batch x positions):
+Activation shift (T. Kutsuna, ECML PKDD 2019, doi 10.1007/978-3-030-46147-8_16): a neuron's
+preactivation z = w . a has mean w . mu; with sigmoid inputs mu is near a multiple of 1, so each
+neuron gets its own offset (horizontal stripes in the neuron x sample matrix). Measured per
+hidden layer on the linear map's output z (before any normalization), with neurons = output
+units (conv: channels, samples = batch x positions):
 
 * ``shift``: std across neurons of the per-neuron mean of z, divided by the mean within-neuron
   std of z. LCW keeps it O(1); unconstrained deep sigmoid nets grow it with depth.
 * ``abs_mean``: mean over neurons of |per-neuron mean|, divided by the same within-neuron std.
-* ``grad_norm``: Frobenius norm of d loss / d (effective weight) on the probe batch (vanishing
-  gradients show as a norm that falls off towards the input).
+* ``grad_norm``: Frobenius norm of the weight gradient the optimizer applies, on the probe
+  batch (vanishing gradients show as a norm that falls off towards the input). For
+  unconstrained layers that is d loss / d (effective weight). For zero-sum layers (lcw and
+  bn_lcw with any impl, cwn) it is that gradient with each row's mean removed: what projection
+  applies; for centering the gradient of v itself; for basis B^T g, of the same norm; for cwn
+  the only part that can move its zero-sum weight. The row-mean part of the raw gradient
+  (row j's mean: sum over samples of dL/dz_j times the input's mean, large behind sigmoid's
+  mean-0.5 outputs) never reaches a weight.
 * ``saturated``: fraction of activation outputs in the flat tails (sigmoid: < 0.01 or > 0.99;
   tanh: |a| > 0.99); None for other activations.
 
@@ -27,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lcw.layers import Block, effective_weight
+from lcw.layers import Block, effective_weight, is_zero_sum
 
 
 def _neuron_matrix(z: Tensor) -> Tensor:
@@ -84,10 +91,18 @@ def measure_layers(
     with torch.no_grad():
         for i, (b, z, a, g) in enumerate(zip(blocks, preacts, outputs, grads, strict=True)):
             zs, acts = _members(b.linear, z.detach().double(), k), _members(b.linear, a.detach(), k)
-            gs = None if g is None else g.detach().reshape(k, -1)
+            gs = None if g is None else _applied(b.linear, g.detach()).reshape(k, -1)
             for j in range(k):
                 members[j].append(_layer_row(i + 1, zs[j], acts[j], gs, j, activation))
     return members[0] if packs is None else members
+
+
+def _applied(layer: nn.Module, g: Tensor) -> Tensor:
+    """The part of an effective-weight gradient that reaches the weight (module docstring)."""
+    if not is_zero_sum(layer):
+        return g
+    rows = g.reshape(g.shape[0], -1)  # (out, fan_in); a pack's members own disjoint rows
+    return rows - rows.mean(dim=1, keepdim=True)
 
 
 def _is_batch_norm(m: nn.Module) -> bool:
@@ -131,3 +146,52 @@ def _saturation(a: Tensor, activation: str) -> float | None:
     if activation == "tanh":
         return float((a.abs() > 0.99).float().mean())
     return None
+
+
+def depth_profile(
+    method: str, activation: str, *, depth: int = 20, width: int = 500, batch: int = 256,
+    seed: int = 0, init_scale: float = 1.0,
+) -> dict[str, list[float]]:
+    """Signal and gradient sizes through an MLP at its default init, layer by layer.
+
+    Inputs are `batch` standard-normal vectors of size `width` and labels uniform over 10
+    classes, both from a generator seeded with `seed` (the weights use the trial's init
+    generator, seeded alike). Standard-normal inputs give layer 1 the same fan-in and unit
+    input statistics as every mean-field prediction starts from, so the profile shows what
+    depth does and nothing the data does. Per hidden layer, in train mode (batch statistics):
+
+    * ``q``: mean square of the linear map's output (the mean-field preactivation variance);
+    * ``grad_z``: Frobenius norm of d loss / d (linear output) over the batch: the backward
+      signal, which shrinks or grows by sqrt(chi) a layer;
+    * ``grad_norm``: the weight gradient the optimizer applies (``measure_layers``' figure).
+
+    Loss: mean cross-entropy over the batch.
+    """  # fmt: skip
+    from lcw.config import TrialConfig
+    from lcw.models import build_model
+
+    cfg = TrialConfig(dataset="digits", method=method, activation=activation, depth=depth,
+                      width=width, seed=seed, init_scale=init_scale)  # fmt: skip
+    model = build_model(cfg, input_shape=(1, 1, width), num_classes=10)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 1, 1, width, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    blocks = model.blocks
+    preacts: list[Tensor] = []
+    handles = [b.linear.register_forward_hook(lambda _m, _i, o: preacts.append(o)) for b in blocks]
+    try:
+        with parametrize.cached(), torch.enable_grad():
+            weights = [effective_weight(b.linear) for b in blocks]
+            loss = F.cross_entropy(model(x), y)
+            grads = torch.autograd.grad(loss, [*preacts, *weights])
+    finally:
+        for h in handles:
+            h.remove()
+    gz, gw = grads[:depth], grads[depth:]
+    return {
+        "q": [float(z.detach().double().square().mean()) for z in preacts],
+        "grad_z": [float(g.double().norm()) for g in gz],
+        "grad_norm": [
+            float(_applied(b.linear, g.double()).norm()) for b, g in zip(blocks, gw, strict=True)
+        ],
+    }

@@ -6,7 +6,9 @@ Config in, per-epoch metrics out through the callback, a result at the end. No d
   follow training epochs. Every metrics dict is JSON-safe (non-finite numbers become None).
 * Data order: a CPU generator seeded with ``seed + ORDER_SEED_OFFSET`` permutes the training set
   each epoch, independent of the model, so a seed gives the same batches for every method.
-  Initial weights come from a separate generator seeded with ``seed`` (``lcw.models``).
+  Initial weights come from a separate generator seeded with ``seed`` (``lcw.models``), and
+  when ``augment`` is on, crops and flips from a third, on the device (``lcw.augment``).
+* Weight decay: linear-map weights only unless ``decay_norm_and_bias`` (``lcw.optim``).
 * Divergence: a non-finite loss, or a mean training loss over the last check window above
   ``divergence_factor * ln(num_classes)`` (10x chance level by default), stops the trial with
   status ``diverged``: an outcome, not an error. Its final accuracies are measured on the model
@@ -33,10 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lcw.augment import augment_generator, crop_flip
 from lcw.config import TrialConfig
 from lcw.data import Dataset, load_dataset
 from lcw.diagnostics import measure_layers
 from lcw.models import build_model
+from lcw.optim import build_optimizer
 
 ORDER_SEED_OFFSET = 1_000_003  # data-order generator seed = seed + this
 EVAL_BATCH = 2048  # evaluation batch size (memory bound only; results do not depend on it)
@@ -82,16 +86,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device: '{name}' requested but no CUDA device is available")
     return torch.device(name)
-
-
-def build_optimizer(cfg: TrialConfig, params: Any) -> torch.optim.Optimizer:
-    o = cfg.optimizer
-    if o.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-        )
-    cls = torch.optim.Adam if o.name == "adam" else torch.optim.AdamW
-    return cls(params, lr=cfg.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
 def cosine_scale(step: int, total: int) -> float:
@@ -244,11 +238,11 @@ def _run(
         model = build_packed_model(
             cfgs, input_shape=data.input_shape, num_classes=data.num_classes
         ).to(device)
-        opt = _PackOptimizer(build_packed_optimizer(cfgs, model.parameters(), device))
+        opt = _PackOptimizer(build_packed_optimizer(cfgs, model, device))
     else:
         net = build_model(cfg, input_shape=data.input_shape, num_classes=data.num_classes)
         model = _Single(net.to(device), channels_last=cfg.channels_last)
-        opt = _TorchOptimizer(build_optimizer(cfg, model.parameters()), cfg.lr)
+        opt = _TorchOptimizer(build_optimizer(cfg, model), cfg.lr)
     conv = cfg.model != "mlp"
     if cfg.channels_last and conv:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -265,6 +259,9 @@ def _run(
     steps_per_epoch = n // bs + (1 if n % bs >= 2 else 0)  # a 1-sample tail breaks batch norm
     total_steps = steps_per_epoch * cfg.epochs
     orders = [torch.Generator().manual_seed(c.seed + ORDER_SEED_OFFSET) for c in cfgs]
+    # Each member crops and flips its own batch with its own seed's generator: the same
+    # augmentation alone, packed with anyone, and for every method.
+    augmenters = [augment_generator(c.seed, device) for c in cfgs] if cfg.augment else None
     bound = cfg.divergence_factor * math.log(max(data.num_classes, 2))
     check_every = 1 if device.type == "cpu" else 25  # each check syncs a GPU
     probe = (data.x_train[: cfg.probe_size], data.y_train[: cfg.probe_size])
@@ -325,6 +322,8 @@ def _run(
             # index_select gathers whole rows (memcpy), several times faster than x[idx].
             flat = idx.reshape(-1)
             xb = data.x_train.index_select(0, flat).view(*idx.shape, *x_shape)  # (K, B, ...)
+            if augmenters is not None:
+                xb = torch.stack([crop_flip(xk, g) for xk, g in zip(xb, augmenters, strict=True)])
             yb = data.y_train[idx]  # (K, B)
             with autocast():
                 logits = forward(xb)  # (K, B, C)

@@ -43,6 +43,7 @@ from sqlalchemy import (
     case,
     column,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -253,15 +254,16 @@ class _ResultWriter:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._queue: queue.Queue[tuple[int, list[dict[str, Any]]]] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, datetime, list[dict[str, Any]]]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._hurry = threading.Event()  # settle(): write now, do not linger
 
-    def put(self, study_id: int, rows: list[dict[str, Any]]) -> None:
-        """Store `rows` ({"key", "v", "result"}: the result computed at cell version v)."""
+    def put(self, study_id: int, created_at: datetime, rows: list[dict[str, Any]]) -> None:
+        """Store `rows` ({"key", "v", "result"}: the result computed at cell version v) of the
+        study `study_id` created at `created_at`."""
         with self._lock:
-            self._queue.put((study_id, rows))
+            self._queue.put((study_id, created_at, rows))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="lcw-cell-results", daemon=True
@@ -275,12 +277,19 @@ class _ResultWriter:
 
     def _run(self) -> None:
         # Guarded by the version: a result is never stored for a version that has moved on.
+        # And by the study's creation time: a study id can be taken again by another study
+        # (SQLite reuses the largest rowid after the newest study is deleted; a truncated or
+        # restored PostgreSQL restarts its sequence) whose cells start at the same versions, and
+        # a write still queued for the first must not land in the second (a foreign cell).
         statement = (
             update(StudyCell)
             .where(
                 StudyCell.study_id == bindparam("sid"),
                 StudyCell.cell_key == bindparam("key"),
                 StudyCell.version == bindparam("v"),
+                exists().where(
+                    Study.id == bindparam("sid"), Study.created_at == bindparam("created")
+                ),
             )
             .values(result=bindparam("result"), result_version=bindparam("v"))
         )
@@ -302,7 +311,11 @@ class _ResultWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            params = [{"sid": study_id, **row} for study_id, rows in batch for row in rows]
+            params = [
+                {"sid": study_id, "created": created, **row}
+                for study_id, created, rows in batch
+                for row in rows
+            ]
             try:
                 with self._engine.begin() as conn:
                     conn.execute(statement, params)
@@ -870,7 +883,7 @@ class Store:
             if k in versions
         ]
         if computed:
-            self._results.put(study_id, computed)
+            self._results.put(study_id, study.created_at, computed)
         adjustment = (study.spec or {}).get("adjustment", "holm")
         entry = self._assemble(study_id, study.status, versions, cells, prev, adjustment)
         with self._summaries_lock:

@@ -125,7 +125,9 @@ def test_six_seeds_give_paired_t_and_signed_rank_p_values_adjusted_by_holm() -> 
         assert c["p_adjusted"] == pytest.approx(by_hand_bh[c["p_value"]])
 
 
-def test_early_stopped_trials_are_counted_beside_the_means_and_their_setting_is_not_picked() -> None:
+def test_early_stopped_trials_are_counted_beside_the_means_and_their_setting_is_not_picked() -> (
+    None
+):
     rows = _rows("lcw", 0.1, [0.8, 0.8, 0.8], [0.7, 0.7, 0.7])
     # lr 1.0 has the best validation accuracy, but one of its seeds was stopped early: its
     # seeds are not all there, so the cell keeps lr 0.1 and the stop is counted.

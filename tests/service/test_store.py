@@ -211,6 +211,7 @@ def test_lr_search_slots(store: Store) -> None:
         "trials_per_cell": 2,
         "sampler": "tpe",
         "log": True,
+        "init_scale": None,
     }
     cell = claimed[0].cell_key
     assert store.slot_lr(sid, cell, 0) is None

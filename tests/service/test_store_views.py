@@ -90,12 +90,21 @@ def test_cell_diagnostics_at_init_and_last_epoch_for_the_chosen_lrs(store: Store
     accs = {("plain", 0): 0.2, ("plain", 1): 0.4, ("lcw", 0): 0.8, ("lcw", 1): 0.9}
     _run_all(store, accs, diverge={0})  # plain lr 0.1 seed 0 diverged: still scored
     rows = store.cell_diagnostics(
-        sid, depth=5, width=100, activation="sigmoid", lrs={"plain": 0.1, "lcw": 1.0}
+        sid,
+        depth=5,
+        width=100,
+        activation="sigmoid",
+        settings={"plain": (0.1, 1.0), "lcw": (1.0, 1.0)},
     )
     assert [(r["method"], r["seed"], r["epoch"], r["last"]) for r in rows] == [
         (m, seed, e, e == 2) for m in ("lcw", "plain") for seed in (0, 1) for e in (0, 2)
     ]
     first = rows[0]
     assert [layer["shift"] for layer in first["layers"]] == pytest.approx([0.8, 1.6])
-    assert store.cell_diagnostics(sid, depth=5, width=100, activation="sigmoid", lrs={}) == []
-    assert store.cell_diagnostics(sid, depth=5, width=100, activation="relu", lrs={"lcw": 1}) == []
+    assert store.cell_diagnostics(sid, depth=5, width=100, activation="sigmoid", settings={}) == []
+    assert (
+        store.cell_diagnostics(
+            sid, depth=5, width=100, activation="relu", settings={"lcw": (1.0, 1.0)}
+        )
+        == []
+    )

@@ -20,7 +20,7 @@ from svc_helpers import make_study, row_based_summary
 
 from service.db import session_scope, writer
 from service.models import TRIAL_STATUSES, Trial
-from service.stats import TrialOutcome, best_lrs, group_outcomes, summarize
+from service.stats import TrialOutcome, best_settings, group_outcomes, summarize
 from service.store import Store
 
 GRID = {
@@ -30,6 +30,7 @@ GRID = {
     "depths": [2, 5],
     "activations": ["sigmoid", "relu"],
     "learning_rates": [0.01, 0.1, 1.0],
+    "init_scales": [0.5, 1.0],
     "seeds": 6,
 }
 LR_SEARCH = {
@@ -38,7 +39,12 @@ LR_SEARCH = {
     "methods": ["plain", "lcw"],
     "depths": [3],
     "activations": ["tanh"],
-    "lr_search": {"low": 0.001, "high": 1.0, "trials_per_cell": 4},
+    "lr_search": {
+        "low": 0.001,
+        "high": 1.0,
+        "trials_per_cell": 4,
+        "init_scale": {"low": 0.5, "high": 2.0},
+    },
     "seeds": 5,
 }
 FIXED_LAYOUT = {
@@ -64,11 +70,12 @@ def _randomize(store: Store, study_id: int, rng: random.Random, *, dyadic: bool)
         trials = s.execute(
             select(Trial.id, Trial.cell_key, Trial.slot).where(Trial.study_id == study_id)
         ).all()
-        slot_lrs: dict[tuple[str, int], float | None] = {}
+        slot_lrs: dict[tuple[str, int], tuple[float | None, float | None]] = {}
         for _, cell_key, slot in trials:
             if slot is not None and (cell_key, slot) not in slot_lrs:
-                # Some slots still unassigned; two slots of a cell may draw the same LR.
-                slot_lrs[cell_key, slot] = rng.choice([None, 0.01, 0.05, 0.05, 0.2, 0.7])
+                # Some slots still unassigned; two slots of a cell may draw the same setting.
+                lr = rng.choice([None, 0.01, 0.05, 0.05, 0.2, 0.7])
+                slot_lrs[cell_key, slot] = (lr, None if lr is None else rng.choice([0.5, 2.0]))
         rows = []
         for tid, cell_key, slot in trials:
             row: dict[str, Any] = {
@@ -78,7 +85,7 @@ def _randomize(store: Store, study_id: int, rng: random.Random, *, dyadic: bool)
                 "test_acc": _accuracy(rng, dyadic=dyadic),
             }
             if slot is not None:
-                row["lr"] = slot_lrs[cell_key, slot]
+                row["lr"], row["init_scale"] = slot_lrs[cell_key, slot]
             rows.append(row)
         s.execute(update(Trial), rows)
     store.forget_summaries()
@@ -123,9 +130,9 @@ def test_unscored_lrs_and_unassigned_slots_have_no_best_lr() -> None:
         TrialOutcome("bn", 5, 100, "relu", 0.1, 0, "completed", 0.5, 0.4),
         TrialOutcome("bn", 5, 100, "relu", 0.01, 0, "completed", 0.5, 0.6),  # tie: smaller LR
     ]
-    assert best_lrs(group_outcomes(rows)) == {
+    assert best_settings(group_outcomes(rows)) == {
         ("lcw", 5, 100, "relu"): None,
-        ("bn", 5, 100, "relu"): 0.01,
+        ("bn", 5, 100, "relu"): (0.01, 1.0),
     }
     [lcw] = [c for c in summarize(rows)["cells"] if c["method"] == "lcw"]
     assert lcw["best_lr"] is None and lcw["diverged"] == 1 and lcw["n"] == 0
