@@ -10,27 +10,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
-import re
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+from benchmarks.docs import ROOT, machine, write_block
 
 
 def run_all(*, quick: bool) -> dict[str, Any]:
@@ -38,7 +21,7 @@ def run_all(*, quick: bool) -> dict[str, Any]:
 
     out: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
-        "machine": _machine(),
+        "machine": machine(),
         "quick": quick,
     }
     for name, fn in (
@@ -118,15 +101,6 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def _update_readme(md: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if START not in text or END not in text:
-        return
-    block = f"{START}\n{md}\n{END}"
-    readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), block, text, flags=re.S))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run every CPU benchmark.")
     parser.add_argument("--quick", action="store_true", help="smoke run (fewer repeats)")
@@ -144,7 +118,7 @@ def main() -> None:
     (ROOT / "benchmarks" / f"results{suffix}.json").write_text(json.dumps(results, indent=2))
     (ROOT / "benchmarks" / f"results{suffix}.md").write_text(md + "\n")
     if not args.quick and not args.no_readme:
-        _update_readme(md)
+        write_block("bench", md)
     print(md)
 
 

@@ -20,12 +20,13 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # file -> trials (the comment at the top of each file says how it multiplies out)
 EXPECTED = {
-    "quick-demo.yaml": 3 * 3 * 3 * 3,  # methods x depths x LRs x seeds
-    "paper-sigmoid-mnist.yaml": 4 * 5 * 8 * 3,  # methods x depths x LR slots x seeds
-    "paper-sigmoid-fashion.yaml": 4 * 5 * 8 * 3,
-    "activations.yaml": 4 * 3 * 3 * 6 * 3,  # methods x depths x activations x slots x seeds
-    "vgg19-cifar10.yaml": 2 * 4 * 3,  # methods x LRs x seeds
-    "vgg19-cifar100.yaml": 2 * 4 * 3,
+    "quick-demo.yaml": 3 * 3 * 3 * 6,  # methods x depths x LRs x seeds
+    "paper-sigmoid-mnist.yaml": 4 * 5 * 8 * 6,  # methods x depths x LR slots x seeds
+    "paper-sigmoid-fashion.yaml": 4 * 5 * 8 * 6,
+    # methods x depths x activations x (LRs x init scales) x seeds
+    "activations.yaml": 4 * 3 * 3 * (3 * 3) * 6,
+    "vgg19-cifar10.yaml": 2 * 4 * 6,  # methods x LRs x seeds
+    "vgg19-cifar100.yaml": 2 * 4 * 6,
 }
 
 
@@ -53,7 +54,14 @@ def test_quick_demo_runs_on_shipped_data_and_compares_deep_sigmoid_mlps() -> Non
     assert spec.activations == ["sigmoid"] and spec.model == "mlp"
     assert {"plain", "lcw", "bn"} <= set(spec.methods)
     assert max(spec.depths or []) >= 50
-    assert spec.resources.gpu == 0 and spec.seeds >= 2
+    assert spec.resources.gpu == 0
+    assert spec.diagnostics  # the page's "why" panels have something to show
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_example_that_compares_methods_has_six_paired_seeds(name: str) -> None:
+    spec, _ = _plan(name)
+    assert len(spec.methods) >= 2 and spec.seeds >= 6
 
 
 @pytest.mark.parametrize("name", ["paper-sigmoid-mnist.yaml", "paper-sigmoid-fashion.yaml"])
