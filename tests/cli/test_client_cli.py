@@ -74,9 +74,12 @@ def test_submit_wait_shows_progress_then_the_summary_table(
     # The live view's last frame: every trial finished, counted by state.
     assert "finished" in out and "4/4" in out
     assert f"study {study_id} completed" in out
-    summary = out[out.index("test accuracy at best LR") :]
-    for needle in ("plain", "lcw", "2x16", "best lr", "95% CI", "lcw - plain"):
+    summary = out[out.index("test accuracy at the best setting") :]
+    for needle in ("plain", "lcw", "2x16", "best lr", "init scale", "95% CI", "lcw - plain"):
         assert needle in summary, needle
+    # 2 seeds: the comparison has no p-value, and the summary says why.
+    assert "p_adj: none (a comparison needs >= 6 paired seeds to be tested)" in summary
+    assert "n<6" in summary and "not testable (n < 6)" in summary
 
 
 @pytest.mark.slow
@@ -104,7 +107,7 @@ def test_results_in_table_csv_and_json(ray_server: str, finished_study: tuple[in
 
     table = lcw("results", sid, "--url", ray_server)
     assert table.returncode == 0, table.stderr
-    assert "test accuracy at best LR" in table.stdout and "lcw - plain" in table.stdout
+    assert "test accuracy at the best setting" in table.stdout and "lcw - plain" in table.stdout
 
     as_csv = lcw("results", sid, "--format", "csv", "--url", ray_server)
     assert as_csv.returncode == 0, as_csv.stderr

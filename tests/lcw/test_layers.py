@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from lcw import LCWConv2d, LCWLinear, catalog, zero_sum_basis
-from lcw.layers import LCW_GAINS, basis_apply, basis_apply_t, init_gain, set_weight
+from lcw.init import default_gain
+from lcw.layers import basis_apply, basis_apply_t, set_weight
 
 IMPLS = catalog.LCW_IMPLEMENTATIONS
 
@@ -124,20 +125,9 @@ def test_projection_matches_centering_under_adam_but_basis_does_not(kind: str) -
 def test_lcw_init_std_is_gain_over_sqrt_fan_in(activation: str) -> None:
     torch.manual_seed(0)
     layer = LCWLinear(400, 300, activation=activation)
-    expected = LCW_GAINS[activation] / math.sqrt(400)
+    expected = default_gain(activation) / math.sqrt(400)
     assert float(layer.weight.std()) == pytest.approx(expected, rel=0.02)
     assert float(layer.bias.abs().max()) == 0.0
-
-
-def test_documented_gains() -> None:
-    assert init_gain("lcw", "sigmoid") == 4.0
-    assert init_gain("lcw", "tanh") == 1.0
-    assert init_gain("lcw", "relu") == pytest.approx(math.sqrt(2))
-    assert init_gain("plain", "sigmoid") == 1.0  # calculate_gain('sigmoid')
-    assert init_gain("plain", "tanh") == pytest.approx(5 / 3)
-    assert init_gain("bn", "relu") == pytest.approx(math.sqrt(2))
-    assert init_gain("cwn", "sigmoid") == 4.0  # centered: LCW's init
-    assert init_gain("wn", "sigmoid", override=2.5) == 2.5
 
 
 def test_bad_impl_is_rejected_with_allowed_values() -> None:

@@ -76,10 +76,12 @@ def _first_weight(method: str, seed: int = 3) -> torch.Tensor:
 
 def test_paired_seed_gives_the_same_draw_scaled_by_each_method() -> None:
     plain, lcw_w, wn, cwn = (_first_weight(m) for m in ("plain", "lcw", "wn", "cwn"))
-    # lcw = projection of the same draw at gain 4 / sqrt(fan_in - 1) (plain: 1 / sqrt(fan_in)).
+    # The same gain (sigmoid: 4) for both: lcw = projection of the same draw at
+    # 4 / sqrt(fan_in - 1), plain at 4 / sqrt(fan_in).
     centered = plain - plain.mean(dim=1, keepdim=True)
     fan_in = plain.shape[1]
-    assert torch.allclose(lcw_w, 4.0 * (fan_in / (fan_in - 1)) ** 0.5 * centered, atol=1e-5)
+    assert torch.allclose(lcw_w, (fan_in / (fan_in - 1)) ** 0.5 * centered, atol=1e-5)
+    assert float(plain.std()) == pytest.approx(4.0 / fan_in**0.5, rel=0.05)
     assert torch.allclose(wn, plain, atol=1e-5)  # wn starts at exactly the plain init
     assert torch.allclose(cwn, lcw_w, atol=1e-5)  # cwn starts at exactly the lcw init
     assert not torch.allclose(_first_weight("plain", seed=4), plain)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from lcw import TrialConfig, catalog
+from lcw import OptimizerConfig, TrialConfig, catalog
 from lcw.data import Dataset, load_dataset
 from lcw.trainer import TrialResult, train, train_pack
 
@@ -43,8 +43,11 @@ def _max_rel(a: list[float], b: list[float]) -> float:
 
 @pytest.mark.parametrize("method", list(catalog.METHODS))
 def test_each_member_matches_its_trial_run_alone(method: str) -> None:
+    # Weight decay on, with the default rule: the pack's optimizer must leave the same
+    # parameters undecayed (norm scales and shifts, biases, weight-norm scales) as the trial's.
+    opt = OptimizerConfig(weight_decay=1e-2)
     cfgs = [
-        TrialConfig(method=method, lr=lr, seed=seed, diagnostics=False, **BASE)
+        TrialConfig(method=method, lr=lr, seed=seed, diagnostics=False, optimizer=opt, **BASE)
         for lr, seed in ((0.1, 0), (0.05, 1), (0.2, 2))
     ]
     alone = _curves_alone(cfgs)

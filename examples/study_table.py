@@ -1,16 +1,18 @@
-"""Run examples/activations.yaml through the real service and render its table into README.md.
+"""Run an example study through the real service and render its result table into README.md.
 
-    python -m examples.activations_study run      # serve, submit, wait, save (~30 min, 2 cores)
-    python -m examples.activations_study readme   # re-render README's block from the saved file
+    python -m examples.study_table run quick-demo     # serve, submit, wait, save (~4 min)
+    python -m examples.study_table run activations    # the same (~30 min on 2 cores)
+    python -m examples.study_table readme activations # re-render README's block from the file
 
 ``run`` starts ``lcw-sweep serve`` (API, local Ray and the dispatcher) on a free port with a
-fresh SQLite database, submits the spec, waits for the study, and saves the spec, the summary,
-the trial count, the wall time, the date and the machine to ``examples/results/activations.json``
-(``--url`` uses a running server instead). ``readme`` renders, from that file alone, one row per
-activation x depth: the strongest non-LCW method at its best setting (the best baseline), and
-lcw and bn_lcw minus it, each with its paired 95% CI and Holm-adjusted p; a difference whose CI
-includes 0 is marked as not significant. ``tests/deploy/test_readme_blocks.py`` checks that the
-README block is exactly what the saved file renders.
+fresh SQLite database, submits ``examples/NAME.yaml``, waits for the study, and saves the
+summary, the trial count, the wall time, the date and the machine to
+``examples/results/NAME.json`` (``--url`` uses a running server instead). ``readme`` renders,
+from that file alone, the README block ``study-NAME``: one row per activation x depth with the
+strongest non-LCW method at its best setting (the best baseline), and each LCW method minus it,
+with its paired 95% CI and adjusted p; a difference whose CI includes 0 is marked as not
+significant. ``tests/deploy/test_readme_blocks.py`` checks that each README block is exactly
+what its saved file renders.
 """
 
 from __future__ import annotations
@@ -29,10 +31,17 @@ from typing import Any
 
 from benchmarks.docs import ROOT, machine, write_block
 
-SPEC = ROOT / "examples" / "activations.yaml"
-RESULTS = ROOT / "examples" / "results" / "activations.json"
-BLOCK = "activations-study"
+EXAMPLES = ROOT / "examples"
 TARGETS = ("lcw", "bn_lcw")
+STUDIES = ("quick-demo", "activations")  # the examples whose tables README.md shows
+
+
+def results_file(name: str) -> Path:
+    return EXAMPLES / "results" / f"{name}.json"
+
+
+def block(name: str) -> str:
+    return f"study-{name}"
 
 
 def _free_port() -> int:
@@ -53,8 +62,8 @@ def _serve(home: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def run(url: str | None) -> dict[str, Any]:
-    """Submit the spec, wait for it, and return what is saved."""
+def run(name: str, url: str | None) -> dict[str, Any]:
+    """Submit examples/NAME.yaml, wait for it, and return what is saved."""
     from service.client import Client
 
     server = None
@@ -72,7 +81,7 @@ def run(url: str | None) -> dict[str, Any]:
                     except Exception:
                         time.sleep(1)
                 started = time.monotonic()
-                study = client.submit(SPEC)
+                study = client.submit(EXAMPLES / f"{name}.yaml")
                 last = 0.0
 
                 def progress(s: Any) -> None:
@@ -92,7 +101,7 @@ def run(url: str | None) -> dict[str, Any]:
     return {
         "date": dt.date.today().isoformat(),
         "machine": machine(),
-        "spec": SPEC.name,
+        "spec": f"{name}.yaml",
         "status": done.status,
         "trials": done.trial_count,
         "progress": done.progress.model_dump(),
@@ -134,19 +143,21 @@ def render(saved: dict[str, Any]) -> str:
     comps = {(c["activation"], c["depth"], c["method"], c["baseline"]): c
              for c in summary["comparisons"]}  # fmt: skip
     adj = summary["adjustment"]
-    hours = saved["wall_s"] / 3600
+    name = saved["spec"].removesuffix(".yaml")
+    targets = [t for t in TARGETS if any(m == t for _, _, m in cells)]
     lines = [
-        f"Measured {saved['date']} on {saved['machine']}: `{saved['spec']}`, "
-        f"{saved['trials']} trials ({saved['status']}), {hours:.1f} h wall time "
-        "(`python -m examples.activations_study run`; this table: `... readme`).",
+        f"Measured {saved['date']} on {saved['machine']}: `examples/{saved['spec']}`, "
+        f"{saved['trials']} trials ({saved['status']}), {saved['wall_s'] / 60:.1f} min wall time "
+        f"(`python -m examples.study_table run {name}`; this table: `... readme {name}`).",
         "",
         f"Test accuracy at each method's best (lr, init scale), chosen on validation; "
         f"differences are paired over seeds with a 95% t interval; `*`: adjusted p < "
         f"{adj['alpha']} ({adj['note']}).",
         "",
-        "| activation | depth | best baseline (acc, setting) | lcw (acc) | lcw - best "
-        "| p adj | bn_lcw (acc) | bn_lcw - best | p adj |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| activation | depth | best baseline (acc, setting) | "
+        + " | ".join(f"{t} (acc, setting) | {t} - best [95% CI] | p adj" for t in targets)
+        + " |",
+        "|---|---|---|" + "---|---|---|" * len(targets),
     ]
     keys = sorted({(a, d) for a, d, _ in cells}, key=lambda k: (k[0], k[1] or 0))
     for activation, depth in keys:
@@ -163,7 +174,7 @@ def render(saved: dict[str, Any]) -> str:
             str(depth),
             f"{best['method']} ({best['test_acc_mean']:.3f}, {_setting(best)})",
         ]
-        for target in TARGETS:
+        for target in targets:
             cell = cells.get((activation, depth, target))
             comp = comps.get((activation, depth, target, best["method"]))
             acc = (
@@ -179,16 +190,17 @@ def render(saved: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["run", "readme"])
+    parser.add_argument("name", choices=STUDIES)
     parser.add_argument("--url", help="a running server (default: start one)")
     args = parser.parse_args()
+    path = results_file(args.name)
     if args.what == "run":
-        saved = run(args.url)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(saved, indent=1) + "\n")
-    saved = json.loads(RESULTS.read_text())
-    text = render(saved)
-    if not write_block(BLOCK, text):
-        print(f"README.md has no {BLOCK} markers; the table:")
+        saved = run(args.name, args.url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=1) + "\n")
+    text = render(json.loads(path.read_text()))
+    if not write_block(block(args.name), text):
+        print(f"README.md has no {block(args.name)} markers; the table:")
     print(text)
 
 
