@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert, select, text, update
 
-from service import stats
+from service import significance, stats
 from service.config import Settings
 from service.db import make_engine, upgrade_database
 from service.models import Trial, TrialMetric
@@ -165,8 +165,9 @@ def _measure(url: str, *, repeats: int) -> dict[str, Any]:
             # As in a new process: no cached summary and no cached scipy results; `stored`:
             # the stored cell results dropped too (a study's first summary ever).
             app_store.forget_summaries(stored=stored)
-            stats._t_quantile.cache_clear()
-            stats._wilcoxon_p.cache_clear()
+            significance._t_quantile.cache_clear()
+            significance._paired_t_p.cache_clear()
+            significance._wilcoxon_p.cache_clear()
 
         def forget() -> None:
             app_store.forget_summaries()

@@ -85,10 +85,6 @@ def hidden_bias(method: str, mode: str = "default") -> bool:
         raise ValueError(f"bias: {mode!r} is not one of {choices(BIAS_MODES)}")
     return METHODS[method].bias and mode == "default"
 
-# "none" removes the per-neuron bias of hidden layers from the methods that have one (plain,
-# wn, cwn): an ablation, since lcw has none.
-BIAS_MODES: tuple[str, ...] = ("default", "none")
-
 _IDX_MNIST = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",

@@ -172,23 +172,33 @@ def predicted_profile(
     activation: str, gain: float, *, zero_sum: bool, norm: str | None, depth: int,
     input_second: float = 1.0, input_var: float = 1.0,
 ) -> dict[str, list[float]]:
-    """Mean-field q (second moment of each layer's linear output) and |dL/dz|^2 per layer,
-    relative to the last layer's, for a `depth`-layer net of equal widths.
+    """Mean-field profile of a `depth`-layer net of equal widths, per hidden layer:
+
+    * ``q``: second moment of the linear output;
+    * ``grad2``: |dL/dz|^2, relative to the last layer's;
+    * ``grad_w2``: |dL/dW|^2 relative to the last layer's, as if the samples' outer products
+      dL/dz a^T added incoherently: grad2 times the layer input's per-unit second moment
+      (variance, for zero-sum rows). That holds where the inputs have zero mean (zero-sum
+      rows, odd f); a shared non-zero mean adds a coherent part this does not model.
 
     `input_second` / `input_var`: the input's per-coordinate second moment and its variance
     (across units for zero-sum rows, across the batch for batch norm); standard-normal inputs
     have both 1. Layer 1 reads the input; deeper layers read f of the previous layer.
     """  # fmt: skip
     m1 = moments(activation, 1.0)
+    key = "var" if zero_sum else "second"
     qs = [gain**2 * (input_var if zero_sum else input_second)]
+    inputs = [input_var if zero_sum else input_second]  # per-unit moment of each layer's input
     chis: list[float] = []  # chis[i]: |dL/dz_{i+1}|^2 / |dL/dz_{i+2}|^2
     for layer in range(1, depth):
         if norm is None:
             m = moments(activation, qs[-1])
-            qs.append(gain**2 * (m["var"] if zero_sum else m["second"]))
+            inputs.append(m[key])
+            qs.append(gain**2 * m[key])
             chis.append(gain**2 * m["slope2"])
             continue
-        qs.append(gain**2 * (m1["var"] if zero_sum else m1["second"]))
+        inputs.append(m1[key])
+        qs.append(gain**2 * m1[key])
         # The normalizer's variance at layer l is g^2 times its input's (per-unit batch
         # variance for batch norm, second moment for layer norm): the input's for l = 1.
         if norm == "batch":
@@ -199,4 +209,5 @@ def predicted_profile(
     grad2 = [1.0]
     for chi in reversed(chis):
         grad2.insert(0, grad2[0] * chi)
-    return {"q": qs, "grad2": grad2}
+    grad_w2 = [g * i / (grad2[-1] * inputs[-1]) for g, i in zip(grad2, inputs, strict=True)]
+    return {"q": qs, "grad2": grad2, "grad_w2": grad_w2}

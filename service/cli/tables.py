@@ -99,7 +99,8 @@ def comparisons_table(summary: SummaryPublic) -> Table:
     name = _ADJUSTMENT_NAMES.get(summary.adjustment.method, summary.adjustment.method)
     comp = Table(title=f"Paired differences in test accuracy (same seeds); p_adj: {name}")
     for column in ("activation", "depth x width", "method - baseline", "n", "mean diff"):
-        comp.add_column(column, justify="left" if column[0] in "am" else "right")
+        left = column in ("activation", "method - baseline")
+        comp.add_column(column, justify="left" if left else "right")
     for column in ("95% CI", "p", "p_adj", "p_signed_rank", "sig"):
         comp.add_column(column, justify="right")
     for c in summary.comparisons:

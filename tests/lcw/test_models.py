@@ -92,3 +92,41 @@ def test_constrained_methods_have_zero_sum_rows() -> None:
         cfg = TrialConfig(dataset="digits", method=method, depth=4, width=16)
         for block in build_model(cfg).blocks:
             assert block.linear.weight.sum(dim=1).abs().max() < 1e-5
+
+
+def _hidden_and_head(cfg: TrialConfig) -> tuple[list[torch.Tensor], torch.Tensor]:
+    model = build_model(cfg)
+    return [b.linear.weight.detach() for b in model.blocks], model.classifier.weight.detach()
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "vgg11"])
+@pytest.mark.parametrize("method", list(catalog.METHODS))
+def test_init_scale_multiplies_every_hidden_std_exactly(method: str, model_name: str) -> None:
+    dataset = "digits" if model_name == "mlp" else "synthetic"
+    base = dict(dataset=dataset, model=model_name, method=method, activation="relu", depth=3,
+                width=16, seed=2)  # fmt: skip
+    one, head_one = _hidden_and_head(TrialConfig(**base))  # type: ignore[arg-type]
+    two, head_two = _hidden_and_head(TrialConfig(init_scale=2.0, **base))  # type: ignore[arg-type]
+    # Scaling by 2 is exact in floating point: bitwise twice the weights, same draw.
+    assert all(torch.equal(b, 2 * a) for a, b in zip(one, two, strict=True))
+    assert torch.equal(head_one, head_two)  # the classifier is not scaled
+    if model_name != "mlp":
+        return
+    half, _ = _hidden_and_head(TrialConfig(gain=3.0, init_scale=0.5, **base))  # type: ignore[arg-type]
+    three, _ = _hidden_and_head(TrialConfig(gain=3.0, **base))  # type: ignore[arg-type]
+    assert all(torch.equal(2 * a, b) for a, b in zip(half, three, strict=True))
+
+
+@pytest.mark.parametrize("method", list(catalog.METHODS))
+def test_bias_none_removes_every_hidden_bias(method: str) -> None:
+    for bias, model_name, dataset in (("default", "mlp", "digits"), ("none", "mlp", "digits"),
+                                      ("none", "vgg11", "synthetic")):  # fmt: skip
+        cfg = TrialConfig(dataset=dataset, model=model_name, method=method, bias=bias, depth=2)
+        model = build_model(cfg)
+        has = [b.linear.bias is not None for b in model.blocks]
+        expected = catalog.METHODS[method].bias and bias == "default"
+        assert has == [expected] * len(has), (bias, model_name)
+        assert model.classifier.bias is not None  # the head keeps its bias
+        names = [n for n, _ in model.named_parameters() if n.endswith("bias")]
+        assert any(n.startswith("classifier") for n in names)
+        _step(model, torch.rand(2, *catalog.DATASETS[dataset].input_shape), torch.tensor([1, 2]))

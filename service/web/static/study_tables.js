@@ -76,8 +76,9 @@ window.LCWTables = (function () {
     }
     parts.push("primary test: " + (TESTS[a.primary_test] || a.primary_test));
     const floor = a.signed_rank_floor_adjusted;
-    parts.push((TESTS[a.robustness_test] || a.robustness_test) + " floor after adjustment: " +
-      (floor === null || floor === undefined ? "—" : fmtP(floor)));
+    if (floor !== null && floor !== undefined) {
+      parts.push((TESTS[a.robustness_test] || a.robustness_test) + " floor after adjustment: " + fmtP(floor));
+    }
     return parts.join("; ");
   }
 
@@ -166,7 +167,9 @@ window.LCWTables = (function () {
     },
     el("td", { "data-col": "pair", text: r.method + " − " + r.baseline }),
     el("td", { "data-col": "cell", text: cellLabel(r) }),
-    el("td", { "data-col": "settings", class: "small", text: settingLabel(r.method_lr, r.method_init_scale) + " vs " + settingLabel(r.baseline_lr, r.baseline_init_scale) }),
+    el("td", { "data-col": "settings", class: "small" },
+      el("span", { class: "nowrap", text: settingLabel(r.method_lr, r.method_init_scale) }), " vs ",
+      el("span", { class: "nowrap", text: settingLabel(r.baseline_lr, r.baseline_init_scale) })),
     num(String(r.n), "n"),
     diff,
     num(fmtCI(r.ci95, r.ci95_note), "ci95", { class: "num " + (v.faded ? "diff-ns" : "") + (r.ci95 ? "" : " note") }),
