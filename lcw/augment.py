@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 PAD = 4  # pixels of zero padding on each side: offsets 0..2 * PAD
-AUGMENT_SEED_OFFSET = 2_000_029  # augmentation generator seed = seed + this (data order: lcw.trainer)
+AUGMENT_SEED_OFFSET = 2_000_029  # the generator's seed = seed + this (data order: lcw.trainer)
 
 
 def augment_generator(seed: int, device: torch.device | str) -> torch.Generator:

@@ -2,7 +2,7 @@
 
 The service validates study specs against this module without importing torch. Builders live
 next to their implementations (``lcw.layers``, ``lcw.models``, ``lcw.data``) and register under
-exactly these names; ``tests/lcw/test_catalog.py`` checks that the two agree.
+exactly these names; ``tests/lcw/test_models.py`` checks that the two agree.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def hidden_bias(method: str, mode: str = "default") -> bool:
     if mode not in BIAS_MODES:
         raise ValueError(f"bias: {mode!r} is not one of {choices(BIAS_MODES)}")
     return METHODS[method].bias and mode == "default"
+
 
 _IDX_MNIST = (
     "train-images-idx3-ubyte.gz",

@@ -156,9 +156,7 @@ class TrialConfig:
 
 def _is_number(value: object) -> bool:
     """A finite int or float (bool excluded: JSON true is not a number)."""
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _one_of(name: str, value: object, allowed: Any) -> None:

@@ -34,7 +34,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from lcw import catalog
+from lcw.config import TrialConfig
+from lcw.init import init_gain
 from lcw.layers import Block, effective_weight, is_zero_sum
+from lcw.meanfield import predicted_profile
+from lcw.models import build_model
 
 
 def _neuron_matrix(z: Tensor) -> Tensor:
@@ -149,27 +154,33 @@ def _saturation(a: Tensor, activation: str) -> float | None:
 
 
 def depth_profile(
-    method: str, activation: str, *, depth: int = 20, width: int = 500, batch: int = 256,
-    seed: int = 0, init_scale: float = 1.0,
-) -> dict[str, list[float]]:
-    """Signal and gradient sizes through an MLP at its default init, layer by layer.
+    method: str,
+    activation: str,
+    *,
+    depth: int = 20,
+    width: int = 500,
+    batch: int = 256,
+    seed: int = 0,
+    init_scale: float = 1.0,
+) -> dict[str, Any]:
+    """Signal and gradient sizes through an MLP at its default init, layer by layer, measured
+    and as mean-field theory predicts them (``lcw.meanfield.predicted_profile``).
 
     Inputs are `batch` standard-normal vectors of size `width` and labels uniform over 10
     classes, both from a generator seeded with `seed` (the weights use the trial's init
-    generator, seeded alike). Standard-normal inputs give layer 1 the same fan-in and unit
-    input statistics as every mean-field prediction starts from, so the profile shows what
-    depth does and nothing the data does. Per hidden layer, in train mode (batch statistics):
+    generator, seeded alike). Standard-normal inputs give layer 1 the same fan-in and the unit
+    input statistics every prediction starts from, so the profile shows what depth does and
+    nothing the data does. Per hidden layer, in train mode (batch statistics), for the mean
+    cross-entropy over the batch:
 
     * ``q``: mean square of the linear map's output (the mean-field preactivation variance);
     * ``grad_z``: Frobenius norm of d loss / d (linear output) over the batch: the backward
       signal, which shrinks or grows by sqrt(chi) a layer;
     * ``grad_norm``: the weight gradient the optimizer applies (``measure_layers``' figure).
 
-    Loss: mean cross-entropy over the batch.
+    Returns {"gain", "measured": {name: per-layer list}, "predicted": {name: per-layer list}};
+    predicted gradients are relative to the last layer's (only their ratios are predicted).
     """  # fmt: skip
-    from lcw.config import TrialConfig
-    from lcw.models import build_model
-
     cfg = TrialConfig(dataset="digits", method=method, activation=activation, depth=depth,
                       width=width, seed=seed, init_scale=init_scale)  # fmt: skip
     model = build_model(cfg, input_shape=(1, 1, width), num_classes=10)
@@ -188,10 +199,23 @@ def depth_profile(
         for h in handles:
             h.remove()
     gz, gw = grads[:depth], grads[depth:]
+    info = catalog.METHODS[method]
+    gain = init_gain(method, activation, scale=init_scale)
+    theory = predicted_profile(activation, gain, zero_sum=info.constrained, norm=info.norm,
+                               depth=depth)  # fmt: skip
     return {
-        "q": [float(z.detach().double().square().mean()) for z in preacts],
-        "grad_z": [float(g.double().norm()) for g in gz],
-        "grad_norm": [
-            float(_applied(b.linear, g.double()).norm()) for b, g in zip(blocks, gw, strict=True)
-        ],
+        "gain": gain,
+        "measured": {
+            "q": [float(z.detach().double().square().mean()) for z in preacts],
+            "grad_z": [float(g.double().norm()) for g in gz],
+            "grad_norm": [
+                float(_applied(b.linear, g.double()).norm())
+                for b, g in zip(blocks, gw, strict=True)
+            ],
+        },
+        "predicted": {
+            "q": theory["q"],
+            "grad_z": [math.sqrt(v) for v in theory["grad2"]],
+            "grad_norm": [math.sqrt(v) for v in theory["grad_w2"]],
+        },
     }

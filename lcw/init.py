@@ -45,7 +45,7 @@ INIT_DEFAULTS: dict[str, InitDefault] = {
             "zero-sum rows: exactly tanh at g/4 (sigmoid(z) = 1/2 + tanh(z/2)/2, the 1/2 "
             "cancels), so chi -> 1 as for tanh; unconstrained rows reach no chi = 1 at a "
             "moderate g (the output's mean of 1/2 inflates the forward signal: chi 0.06 at "
-            "g = 1, 0.40 at 4, 0.80 at 8), so they take the same g, leaving the constraint "
+            "g = 1, 0.40 at 4, 0.79 at 8), so they take the same g, leaving the constraint "
             "as the only difference",
         ),
         InitDefault(

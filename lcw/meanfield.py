@@ -45,7 +45,8 @@ Fn = Callable[[np.ndarray], np.ndarray]
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
-    return np.vectorize(math.erf, otypes=[float])(x)  # type: ignore[no-any-return]
+    out: np.ndarray = np.vectorize(math.erf, otypes=[float])(x)
+    return out
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -146,9 +147,7 @@ def forward_fixed_point(activation: str, gain: float, zero_sum: bool, q0: float 
     return 0.0 if down else math.inf
 
 
-def backward_factor(
-    activation: str, gain: float, zero_sum: bool, q: float | None = None
-) -> float:
+def backward_factor(activation: str, gain: float, zero_sum: bool, q: float | None = None) -> float:
     """chi = g^2 E f'(z)^2 at z ~ N(0, q); q None: at the forward fixed point reached from 1.
 
     A fixed point at 0 or infinity gives the limit (evaluated at q = 1e-12 or 1e12).
@@ -169,8 +168,14 @@ def normalized_factor(activation: str, norm: str) -> float:
 
 
 def predicted_profile(
-    activation: str, gain: float, *, zero_sum: bool, norm: str | None, depth: int,
-    input_second: float = 1.0, input_var: float = 1.0,
+    activation: str,
+    gain: float,
+    *,
+    zero_sum: bool,
+    norm: str | None,
+    depth: int,
+    input_second: float = 1.0,
+    input_var: float = 1.0,
 ) -> dict[str, list[float]]:
     """Mean-field profile of a `depth`-layer net of equal widths, per hidden layer:
 

@@ -46,9 +46,13 @@ def decayed_parameters(model: nn.Module) -> list[Tensor]:
             originals = plist["weight"]
             # One original: the weight's own parameter (centering v, basis v); two: weight
             # norm's (g, v) from right_inverse, where only the direction v is a weight.
-            out.append(originals.original if hasattr(originals, "original") else originals.original1)
+            out.append(
+                originals.original if hasattr(originals, "original") else originals.original1
+            )
         else:
-            out.append(m.weight)
+            weight = m.weight
+            assert isinstance(weight, Tensor)
+            out.append(weight)
     return out
 
 

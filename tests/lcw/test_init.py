@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 
@@ -94,11 +95,11 @@ def test_zero_sum_sigmoid_is_exactly_tanh_at_a_quarter_of_the_gain(g: float, q: 
 
 
 def test_unconstrained_sigmoid_reaches_no_chi_1_at_moderate_gains() -> None:
-    # chi at the forward fixed point: the documented 0.06 at g = 1, 0.40 at 4, 0.80 at 8.
+    # chi at the forward fixed point: 0.06 at g = 1, 0.40 at 4, 0.79 at 8 (lcw.init quotes them).
     chi = {g: backward_factor("sigmoid", g, False) for g in (1.0, 4.0, 8.0)}
     assert chi == pytest.approx({1.0: 0.056, 4.0: 0.399, 8.0: 0.795}, abs=1e-3)
     grid = [backward_factor("sigmoid", 1 + 0.5 * i, False) for i in range(15)]  # g = 1 .. 8
-    assert all(a < b < 1 for a, b in zip(grid, grid[1:], strict=False))
+    assert all(a < b < 1 for a, b in itertools.pairwise(grid))
     assert backward_factor("sigmoid", 4.0, True) == pytest.approx(1.0, abs=1e-9)  # LCW: 1
 
 
@@ -136,6 +137,23 @@ def test_chi_at_the_defaults() -> None:
     assert unconstrained == pytest.approx(
         {"sigmoid": 0.399, "tanh": 1.0, "relu": 1.0, "leaky_relu": 1.0, "gelu": 0.5}, abs=1e-3
     )
+
+
+def test_the_reasons_quote_the_computed_figures() -> None:
+    """The one-line reasons (rendered into README.md) carry numbers: they are these."""
+    reason = {a: d.reason for a, d in INIT_DEFAULTS.items()}
+    sigmoid = [f"chi {backward_factor('sigmoid', 1.0, False):.2f} at g = 1"] + [
+        f"{backward_factor('sigmoid', g, False):.2f} at {g:g}" for g in (4.0, 8.0)
+    ]
+    assert all(s in reason["sigmoid"] for s in sigmoid), sigmoid
+    q_star = forward_fixed_point("tanh", 5 / 3, False)
+    tanh = f"q* = {q_star:.2f} with chi = {backward_factor('tanh', 5 / 3, False):.2f}"
+    assert tanh in reason["tanh"], tanh
+    for activation in ("relu", "leaky_relu"):
+        shrink = forward_map(activation, default_gain(activation), True, 1.0)
+        assert f"{shrink:.2f} a layer" in reason[activation]
+    at_1 = f"{default_chi('gelu', zero_sum=False, q=1.0):.2f} at q = 1"
+    assert at_1 in reason["gelu"], at_1
 
 
 def test_normalized_factors() -> None:

@@ -221,5 +221,7 @@ def test_projection_and_centering_train_an_mlp_identically(opt: str) -> None:
 def test_projection_and_centering_differ_under_adam_with_coupled_weight_decay() -> None:
     # The L2 term joins the gradient before Adam's normalization; for centering it is wd * v,
     # whose row-mean part is not in w. Measured 0.109 after 100 steps.
-    gap = _max_rel(_mlp_weights_after("projection", "adam_wd"), _mlp_weights_after("centering", "adam_wd"))
+    gap = _max_rel(
+        _mlp_weights_after("projection", "adam_wd"), _mlp_weights_after("centering", "adam_wd")
+    )
     assert gap > 0.05

@@ -83,7 +83,9 @@ def test_a_pack_decays_the_same_parameters(method: str) -> None:
     single = build_model(cfgs[0])
     alone = _decayed_names(single, build_optimizer(cfgs[0], single), lr=1.0)
     packed = build_packed_model(cfgs, input_shape=(1, 8, 8), num_classes=10)
-    moved = _decayed_names(packed, build_packed_optimizer(cfgs, packed, torch.device("cpu")), lr=1.0)
+    moved = _decayed_names(
+        packed, build_packed_optimizer(cfgs, packed, torch.device("cpu")), lr=1.0
+    )
     # The packed model names its parameters as the single one does (features.i.linear...).
     assert [n for n, _ in packed.named_parameters()] == [n for n, _ in single.named_parameters()]
     assert moved == alone and len(moved) >= 3
