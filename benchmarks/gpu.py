@@ -80,7 +80,7 @@ def _pack_throughput(
     data = load_dataset(cfgs[0].dataset, device=device)
     k = len(cfgs)
     model = build_packed_model(cfgs, input_shape=data.input_shape, num_classes=10).to(device)
-    opt = build_packed_optimizer(cfgs, model.parameters(), device)
+    opt = build_packed_optimizer(cfgs, model, device)
     n = len(data.y_train)
     gen = torch.Generator(device="cpu").manual_seed(0)
 

@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    PlainValidator,
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     WithJsonSchema,
     field_validator,
     model_validator,
