@@ -136,6 +136,12 @@ def _setting(cell: dict[str, Any]) -> str:
     return f"lr {cell['best_lr']:g}, x{cell['best_init_scale']:g}"
 
 
+def _acc(cell: dict[str, Any]) -> str:
+    acc = "n/a" if cell["test_acc_mean"] is None else f"{cell['test_acc_mean']:.3f}"
+    diverged = f" ({cell['diverged']})" if cell["diverged"] else ""
+    return f"{cell['method']} {acc}{diverged}"
+
+
 def render(saved: dict[str, Any]) -> str:
     """The README block from a saved results file."""
     summary = saved["summary"]
@@ -154,10 +160,10 @@ def render(saved: dict[str, Any]) -> str:
         f"differences are paired over seeds with a 95% t interval; `*`: adjusted p < "
         f"{adj['alpha']} ({adj['note']}).",
         "",
-        "| activation | depth | best baseline (acc, setting) | "
+        "| activation | depth | every method: test acc (diverged) | best baseline (acc, setting) | "
         + " | ".join(f"{t} (acc, setting) | {t} - best [95% CI] | p adj" for t in targets)
         + " |",
-        "|---|---|---|" + "---|---|---|" * len(targets),
+        "|---|---|---|---|" + "---|---|---|" * len(targets),
     ]
     keys = sorted({(a, d) for a, d, _ in cells}, key=lambda k: (k[0], k[1] or 0))
     for activation, depth in keys:
@@ -172,6 +178,11 @@ def render(saved: dict[str, Any]) -> str:
         row = [
             activation,
             str(depth),
+            " · ".join(
+                _acc(c)
+                for (a, d, _), c in sorted(cells.items(), key=lambda kv: kv[0][2])
+                if (a, d) == (activation, depth)
+            ),
             f"{best['method']} ({best['test_acc_mean']:.3f}, {_setting(best)})",
         ]
         for target in targets:
