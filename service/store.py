@@ -98,7 +98,8 @@ log = logging.getLogger(__name__)
 _EXPORT_BATCH = 500  # trials per export query
 # Columns a trial list can be ordered by (the web table's sortable columns).
 TRIAL_SORT_KEYS = frozenset(
-    {"index", "method", "depth", "width", "activation", "lr", "seed", "status", "attempt"}
+    {"index", "method", "depth", "width", "activation", "lr", "init_scale", "seed"}
+    | {"status", "attempt"}
     | set(FINAL_METRICS)
 )
 

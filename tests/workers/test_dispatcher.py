@@ -67,7 +67,12 @@ def test_lr_search_gives_every_cell_its_budget_of_lrs(shared: Shared) -> None:
         **DIGITS,
         "name": "search",
         "learning_rates": None,
-        "lr_search": {"low": low, "high": high, "trials_per_cell": per_cell},
+        "lr_search": {
+            "low": low,
+            "high": high,
+            "trials_per_cell": per_cell,
+            "init_scale": {"low": 0.5, "high": 2.0},  # searched with the LR, same budget
+        },
         "seeds": seeds,
     }
     del spec["learning_rates"]
@@ -80,23 +85,28 @@ def test_lr_search_gives_every_cell_its_budget_of_lrs(shared: Shared) -> None:
     summary = {c.method: c for c in store.summary(study.id).cells}
     for cell_key, trials in cells.items():
         assert len(trials) == per_cell * seeds
-        by_slot: dict[int, set[float]] = defaultdict(set)
+        by_slot: dict[int, set[tuple[float, float]]] = defaultdict(set)
         for t in trials:
             assert t.lr is not None and low <= t.lr <= high
-            assert t.config["lr"] == t.lr
-            by_slot[t.slot].add(t.lr)
+            assert t.init_scale is not None and 0.5 <= t.init_scale <= 2.0
+            assert (t.config["lr"], t.config["init_scale"]) == (t.lr, t.init_scale)
+            by_slot[t.slot].add((t.lr, t.init_scale))
         assert sorted(by_slot) == list(range(per_cell))
-        assert all(len(lrs) == 1 for lrs in by_slot.values())  # seeds of a slot share an LR
-        cell_lrs = {lr for lrs in by_slot.values() for lr in lrs}
-        assert len(cell_lrs) == per_cell
-        assert summary[trials[0].method].best_lr in cell_lrs
+        # The seeds of a slot share its setting (lr and init scale).
+        assert all(len(settings) == 1 for settings in by_slot.values())
+        cell_settings = {s for settings in by_slot.values() for s in settings}
+        assert len(cell_settings) == per_cell
+        best = summary[trials[0].method]
+        assert (best.best_lr, best.best_init_scale) in cell_settings
         history = store.lr_history(study.id, cell_key)
         assert [(slot, lr) for slot, lr, *_ in history] == [
             (slot, next(iter(by_slot[slot]))) for slot in range(per_cell)
         ]
 
 
-def test_asha_stops_weak_trials_and_keeps_their_metrics(shared: Shared) -> None:
+def test_asha_stops_weak_settings_over_all_their_seeds_and_keeps_their_metrics(
+    shared: Shared,
+) -> None:
     store = shared.store
     spec = {
         **DIGITS,
@@ -105,26 +115,50 @@ def test_asha_stops_weak_trials_and_keeps_their_metrics(shared: Shared) -> None:
         "depths": [5],
         # Strong LRs first: they set the bar that the weak ones then fail at the rungs.
         "learning_rates": [0.1, 0.3, 0.03, 3e-4, 1e-4, 5e-5],
+        "seeds": 2,
         "epochs": 6,
         "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
     }
-    study = wait_study(store, submit(store, spec), timeout=180)
+    study = wait_study(store, submit(store, spec), timeout=240)
     assert study.status == "completed"
     trials = trials_of(store, study.id)
     stopped = [t for t in trials if t.status == "stopped_early"]
     assert len(stopped) >= 2, [(t.lr, t.status) for t in trials]
     assert any(t.status == "completed" for t in trials)
-    val = {t.id: {m.epoch: m.val_acc for m in t.metrics} for t in trials}
+    by_lr: dict[float, list[Any]] = defaultdict(list)
+    for t in trials:
+        by_lr[t.lr].append(t)
+
+    def mean_at(lr: float, epoch: int) -> float:
+        values = [{m.epoch: m.val_acc for m in t.metrics}.get(epoch) for t in by_lr[lr]]
+        return sum(v if v is not None else -1.0 for v in values) / len(values)
+
     for t in trials:
         assert_one_row_per_epoch(t)
         last = t.metrics[-1].epoch
         if t.status == "stopped_early":
             assert last in (1, 2, 4)  # stopped exactly at a rung, its metrics kept
             assert t.val_acc == t.metrics[-1].val_acc
-            # ...because another trial was better there (the top 1/2 go on).
-            assert any(val[o.id].get(last, -1) > val[t.id][last] for o in trials if o is not t)
+            # ...because its setting, judged on the mean of *both* seeds at a rung at or
+            # before this one, was below another setting's mean there (the top 1/2 go on).
+            assert any(
+                mean_at(o, rung) > mean_at(t.lr, rung)
+                for rung in (1, 2, 4)
+                if rung <= last
+                for o in by_lr
+                if o != t.lr and all(rung in {m.epoch for m in x.metrics} for x in by_lr[o])
+            ), (t.lr, last)
         else:
             assert last == spec["epochs"]
+    # Seeds stay paired: a setting whose seed was stopped is never the chosen one, and the
+    # summary's means hold only trials that ran the whole budget.
+    [cell] = store.summary(study.id).cells
+    assert all(t.status == "completed" for t in by_lr[cell.best_lr])
+    assert cell.stopped_early == len(stopped)
+    assert cell.n == 2
+    for entry in cell.lrs:
+        full = [t for t in by_lr[entry.lr] if t.status == "completed"]
+        assert entry.n == len(full) and entry.stopped_early == len(by_lr[entry.lr]) - len(full)
 
 
 @pytest.mark.parametrize(
