@@ -197,9 +197,9 @@ def test_trial_table_numbers_sort_filter_and_pages(
     assert len(rows) == 50
     for row, t in zip(rows, expected, strict=True):
         assert row[0] == str(t.index) and row[1] == t.method and row[2] == str(t.depth)
-        assert row[5] == f"{t.lr:g}" and row[6] == str(t.seed)
-        assert row[7] == t.status.replace("_", " ")
-        assert row[9:12] == [_fmt(t.train_loss), _fmt(t.val_acc), _fmt(t.test_acc)]
+        assert row[5] == f"{t.lr:g}" and row[6] == f"{t.init_scale:g}" and row[7] == str(t.seed)
+        assert row[8] == t.status.replace("_", " ")
+        assert row[10:13] == [_fmt(t.train_loss), _fmt(t.val_acc), _fmt(t.test_acc)]
     assert "1–50 of 144 trials" in page.locator(".table-meta").inner_text()
 
     # Sort by test accuracy (the first click sorts best first), server-side over all pages.
@@ -207,14 +207,14 @@ def test_trial_table_numbers_sort_filter_and_pages(
     page.wait_for_function("() => location.search.includes('sort=test_acc')")
     best = site.store.list_trials(sid, limit=3, order_by="test_acc", descending=True).data
     assert [r[0] for r in _rows(page)[:3]] == [str(t.index) for t in best]
-    assert _rows(page)[0][11] == _fmt(best[0].test_acc)
+    assert _rows(page)[0][12] == _fmt(best[0].test_acc)
 
     # Filters: the failed lcw trial, then the diverged one.
     page.select_option('#trial-filters select[name="method"]', "lcw")
     page.select_option('#trial-filters select[name="status"]', "failed")
     page.wait_for_function("() => location.search.includes('status=failed')")
     rows = _rows(page)
-    assert len(rows) == 1 and rows[0][7] == "failed" and rows[0][11] == "—"
+    assert len(rows) == 1 and rows[0][8] == "failed" and rows[0][12] == "—"
     page.select_option('#trial-filters select[name="method"]', "")
     page.select_option('#trial-filters select[name="status"]', "diverged")
     page.wait_for_function(
