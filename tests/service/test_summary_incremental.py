@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import create_engine, select, text, update
 from svc_helpers import make_study, result, row_based_summary
 
 from service.db import session_scope, writer
@@ -210,3 +210,101 @@ def test_a_failed_store_of_cell_results_loses_nothing(
         stored = s.execute(select(StudyCell.result).where(StudyCell.study_id == study_id)).all()
     assert stored and all(r is None for (r,) in stored)
     assert Store(store.engine).summary(study_id).model_dump() == row_based_summary(store, study_id)
+
+
+def test_a_queued_cell_result_never_lands_in_another_study_with_the_same_id(
+    store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A study id can be taken again: SQLite reuses the largest rowid after the newest study is
+    deleted, and a truncated or restored PostgreSQL restarts its sequence. A cell result still
+    queued for the first study, computed at the same cell versions, must not be stored for the
+    second (it would serve a foreign cell: the failure once seen in a clean-clone CI run)."""
+    first = make_study(store, GRID)
+    _finish(store, 12)
+    queued: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(store._results, "put", lambda *args: queued.append(args))
+    store.summary(first)  # computes every cell; its writes are held back
+    assert queued
+    if db_url.startswith("sqlite"):
+        store.cancel_study(first)
+        store.delete_study(first)
+    else:
+        with session_scope(writer(store.engine)) as s:
+            s.execute(
+                text(
+                    "TRUNCATE trial_metrics, trials, study_cells, studies RESTART IDENTITY CASCADE"
+                )
+            )
+    fresh = Store(store.engine)
+    second = make_study(fresh, GRID)
+    assert second == first  # the same id, and the same trials finish: the same cell versions
+    for i, c in enumerate(fresh.claim_trials("w", limit=12, lease_seconds=60)):
+        acc = (i % 3 + 1) / 4  # other accuracies than the first study's
+        fresh.complete_trial("w", c.id, status="completed", result=result(acc, acc), run_info={})
+    monkeypatch.undo()
+    for args in queued:  # the first study's writes land now, late
+        store._results.put(*args)
+    store.settle_summaries()
+    assert Store(store.engine).summary(second).model_dump() == row_based_summary(store, second)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_concurrent_writers_readers_and_restarts_agree_with_the_rows(
+    store: Store, seed: int
+) -> None:
+    """Two workers finish, fail and release trials while readers ask for the summary from a
+    long-lived store and from stores built anew (restarted processes) with the background
+    result writer running; every answer read after the writers stop, from any store, is the
+    row-by-row summary."""
+    import threading
+
+    study_id = make_study(store, GRID)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(owner: str, rng: random.Random) -> None:
+        try:
+            while not stop.is_set():
+                claimed = store.claim_trials(owner, limit=3, lease_seconds=60)
+                if not claimed:
+                    return
+                for c in claimed:
+                    acc = rng.randrange(1, 16) / 16
+                    if rng.random() < 0.2:
+                        store.fail_trial_attempt(owner, c.id, error="boom")
+                    elif rng.random() < 0.1:
+                        store.release_trials(owner, [c.id])
+                    else:
+                        store.complete_trial(
+                            owner, c.id, status="completed", result=result(acc, acc), run_info={}
+                        )
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                store.summary(study_id)
+                Store(store.engine).summary(study_id)  # a restarted process, mid-flight
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    rng = random.Random(seed)
+    threads = [
+        threading.Thread(target=worker, args=("w1", random.Random(rng.random()))),
+        threading.Thread(target=worker, args=("w2", random.Random(rng.random()))),
+        threading.Thread(target=reader),
+        threading.Thread(target=reader),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads[:2]:
+        t.join(timeout=120)
+    stop.set()
+    for t in threads[2:]:
+        t.join(timeout=60)
+    assert not errors, errors
+    want = row_based_summary(store, study_id)
+    assert store.summary(study_id).model_dump() == want
+    store.settle_summaries()
+    assert Store(store.engine).summary(study_id).model_dump() == want
