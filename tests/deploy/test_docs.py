@@ -45,3 +45,14 @@ def test_the_examples_table_lists_every_example() -> None:
     text = _docs()
     for path in sorted((REPO / "examples").glob("*.yaml")):
         assert f"`{Path(path).name}`" in text, path.name
+
+
+def test_the_paper_is_cited_as_published() -> None:
+    """Kutsuna's LCW paper is ECML PKDD 2019 (LNCS 11906), never an ECCV paper."""
+    wrong = "EC" + "CV 20"  # split so this file does not match itself
+    roots = ("lcw", "service", "workers", "benchmarks", "examples", "deploy", "tests")
+    files = [REPO / "README.md"] + [
+        p for root in roots for p in (REPO / root).rglob("*") if p.suffix in (".py", ".yaml", ".md")
+    ]
+    assert not [str(p) for p in files if wrong in p.read_text(errors="ignore")]
+    assert "ECML PKDD 2019" in (REPO / "README.md").read_text()
