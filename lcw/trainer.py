@@ -147,6 +147,17 @@ class _PackOptimizer:
 
 
 @torch.no_grad()
+def _member_state(model: nn.Module, k: int, packs: int) -> list[tuple[Tensor, Tensor]]:
+    """(live view, copy) of member `k`'s slice of every member-major parameter and buffer."""
+    out = []
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.dim() and t.shape[0] % packs == 0 and t.is_contiguous():
+            live = t.data.view(packs, -1)[k]
+            out.append((live, live.clone()))
+    return out
+
+
+@torch.no_grad()
 def evaluate(
     model: nn.Module, x: Tensor, y: Tensor, *, packs: int = 1
 ) -> list[tuple[float | None, float]]:
@@ -300,6 +311,10 @@ def _run(
             if len(results[k].epochs) <= cfg.epochs:  # stopping after the last epoch is completion
                 results[k].status = "stopped_early"
 
+    # A member frozen by divergence keeps the weights and statistics it had when it diverged,
+    # as the trial alone does (it stops there): restored after every later step of its pack,
+    # which still re-projects its rows and moves its norm statistics in the forward pass.
+    frozen: dict[int, list[tuple[Tensor, Tensor]]] = {}
     model.train()
     for k, m in enumerate(eval_metrics(0)):
         emit(k, {**m, "train_loss": None, "train_acc": None, "seconds": 0.0, "samples_per_s": None})
@@ -315,6 +330,9 @@ def _run(
         correct = torch.zeros(packs, device=device, dtype=torch.int64)
         window = torch.zeros(packs, device=device, dtype=torch.float64)
         seen = window_steps = 0
+        # Per member: what it trained on this epoch. A member frozen by divergence stops
+        # counting at the step that diverged, as the trial alone stops there.
+        member_seen = torch.zeros(packs, device=device, dtype=torch.int64)
         diverged = [False] * packs
         active = opt.active.to(device)
         for step in range(steps_per_epoch):
@@ -335,15 +353,20 @@ def _run(
             if cfg.lr_schedule == "cosine":
                 opt.set_scale(cosine_scale(step_no, total_steps))
             opt.step()
+            for saved in frozen.values():
+                for live, value in saved:
+                    live.copy_(value)
             step_no += 1
             if cfg.lr_schedule == "cosine":
                 opt.set_scale(cosine_scale(step_no, total_steps))
             detached = losses.detach().double()
             if on_step is not None:
                 on_step(step_no, detached)
-            loss_sum += detached * yb.shape[1]
+            counting = active.to(torch.int64)  # (K,) members that took this step
+            loss_sum += torch.where(active, detached * yb.shape[1], torch.zeros_like(detached))
             window += detached
-            correct += (logits.detach().argmax(dim=2) == yb).sum(dim=1)
+            correct += (logits.detach().argmax(dim=2) == yb).sum(dim=1) * counting
+            member_seen += yb.shape[1] * counting
             seen += yb.shape[1]
             window_steps += 1
             if window_steps == check_every or step == steps_per_epoch - 1:
@@ -352,6 +375,8 @@ def _run(
                     if running[k] and (not math.isfinite(mean) or mean > bound):
                         diverged[k], running[k] = True, False
                         opt.active[k] = False
+                        if packs > 1:
+                            frozen[k] = _member_state(model, k, packs)
                         results[k].status, results[k].diverged_epoch = "diverged", epoch
                         results[k].message = (
                             f"training loss {mean:.4g} is non-finite or above the divergence "
@@ -369,8 +394,9 @@ def _run(
             if not (running[k] or diverged[k]):
                 continue  # frozen before this epoch: nothing new to report
             results[k].seconds += seconds
-            train_loss = _num(loss_sum[k] / max(seen, 1))
-            train_acc = float(correct[k]) / max(seen, 1)
+            trained = max(int(member_seen[k]), 1)
+            train_loss = _num(loss_sum[k] / trained)
+            train_acc = float(correct[k]) / trained
             results[k].train_loss, results[k].train_acc = train_loss, train_acc
             metrics[k].update(
                 train_loss=train_loss,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcw import TrialConfig, catalog
-from lcw.layers import ACTIVATION_LAYERS, Block
+from lcw.layers import ACTIVATION_LAYERS, Block, Sigmoid
 from lcw.models import MODEL_LAYOUTS, VGG_LAYOUTS, build_model
 
 
@@ -63,10 +63,12 @@ def _block_parts(method: str) -> list[type]:
 
 
 def test_normalization_sits_before_the_activation() -> None:
-    assert _block_parts("bn") == [nn.BatchNorm1d, nn.Sigmoid]
-    assert _block_parts("bn_lcw") == [nn.BatchNorm1d, nn.Sigmoid]
-    assert _block_parts("ln") == [nn.LayerNorm, nn.Sigmoid]
-    assert _block_parts("plain") == [nn.Identity, nn.Sigmoid]
+    # lcw.layers.Sigmoid: nn.Sigmoid on SIMD-aligned tensors (lcw.layers.ALIGN)
+    assert _block_parts("bn") == [nn.BatchNorm1d, Sigmoid]
+    assert _block_parts("bn_lcw") == [nn.BatchNorm1d, Sigmoid]
+    assert _block_parts("ln") == [nn.LayerNorm, Sigmoid]
+    assert _block_parts("plain") == [nn.Identity, Sigmoid]
+    assert issubclass(Sigmoid, nn.Sigmoid)
 
 
 def _first_weight(method: str, seed: int = 3) -> torch.Tensor:
