@@ -9,15 +9,7 @@ window.LCWTables = (function () {
   const TESTS = { paired_t: "paired t", signed_rank_exact: "exact signed-rank" };
   const NOT_TESTABLE = (minPairs) => "Not testable (n < " + minPairs + ")";
 
-  function fmt(value, digits) {
-    return value === null || value === undefined ? "—" : Number(value).toFixed(digits === undefined ? 3 : digits);
-  }
-
-  function signed(value, digits) {
-    if (value === null || value === undefined) return "—";
-    const s = Number(value).toFixed(digits === undefined ? 3 : digits);
-    return value > 0 ? "+" + s : s;
-  }
+  const { fmt, signed } = window.LCWCharts;  // charts.js loads first (study.html)
 
   /** A p-value in two significant digits (scientific below 0.001). */
   function fmtP(p) {
