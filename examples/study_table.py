@@ -126,8 +126,7 @@ def _diff(c: dict[str, Any] | None) -> str:
         text += " *"
     elif c["ci95"] is not None and c["ci95"][0] <= 0 <= c["ci95"][1]:
         text += " (n.s., CI includes 0)"
-    extra = [f"{c[k]} diverged" for k in ("method_diverged",) if c.get(k)]
-    return text + (f" ({', '.join(extra)})" if extra else "")
+    return text + (f" ({c['method_diverged']} diverged)" if c.get("method_diverged") else "")
 
 
 def _setting(cell: dict[str, Any]) -> str:

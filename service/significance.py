@@ -85,13 +85,20 @@ def paired_t_p(diffs: Sequence[float]) -> tuple[float | None, str | None]:
     return _paired_t_p(tuple(diffs))
 
 
+def _untestable(diffs: tuple[float, ...]) -> str | None:
+    """Why neither test gives a p for `diffs` (too few pairs, or no difference at all)."""
+    if len(diffs) < MIN_PAIRS:
+        return not_testable_note(len(diffs))
+    if all(d == 0 for d in diffs):
+        return "every paired difference is zero"
+    return None
+
+
 @lru_cache(maxsize=8192)
 def _paired_t_p(diffs: tuple[float, ...]) -> tuple[float | None, str | None]:
+    if (reason := _untestable(diffs)) is not None:
+        return None, reason
     n = len(diffs)
-    if n < MIN_PAIRS:
-        return None, not_testable_note(n)
-    if all(d == 0 for d in diffs):
-        return None, "every paired difference is zero"
     sd = std(diffs)
     if sd == 0:
         return None, "every paired difference is the same: zero spread, the t-test is undefined"
@@ -111,11 +118,9 @@ def wilcoxon_p(diffs: Sequence[float]) -> tuple[float | None, str | None]:
 # any trial changes, with mostly unchanged inputs. Caching on the exact differences is exact.
 @lru_cache(maxsize=8192)
 def _wilcoxon_p(diffs: tuple[float, ...]) -> tuple[float | None, str | None]:
+    if (reason := _untestable(diffs)) is not None:
+        return None, reason
     n = len(diffs)
-    if n < MIN_PAIRS:
-        return None, not_testable_note(n)
-    if all(d == 0 for d in diffs):
-        return None, "every paired difference is zero"
     nonzero = [abs(d) for d in diffs if d != 0]
     if n <= PERMUTATION_MAX_N and (len(nonzero) < n or len(set(nonzero)) < len(nonzero)):
         p = signed_rank_permutation_p(diffs)

@@ -1541,11 +1541,6 @@ class Store:
             ).first()
         return None if row is None else (row[0], row[1])
 
-    def slot_lr(self, study_id: int, cell_key: str, slot: int) -> float | None:
-        """The learning rate assigned to an lr_search slot, None while unassigned."""
-        setting = self.slot_setting(study_id, cell_key, slot)
-        return None if setting is None else setting[0]
-
     def lr_history(
         self, study_id: int, cell_key: str
     ) -> list[tuple[int, float | None, float | None, float | None, str]]:

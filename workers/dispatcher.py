@@ -190,7 +190,7 @@ class Dispatcher:
         self._ops: deque[_Op] = deque()
         self._searches: dict[tuple[int, str], CellSearch] = {}
         self._ashas: dict[tuple[int, str], Asha] = {}
-        self._slot_lrs: dict[tuple[int, str, int], tuple[float, float | None]] = {}
+        self._slot_settings: dict[tuple[int, str, int], tuple[float, float | None]] = {}
         self._member_s: dict[str, float] = {}  # packing.config_key -> seconds per member
         # Trials claimed ahead per actor: one running pack and the next (the latest limit).
         self._pack_hint = pack_size or packing.CPU_CAP
@@ -844,7 +844,7 @@ class Dispatcher:
                 continue
             c = t.claim
             unassigned = c.lr_search and c.slot is not None and c.config.get("lr") is None
-            if unassigned and (c.study_id, c.cell_key, c.slot) not in self._slot_lrs:
+            if unassigned and (c.study_id, c.cell_key, c.slot) not in self._slot_settings:
                 if budget <= 0:
                     continue
                 budget -= 1
@@ -892,7 +892,7 @@ class Dispatcher:
         config = dict(c.config)
         try:
             if config.get("lr") is None and c.slot is not None and c.lr_search:
-                config["lr"], scale = self._slot_lr(c)
+                config["lr"], scale = self._slot_setting(c)
                 if scale is not None:
                     config["init_scale"] = scale
         except ValueError as exc:  # an LR the store refuses: fail, don't loop
@@ -926,12 +926,12 @@ class Dispatcher:
             )
         return search
 
-    def _slot_lr(self, c: ClaimedTrial) -> tuple[float, float | None]:
+    def _slot_setting(self, c: ClaimedTrial) -> tuple[float, float | None]:
         """The slot's (lr, init_scale): already assigned (another seed, another dispatcher) or
         proposed now (the scale None when the study does not search it)."""
         assert c.slot is not None
         key = (c.study_id, c.cell_key, c.slot)
-        setting = self._slot_lrs.get(key)
+        setting = self._slot_settings.get(key)
         if setting is None:
             setting = self.store.slot_setting(c.study_id, c.cell_key, c.slot)
         if setting is None:
@@ -944,7 +944,7 @@ class Dispatcher:
             search.assigned(c.slot, setting, proposed)
         if not (c.lr_search or {}).get("init_scale"):
             setting = (setting[0], None)  # the scale is fixed in the trial's config
-        self._slot_lrs[key] = setting
+        self._slot_settings[key] = setting
         return setting
 
     def _observe(self, c: ClaimedTrial) -> None:

@@ -214,10 +214,10 @@ def test_lr_search_slots(store: Store) -> None:
         "init_scale": None,
     }
     cell = claimed[0].cell_key
-    assert store.slot_lr(sid, cell, 0) is None
+    assert store.slot_setting(sid, cell, 0) is None
     store.assign_lr(sid, cell, 0, 0.05)
     store.assign_lr(sid, cell, 0, 0.5)  # never overwrites
-    assert store.slot_lr(sid, cell, 0) == 0.05
+    assert store.slot_setting(sid, cell, 0) == (0.05, 1.0)
     trials = store.list_trials(sid).data
     assert [(t.slot, t.lr, t.config["lr"]) for t in trials[:3]] == [(0, 0.05, 0.05)] * 3
     assert trials[3].lr is None and trials[3].config["lr"] is None
