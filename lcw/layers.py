@@ -26,8 +26,8 @@ Same trajectory of w or not (tested in ``tests/lcw/test_layers.py``):
 * ``projection`` != ``centering`` under Adam with (coupled) weight decay: the L2 term is added to
   the gradient before Adam's normalization, and for centering it is wd * v, where v's row-mean
   component, invisible in w = v - mean(v), grows under Adam's per-coordinate steps (which do
-  not keep v zero-sum) and feeds m and v; projection decays w itself (measured ~11% apart
-  after 100 steps at wd 1e-2).
+  not keep v zero-sum) and feeds m and v; projection decays w itself (max relative gap 0.109
+  after 100 steps at wd 1e-2: tests/lcw/test_layers.py).
 
 Initialization: std = gain / sqrt(fan_in), a standard normal draw scaled by it (the gain and its
 reason per activation: ``lcw.init``, the same for every method), then projected for
@@ -279,17 +279,18 @@ def make_norm(method: str, features: int, *, conv: bool) -> nn.Module:
 
 # CPU kernels compute an elementwise op with SIMD code over all but the tensor's last
 # (numel mod vector-block) elements, and those with scalar code, whose exp / tanh / erf round
-# differently (measured: 1-2 of the last 16 of 10,000 sigmoid outputs differ in the last bit).
+# differently (seen here: 1-2 of the last 16 of 10,000 sigmoid outputs differ in the last bit;
+# tests/lcw/test_pack_invariance.py checks that the plain op's tail differs on this CPU).
 # A trial alone and the same trial packed with others hold its activations at different places
 # of tensors of other sizes, so without care its last few elements are computed by the other
 # code path, and a deep net amplifies that bit into another model. So the last ALIGN elements
 # (a multiple of every SIMD block) of each result, forward and backward, are computed again by
 # a call of exactly ALIGN elements, which is all SIMD: every element then takes the SIMD path,
 # alone and packed alike (lanes compute independently of their position). relu and leaky_relu
-# are exact either way. Cost, measured side by side (16 depth-20 width-100 sigmoid LCW MLPs,
-# mnist5k, 1 thread): 1.27x the training time of a trial alone against nn.Sigmoid (the extra
-# autograd node per layer weighs on so small a step), 1.08x for a pack of 16. Padding the whole
-# tensor to a multiple of ALIGN gives the same bits at about the same cost.
+# are exact either way. Cost against nn.Sigmoid, measured side by side on 16 depth-20 width-100
+# sigmoid LCW MLPs, mnist5k, 1 thread (`python -m benchmarks.activation_cost`, 2026-12-02, AMD
+# EPYC): 1.21x the training time of a trial alone (the extra autograd node per layer weighs on
+# so small a step), 1.00x for a pack of 16; an earlier run of the same logic gave 1.27x / 1.08x.
 ALIGN = 64
 
 
