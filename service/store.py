@@ -567,10 +567,24 @@ class Store:
             .values(version=StudyCell.version + 1)
             .execution_options(synchronize_session=False)
         )
+        # PostgreSQL: lock the rows in cell_key order first. An UPDATE ... IN locks them in
+        # scan order, and two writers touching overlapping cells deadlocked (seen in the
+        # concurrent-writers test); SQLite has one writer at a time.
+        lock = (
+            select(StudyCell.cell_key)
+            .where(StudyCell.study_id == study_id)
+            .order_by(StudyCell.cell_key)
+            .with_for_update()
+        )
+        postgres = self.engine.dialect.name == "postgresql"
         if cell_keys is None:
+            if postgres:
+                s.execute(lock)
             s.execute(bump)
             return
         for chunk in _chunks(sorted(set(cell_keys)), _IN_BATCH):
+            if postgres:
+                s.execute(lock.where(StudyCell.cell_key.in_(chunk)))
             s.execute(bump.where(StudyCell.cell_key.in_(chunk)))
 
     def _refresh_studies(
