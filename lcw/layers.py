@@ -273,8 +273,21 @@ def make_norm(method: str, features: int, *, conv: bool) -> nn.Module:
         return nn.BatchNorm2d(features) if conv else nn.BatchNorm1d(features)
     if norm == "layer":
         # Layer norm over (C, H, W) for a conv block is GroupNorm with one group.
-        return nn.GroupNorm(1, features) if conv else nn.LayerNorm(features)
+        return nn.GroupNorm(1, features) if conv else LayerNorm(features)
     return nn.Identity()
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` over the last dim, its affine part applied after the normalization.
+
+    The same two ops as ``lcw.packed.PackedLayerNorm`` (normalize, then scale and shift), so a
+    trial alone and packed compute the same bits; the fused affine of ``nn.LayerNorm`` sums its
+    scale's gradient in another order.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        x_hat = F.layer_norm(x, self.normalized_shape, eps=self.eps)
+        return torch.addcmul(self.bias, x_hat, self.weight)
 
 
 # CPU kernels compute an elementwise op with SIMD code over all but the tensor's last

@@ -18,7 +18,6 @@ without disturbing the others); every parameter's dim 0 is member-major (``lcw.p
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -177,13 +176,18 @@ class PackedAdam(_PackedOptimizer):
             "decoupled": decoupled,
         }
         super().__init__(params, lr=lr, defaults=defaults)
-        # Per-parameter scratch for the update's denominator (not state: never saved or loaded).
-        self._scratch_bufs: dict[Tensor, Tensor] = {}
+        # Per-parameter scratch for the update's denominator and numerator (not state: never
+        # saved or loaded).
+        self._scratch_bufs: dict[Tensor, list[Tensor]] = {}
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
-        # torch.optim.Adam's update, batched over the parameters (torch._foreach_*) and in place
-        # (one temporary per parameter, the denominator, as in torch's).
+        # torch.optim.Adam's single-tensor update (the one it runs on CPU), op for op and in the
+        # same rounding: the per-member scalars (decay factor, step size) are computed in
+        # double as torch computes its Python floats, then rounded to the parameter's dtype as
+        # its kernels round a scalar; ``p.addcdiv_(m, d, value=s)`` is p + (s * m) / d there.
+        # Batched over the parameters (torch._foreach_*) and in place, with two scratch buffers
+        # per parameter for the update.
         for group in self.param_groups:
             (b1, b2), eps, wd = group["betas"], group["eps"], group["weight_decay"]
             params = [p for p in group["params"] if p.grad is not None]
@@ -191,42 +195,46 @@ class PackedAdam(_PackedOptimizer):
                 continue
             pm = [p.view(self.packs, -1) for p in params]
             g = self._member_grads(params)
-            lr = self._lr(pm[0])  # (K, 1): the same for every parameter of the pack
+            lr = torch.where(self.active, self.member_lr, torch.zeros_like(self.member_lr))
+            column = (self.packs, 1)
             if wd != 0:
                 if group["decoupled"]:
-                    torch._foreach_mul_(pm, [1 - lr * wd] * len(pm))
+                    factor = (1 - lr * wd).to(pm[0].dtype).view(column)
+                    torch._foreach_mul_(pm, [factor] * len(pm))
                 else:
                     g = list(torch._foreach_add(g, pm, alpha=wd))
             states = [self.state[p] for p in params]
-            for s, x in zip(states, pm, strict=True):
-                if not s:
-                    s["step"] = 0
-                    s["exp_avg"] = torch.zeros_like(x)
-                    s["exp_avg_sq"] = torch.zeros_like(x)
-                s["step"] += 1
-            m = [s["exp_avg"] for s in states]
-            v = [s["exp_avg_sq"] for s in states]
+            for st, x in zip(states, pm, strict=True):
+                if not st:
+                    st["step"] = 0
+                    st["exp_avg"] = torch.zeros_like(x)
+                    st["exp_avg_sq"] = torch.zeros_like(x)
+                st["step"] += 1
+            m = [st["exp_avg"] for st in states]
+            v = [st["exp_avg_sq"] for st in states]
             torch._foreach_lerp_(m, g, 1 - b1)
             torch._foreach_mul_(v, b2)
             torch._foreach_addcmul_(v, g, g, value=1 - b2)
-            steps = [s["step"] for s in states]  # equal unless some steps lacked gradients
-            # denom = sqrt(v) / sqrt(1 - b2^t) + eps, then m / denom, in a scratch buffer kept
-            # between steps (a fresh (K, n) temporary a step costs more than the arithmetic).
-            denom = [self._scratch(p, x) for p, x in zip(params, pm, strict=True)]
+            steps = [st["step"] for st in states]  # equal unless some steps lacked gradients
+            denom = [self._scratch(p, x, 0) for p, x in zip(params, pm, strict=True)]
             for vi, di in zip(v, denom, strict=True):
                 torch.sqrt(vi, out=di)
-            torch._foreach_div_(denom, [math.sqrt(1 - b2**t) for t in steps])
+            torch._foreach_div_(denom, [(1 - b2**t) ** 0.5 for t in steps])
             torch._foreach_add_(denom, eps)
-            for mi, di in zip(m, denom, strict=True):
-                torch.div(mi, di, out=di)
-            step_size = {t: -lr / (1 - b1**t) for t in set(steps)}  # (K, 1) each
-            torch._foreach_addcmul_(pm, denom, [step_size[t] for t in steps])
+            neg_step = {t: (-(lr / (1 - b1**t))).to(pm[0].dtype).view(column) for t in set(steps)}
+            update = [self._scratch(p, x, 1) for p, x in zip(params, pm, strict=True)]
+            for mi, ui, t in zip(m, update, steps, strict=True):
+                torch.mul(mi, neg_step[t], out=ui)
+            torch._foreach_div_(update, denom)
+            torch._foreach_add_(pm, update)
 
-    def _scratch(self, p: Tensor, like: Tensor) -> Tensor:
-        buf = self._scratch_bufs.get(p)
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-            buf = self._scratch_bufs[p] = torch.empty_like(like)
-        return buf
+    def _scratch(self, p: Tensor, like: Tensor, slot: int) -> Tensor:
+        bufs = self._scratch_bufs.setdefault(p, [])
+        while len(bufs) <= slot:
+            bufs.append(torch.empty(0))
+        if bufs[slot].shape != like.shape or bufs[slot].dtype != like.dtype:
+            bufs[slot] = torch.empty_like(like)
+        return bufs[slot]
 
 
 def build_packed_optimizer(

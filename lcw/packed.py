@@ -14,9 +14,11 @@ axis, activations laid out as (B, K * features):
   weight-decay groups as a single trial.
 
 Each member starts from exactly the weights its unpacked trial would draw (its own seed, built by
-``lcw.models.build_model`` and copied in), sees its own data order and its own seed's
-augmentation, so its loss curve matches the trial run alone up to floating-point rounding
-(tested to 1e-4 relative over 100 steps).
+``lcw.models.build_model``, its stored tensors copied in), sees its own data order and its own
+seed's augmentation, and on CPU in fp32 an MLP member's metrics equal the trial run alone bit
+for bit (``tests/lcw/test_pack_invariance.py``: every method, optimizer and schedule). Batch
+norm runs torch's own kernel on a (B, K * F) view for that; conv packs (grouped convolutions)
+are not asserted bitwise.
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ from lcw.layers import (
     LCWConv2d,
     _CenteredWeightNorm,
     _ZeroSumMixin,
-    effective_weight,
-    set_weight,
 )
 from lcw.models import MODEL_LAYOUTS, Net, build_model
 from lcw.optim import PackedAdam, PackedSGD, build_packed_optimizer
@@ -136,36 +136,21 @@ class PackedLinear(nn.Module):
         return packed_linear(x, weight, self.bias, self.packs)  # (K, B, out)
 
 
-class PackedBatchNorm(nn.Module):
-    """``nn.BatchNorm1d`` for each member on (K, B, F) inputs (same statistics, same updates)."""
+class PackedBatchNorm(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` for each member on (K, B, F) inputs: torch's own on (B, K * F).
+
+    Each channel's statistics, update and gradient are computed as for the member's own
+    (B, F) input, bit for bit; the two transposes cost a copy of the activations each way.
+    """
 
     def __init__(self, packs: int, features: int, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__()
-        self.packs, self.features, self.eps, self.momentum = packs, features, eps, momentum
-        self.weight = nn.Parameter(torch.ones(packs * features))
-        self.bias = nn.Parameter(torch.zeros(packs * features))
-        self.register_buffer("running_mean", torch.zeros(packs * features))
-        self.register_buffer("running_var", torch.ones(packs * features))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        super().__init__(packs * features, eps=eps, momentum=momentum)
+        self.packs, self.features = packs, features
 
     def forward(self, x: Tensor) -> Tensor:
-        shape = (self.packs, 1, self.features)
-        rm, rv, tracked = (
-            getattr(self, n) for n in ("running_mean", "running_var", "num_batches_tracked")
-        )
-        rm, rv = rm.view(shape), rv.view(shape)
-        if self.training:
-            mean = x.mean(dim=1, keepdim=True)
-            var = x.var(dim=1, unbiased=False, keepdim=True)
-            with torch.no_grad():
-                n = x.shape[1]
-                rm.lerp_(mean, self.momentum)
-                rv.lerp_(var * (n / max(n - 1, 1)), self.momentum)
-                tracked.add_(1)
-        else:
-            mean, var = rm, rv
-        x_hat = (x - mean) * torch.rsqrt(var + self.eps)
-        return torch.addcmul(self.bias.view(shape), x_hat, self.weight.view(shape))
+        k, b, f = x.shape
+        out = super().forward(x.transpose(0, 1).reshape(b, k * f))
+        return out.view(b, k, f).transpose(0, 1).contiguous()
 
 
 class PackedLayerNorm(nn.Module):
@@ -290,6 +275,16 @@ def _cat(tensors: Iterable[Tensor]) -> Tensor:
     return torch.cat([t.detach() for t in tensors], dim=0)
 
 
+def _stored_weight(module: nn.Module) -> dict[str, Tensor]:
+    """The parameters a layer's weight is made of: its parametrization's originals, or itself."""
+    if parametrize.is_parametrized(module, "weight"):
+        plist: Any = getattr(module, "parametrizations")  # noqa: B009 (set by parametrize)
+        return dict(plist["weight"].named_parameters())
+    weight = module.weight
+    assert isinstance(weight, Tensor)
+    return {"weight": weight}
+
+
 def _copy_members(net: PackedNet, members: list[Net]) -> None:
     """Stack each member's initial weights, biases, norm parameters and buffers into `net`."""
     pairs: list[tuple[nn.Module, list[nn.Module]]] = [
@@ -297,8 +292,11 @@ def _copy_members(net: PackedNet, members: list[Net]) -> None:
     ]
     pairs.append((net.classifier, [m.classifier for m in members]))
     for packed, singles in pairs:
-        set_weight(packed, _cat(effective_weight(s) for s in singles).reshape(
-            effective_weight(packed).shape))  # fmt: skip
+        # The stored tensors themselves (a parametrization's originals, not the weight they
+        # make): recomputing them from the effective weight would round differently.
+        for name, value in _stored_weight(packed).items():
+            with torch.no_grad():
+                value.copy_(_cat(_stored_weight(s)[name] for s in singles).view_as(value))
         if isinstance(packed.bias, Tensor):
             with torch.no_grad():
                 packed.bias.copy_(_cat(s.bias for s in singles))  # type: ignore[misc]

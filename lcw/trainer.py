@@ -210,7 +210,7 @@ def train_pack(
 ) -> list[TrialResult]:
     """Train trials that differ only in `lr` and `seed` as one fused model (``lcw.packed``).
 
-    Each member's result equals its trial run alone up to floating-point rounding.
+    On CPU an MLP member's result equals its trial run alone bit for bit (``lcw.packed``).
     """
     from lcw.packed import pack_key
 
@@ -298,7 +298,7 @@ def _run(
                 "val_acc": val[k][1],
                 "test_loss": test[k][0],
                 "test_acc": test[k][1],
-                "lr": opt.lr(k),
+                "lr": stopped_lr.get(k, opt.lr(k)),
                 "diagnostics": diags[k],
             }
             for k in range(packs)
@@ -315,6 +315,7 @@ def _run(
     # as the trial alone does (it stops there): restored after every later step of its pack,
     # which still re-projects its rows and moves its norm statistics in the forward pass.
     frozen: dict[int, list[tuple[Tensor, Tensor]]] = {}
+    stopped_lr: dict[int, float] = {}  # a diverged member's LR at its last step, as alone
     model.train()
     for k, m in enumerate(eval_metrics(0)):
         emit(k, {**m, "train_loss": None, "train_acc": None, "seconds": 0.0, "samples_per_s": None})
@@ -375,6 +376,7 @@ def _run(
                     if running[k] and (not math.isfinite(mean) or mean > bound):
                         diverged[k], running[k] = True, False
                         opt.active[k] = False
+                        stopped_lr[k] = opt.lr(k)
                         if packs > 1:
                             frozen[k] = _member_state(model, k, packs)
                         results[k].status, results[k].diverged_epoch = "diverged", epoch

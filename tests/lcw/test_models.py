@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcw import TrialConfig, catalog
-from lcw.layers import ACTIVATION_LAYERS, Block, Sigmoid
+from lcw.layers import ACTIVATION_LAYERS, Block, LayerNorm, Sigmoid
 from lcw.models import MODEL_LAYOUTS, VGG_LAYOUTS, build_model
 
 
@@ -66,9 +66,10 @@ def test_normalization_sits_before_the_activation() -> None:
     # lcw.layers.Sigmoid: nn.Sigmoid on SIMD-aligned tensors (lcw.layers.ALIGN)
     assert _block_parts("bn") == [nn.BatchNorm1d, Sigmoid]
     assert _block_parts("bn_lcw") == [nn.BatchNorm1d, Sigmoid]
-    assert _block_parts("ln") == [nn.LayerNorm, Sigmoid]
+    # lcw.layers.LayerNorm: nn.LayerNorm with its affine part as its own op (pack invariance)
+    assert _block_parts("ln") == [LayerNorm, Sigmoid]
     assert _block_parts("plain") == [nn.Identity, Sigmoid]
-    assert issubclass(Sigmoid, nn.Sigmoid)
+    assert issubclass(Sigmoid, nn.Sigmoid) and issubclass(LayerNorm, nn.LayerNorm)
 
 
 def _first_weight(method: str, seed: int = 3) -> torch.Tensor:
@@ -132,3 +133,22 @@ def test_bias_none_removes_every_hidden_bias(method: str) -> None:
         names = [n for n, _ in model.named_parameters() if n.endswith("bias")]
         assert any(n.startswith("classifier") for n in names)
         _step(model, torch.rand(2, *catalog.DATASETS[dataset].input_shape), torch.tensor([1, 2]))
+
+
+def test_layer_norm_is_torchs_up_to_rounding() -> None:
+    torch.manual_seed(0)
+    ours, theirs = LayerNorm(50), nn.LayerNorm(50)
+    with torch.no_grad():
+        for p in (ours.weight, ours.bias):
+            p.normal_()
+        theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(32, 50) * 3 + 1
+    g = torch.randn(32, 50)
+    outs = []
+    for norm in (ours, theirs):
+        xi = x.clone().requires_grad_(True)
+        y = norm(xi)
+        y.backward(g)
+        outs.append((y.detach(), xi.grad, norm.weight.grad, norm.bias.grad))
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

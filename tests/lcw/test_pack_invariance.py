@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 
+from lcw import catalog
 from lcw.config import OptimizerConfig, TrialConfig
 from lcw.data import load_dataset
 from lcw.trainer import TrialResult, train, train_pack
@@ -52,17 +53,47 @@ def test_the_deep_sigmoid_lcw_case_is_bitwise_the_trial_alone_at_every_pack_size
         assert [_metrics(r) for r in packed] == alone[start : start + k], (k, start)
 
 
-@pytest.mark.parametrize("method", ["plain", "lcw"])
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "gelu"])
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_sgd_mlps_pack_bitwise(method: str, activation: str, schedule: str) -> None:
-    data = load_dataset("digits")
-    opt = OptimizerConfig(name="sgd", momentum=0.9, nesterov=True, weight_decay=1e-3)
-    cfgs = [
-        TrialConfig(dataset="digits", method=method, activation=activation, depth=10, width=64,
-                    lr=lr, epochs=3, seed=seed, optimizer=opt, lr_schedule=schedule)
-        for lr, seed in ((0.1, 0), (0.05, 1), (0.2, 2))
+METHODS = list(catalog.METHODS)
+# One activation per method, so the family covers every activation too.
+ACTIVATION = dict(zip(METHODS, [*catalog.ACTIVATIONS, *catalog.ACTIVATIONS], strict=False))
+OPTIMIZERS = {
+    "sgd": (OptimizerConfig(name="sgd", momentum=0.9, nesterov=True, weight_decay=1e-3), 0.1, 20.0),
+    "adam": (OptimizerConfig(name="adam", weight_decay=1e-3), 1e-3, 1.0),
+    "adamw": (OptimizerConfig(name="adamw", weight_decay=1e-2), 3e-3, 1.0),
+}
+
+
+def _family(method: str, optimizer: str, schedule: str, **extra: Any) -> list[TrialConfig]:
+    """Three trials of one pack key; the middle one's LR makes it diverge in epoch 1."""
+    opt, lr, huge = OPTIMIZERS[optimizer]
+    return [
+        TrialConfig(dataset="digits", method=method, activation=ACTIVATION[method], depth=10,
+                    width=64, lr=rate, epochs=3, seed=seed, optimizer=opt, lr_schedule=schedule,
+                    diagnostics=schedule == "cosine", **extra)
+        for rate, seed in ((lr, 0), (huge, 1), (lr / 2, 2))
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_optimizer_and_schedule_packs_bitwise(
+    method: str, optimizer: str, schedule: str
+) -> None:
+    data = load_dataset("digits")
+    cfgs = _family(method, optimizer, schedule)
+    alone = [train(c, dataset=data) for c in cfgs]
+    assert [r.status for r in alone] == ["completed", "diverged", "completed"]
+    packed = train_pack(cfgs, dataset=data)
+    assert [_metrics(r) for r in packed] == [_metrics(r) for r in alone]
+    assert [r.status for r in packed] == [r.status for r in alone]
+
+
+@pytest.mark.parametrize("impl", ["centering", "basis"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_other_lcw_implementations_pack_bitwise(impl: str, optimizer: str) -> None:
+    data = load_dataset("digits")
+    cfgs = _family("lcw", optimizer, "constant", lcw_impl=impl)
     alone = [_metrics(train(c, dataset=data)) for c in cfgs]
     assert [_metrics(r) for r in train_pack(cfgs, dataset=data)] == alone
 

@@ -97,12 +97,12 @@ class Proc:
 def worker(address: str, url: str, log: Path) -> Proc:
     """`lcw-sweep worker` joining the Ray head at `address`, queue at `url`, lease 3 s.
 
-    Unpacked (``LCW_PACK_SIZE=1``): these tests compare a faulted run's results with a
-    reference run bit for bit, which holds per trial and seed on the CPU; a pack's members
-    agree with their unpacked runs only to rounding (~1e-6 in the loss, tests/lcw), and which
-    trials share a pack depends on what is waiting when a dispatcher (re)starts.
+    Packed, as in production: these tests compare a faulted run's results with a reference run
+    bit for bit, which holds per trial and seed on the CPU whatever pack a trial lands in (a
+    packed member is bitwise its trial alone, tests/lcw/test_pack_invariance.py), although
+    which trials share a pack depends on what is waiting when a dispatcher (re)starts.
     """
-    env = subprocess_env(LCW_DATABASE_URL=url, LCW_LEASE_SECONDS=LEASE_S, LCW_PACK_SIZE="1")
+    env = subprocess_env(LCW_DATABASE_URL=url, LCW_LEASE_SECONDS=LEASE_S)
     return Proc(["lcw-sweep", "worker", "--ray-address", address, "--grace", "0"], env, log)
 
 

@@ -97,6 +97,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             sid = submit(store, {**FAULT_SPEC, "name": "reference"})
             study = wait_study(store, sid, timeout=180)
             assert study.status == "completed", fleet.worker.tail()
+            # Packs formed (run_info records each trial's pack), so the faulted runs below,
+            # whose packs differ, check that a trial's numbers do not depend on its pack.
+            packs = [(t.run_info or {}).get("pack_size", 1) for t in trials_of(store, sid)]
+            assert max(packs) > 1, packs
             fleet.reference = summary_numbers(store, sid)
             fleet.reference_results = final_results(store, sid)
             yield fleet
