@@ -1,0 +1,400 @@
+"""The lease queue the workers code against: claim, renew, write metrics, complete, fail,
+release, expire (the state machine: ``service.store``'s docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    delete,
+    func,
+    literal,
+    null,
+    select,
+    update,
+)
+
+from service.errors import NotFoundError
+from service.models import (
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    TRIAL_RESULT,
+    Study,
+    Trial,
+    TrialMetric,
+    utcnow,
+)
+from service.store.base import _IN_BATCH, _chunks, _num, clean_json
+from service.store.studies import Studies
+
+COMPLETE_STATUSES = frozenset(TRIAL_RESULT)
+MAX_ERROR_CHARS = 20_000  # a traceback is kept, a runaway log is cut
+_METRIC_BATCH = 500  # rows per INSERT (SQLite allows 32,766 bound parameters)
+
+
+@dataclass(frozen=True)
+class ClaimedTrial:
+    """A trial handed to a worker by ``claim_trials``; the worker holds its lease."""
+
+    id: int
+    study_id: int
+    index: int
+    attempt: int  # 1-based: the how-many-th time this trial runs
+    config: dict[str, Any]  # lcw.TrialConfig.to_dict(); "lr" is None for an unassigned slot
+    cell_key: str  # method|depth|width|activation
+    slot: int | None  # lr_search slot, None for a grid LR
+    seed: int
+    max_retries: int
+    timeout_s: float | None
+    resources: dict[str, Any]  # {"cpu": float, "gpu": float}
+    lr_search: dict[str, Any] | None  # the study's lr_search block
+    scheduler: dict[str, Any] | None  # the study's scheduler block
+    packing: bool = True  # the study's packing switch: False, every trial trains alone
+    seeds: int = 1  # the study's seeds per setting (ASHA judges a setting over all of them)
+
+
+class Queue(Studies):
+    """Leases on trials: every write is fenced by the lease owner."""
+
+    def claim_trials(self, owner: str, *, limit: int, lease_seconds: float) -> list[ClaimedTrial]:
+        """Lease up to `limit` pending trials to `owner`: oldest study first, then index.
+
+        Atomic: two claimers never get the same trial (PostgreSQL: FOR UPDATE SKIP LOCKED;
+        SQLite: the whole claim runs under BEGIN IMMEDIATE). Each claimed trial is `running`
+        with attempt + 1, started now, and any metrics of a previous attempt are deleted (a
+        re-run starts over). Trials of cancelled studies are never claimed.
+        """
+        if limit <= 0:
+            return []
+        now = utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+        with self._write() as s:
+            live = (
+                select(Study.id)
+                .where(Study.id == Trial.study_id, Study.status != "cancelled")
+                .exists()
+            )
+            pick = (
+                select(Trial.id)
+                .where(Trial.status == "pending", live)
+                .order_by(Trial.study_id, Trial.index)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(s.scalars(pick))
+            if not ids:
+                return []
+            claimed = s.execute(
+                update(Trial)
+                .where(Trial.id.in_(ids), Trial.status == "pending")
+                .values(
+                    status="running",
+                    lease_owner=owner,
+                    lease_expires_at=expires,
+                    attempt=Trial.attempt + 1,
+                    started_at=now,
+                    finished_at=None,
+                    updated_at=now,
+                    result=null(),
+                    run_info=null(),
+                    **dict.fromkeys(FINAL_METRICS),
+                )
+                .returning(
+                    Trial.id,
+                    Trial.study_id,
+                    Trial.index,
+                    Trial.attempt,
+                    Trial.config,
+                    Trial.cell_key,
+                    Trial.slot,
+                    Trial.seed,
+                    Trial.max_retries,
+                    Trial.timeout_s,
+                    Trial.resources,
+                )
+                .execution_options(synchronize_session=False)
+            ).all()
+            s.execute(
+                delete(TrialMetric)
+                .where(TrialMetric.trial_id.in_(ids))
+                .execution_options(synchronize_session=False)
+            )
+            study_ids = sorted({row.study_id for row in claimed})
+            specs = dict(
+                s.execute(select(Study.id, Study.spec).where(Study.id.in_(study_ids)))
+                .tuples()
+                .all()
+            )
+            for sid in study_ids:
+                s.execute(
+                    update(Study)
+                    .where(Study.id == sid, Study.status == "queued")
+                    .values(status="running", started_at=now, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            out = [
+                ClaimedTrial(
+                    id=row.id,
+                    study_id=row.study_id,
+                    index=row.index,
+                    attempt=row.attempt,
+                    config=row.config,
+                    cell_key=row.cell_key,
+                    slot=row.slot,
+                    seed=row.seed,
+                    max_retries=row.max_retries,
+                    timeout_s=row.timeout_s,
+                    resources=row.resources,
+                    lr_search=specs[row.study_id].get("lr_search"),
+                    scheduler=specs[row.study_id].get("scheduler"),
+                    packing=specs[row.study_id].get("packing", True),
+                    seeds=int(specs[row.study_id].get("seeds", 1)),
+                )
+                for row in claimed
+            ]
+            return sorted(out, key=lambda c: (c.study_id, c.index))
+
+    def renew_leases(self, owner: str, trial_ids: list[int], *, lease_seconds: float) -> set[int]:
+        """Extend `owner`'s leases; returns the ids it still holds and that are still running.
+
+        A trial missing from the answer was cancelled, reclaimed or deleted: stop running it.
+        """
+        if not trial_ids:
+            return set()
+        now = utcnow()
+        held: set[int] = set()
+        with self._write() as s:
+            for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH):
+                held.update(
+                    s.scalars(
+                        update(Trial)
+                        .where(
+                            Trial.id.in_(chunk),
+                            Trial.status == "running",
+                            Trial.lease_owner == owner,
+                        )
+                        .values(
+                            lease_expires_at=now + timedelta(seconds=lease_seconds),
+                            updated_at=now,
+                        )
+                        .returning(Trial.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                )
+        return held
+
+    def write_metrics(self, owner: str, rows: list[tuple[int, dict[str, Any]]]) -> int:
+        """Insert epoch metrics ``(trial_id, metrics)`` for trials `owner` holds; returns rows
+        written. A (trial, epoch) already stored is ignored (written once), and so are rows of
+        trials the owner no longer holds. Keys: epoch, train_loss ... test_acc, seconds,
+        samples_per_s, lr, diagnostics."""
+        if not rows:
+            return 0
+        with self._write() as s:
+            ids = sorted({tid for tid, _ in rows})
+            # FOR SHARE: a concurrent release/reclaim waits, so no stale attempt's rows land.
+            held: set[int] = set()
+            for chunk in _chunks(ids, _IN_BATCH):
+                held.update(
+                    s.scalars(
+                        select(Trial.id)
+                        .where(
+                            Trial.id.in_(chunk),
+                            Trial.status == "running",
+                            Trial.lease_owner == owner,
+                        )
+                        .with_for_update(read=True)
+                    )
+                )
+            values: dict[tuple[int, int], dict[str, Any]] = {}
+            for tid, metrics in rows:
+                epoch = metrics.get("epoch")
+                if tid not in held or isinstance(epoch, bool) or not isinstance(epoch, int):
+                    continue
+                diag = metrics.get("diagnostics")
+                values.setdefault(
+                    (tid, epoch),
+                    {
+                        "trial_id": tid,
+                        "epoch": epoch,
+                        **{m: _num(metrics.get(m)) for m in EPOCH_METRICS},
+                        "diagnostics": clean_json(diag) if diag is not None else None,
+                    },
+                )
+            if not values:
+                return 0
+            now = utcnow()
+            written = 0
+            for chunk in _chunks(list(values.values()), _METRIC_BATCH):
+                stmt = (
+                    self._insert(TrialMetric)
+                    .values([{**row, "created_at": now} for row in chunk])
+                    .on_conflict_do_nothing(index_elements=["trial_id", "epoch"])
+                    .returning(TrialMetric.id)
+                )
+                written += len(s.execute(stmt).all())
+            return written
+
+    def complete_trial(
+        self,
+        owner: str,
+        trial_id: int,
+        *,
+        status: str,
+        result: dict[str, Any],
+        run_info: dict[str, Any],
+    ) -> bool:
+        """Finish a trial `owner` holds with `status` completed | diverged | stopped_early.
+
+        `result` is stored whole (JSON) and its final train/val/test loss and accuracy are
+        copied into columns for summaries. Returns False, changing nothing, when the owner no
+        longer holds the trial.
+        """
+        if status not in COMPLETE_STATUSES:
+            raise ValueError(f"status: '{status}' is not one of {sorted(COMPLETE_STATUSES)}")
+        now = utcnow()
+        with self._write() as s:
+            changed = s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id, Trial.status == "running", Trial.lease_owner == owner)
+                .values(
+                    status=status,
+                    result=clean_json(result),
+                    run_info=clean_json(run_info),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now,
+                    updated_at=now,
+                    **{m: _num(result.get(m)) for m in FINAL_METRICS},
+                )
+                .returning(Trial.study_id, Trial.cell_key)
+                .execution_options(synchronize_session=False)
+            ).one_or_none()
+            if changed is None:
+                return False
+            self._refresh_studies(s, [tuple(changed)], now)
+            return True
+
+    def fail_trial_attempt(self, owner: str, trial_id: int, *, error: str) -> str:
+        """Record a failed attempt of a trial `owner` holds; returns the trial's new status.
+
+        "pending" (another attempt will run) while attempt <= max_retries, else "failed"; the
+        error text is kept in both cases. When the owner no longer holds the trial nothing
+        changes and its current status is returned. NotFoundError for an unknown id.
+        """
+        now = utcnow()
+        with self._write() as s:
+            row = s.execute(
+                select(
+                    Trial.status,
+                    Trial.lease_owner,
+                    Trial.attempt,
+                    Trial.max_retries,
+                    Trial.study_id,
+                    Trial.cell_key,
+                )
+                .where(Trial.id == trial_id)
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                raise NotFoundError(f"trial {trial_id} does not exist")
+            if row.status != "running" or row.lease_owner != owner:
+                return str(row.status)
+            new = "pending" if row.attempt <= row.max_retries else "failed"
+            s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id)
+                .values(
+                    status=new,
+                    last_error=error[:MAX_ERROR_CHARS],
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=now if new == "failed" else None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            self._refresh_studies(s, [(row.study_id, row.cell_key)], now)
+            return new
+
+    def release_trials(self, owner: str, trial_ids: list[int]) -> int:
+        """Give back trials `owner` holds unfinished (a worker shutting down): they return to
+        pending and the attempt they were claimed for is not counted. Returns how many."""
+        if not trial_ids:
+            return 0
+        now = utcnow()
+        with self._write() as s:
+            changed: list[tuple[int, str]] = []
+            for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH):
+                changed += s.execute(
+                    update(Trial)
+                    .where(
+                        Trial.id.in_(chunk),
+                        Trial.status == "running",
+                        Trial.lease_owner == owner,
+                    )
+                    .values(
+                        status="pending",
+                        attempt=Trial.attempt - 1,
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    )
+                    .returning(Trial.study_id, Trial.cell_key)
+                    .execution_options(synchronize_session=False)
+                ).tuples()
+            if changed:
+                self._refresh_studies(s, changed, now)
+            return len(changed)
+
+    def release_expired(self) -> int:
+        """Return running trials whose lease expired to pending, or fail them when they used
+        their last attempt (attempt > max_retries); returns how many were released."""
+        now = utcnow()
+        expired = (Trial.status == "running", Trial.lease_expires_at < now)
+        message = (
+            literal("lease expired: worker ")
+            + func.coalesce(Trial.lease_owner, "?")
+            + literal(" stopped renewing")
+        )
+        with self._write() as s:
+            changed: list[tuple[int, str]] = []
+            for exhausted in (True, False):
+                condition = (
+                    Trial.attempt > Trial.max_retries
+                    if exhausted
+                    else Trial.attempt <= Trial.max_retries
+                )
+                changed += s.execute(
+                    update(Trial)
+                    .where(*expired, condition)
+                    .values(
+                        status="failed" if exhausted else "pending",
+                        last_error=message
+                        + literal("; no attempts left" if exhausted else "; trial requeued"),
+                        lease_owner=None,
+                        lease_expires_at=None,
+                        finished_at=now if exhausted else None,
+                        updated_at=now,
+                    )
+                    .returning(Trial.study_id, Trial.cell_key)
+                    .execution_options(synchronize_session=False)
+                ).tuples()
+            if changed:
+                self._refresh_studies(s, changed, now)
+            return len(changed)
+
+    def cancelled_or_gone(self, trial_ids: list[int]) -> set[int]:
+        """The ids among `trial_ids` whose trial is cancelled or no longer exists."""
+        ids = sorted(set(trial_ids))
+        found: dict[int, str] = {}
+        with self._read() as s:
+            for chunk in _chunks(ids, _IN_BATCH):
+                found.update(
+                    s.execute(select(Trial.id, Trial.status).where(Trial.id.in_(chunk)))
+                    .tuples()
+                    .all()
+                )
+        return {tid for tid in ids if found.get(tid, "cancelled") == "cancelled"}

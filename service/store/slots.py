@@ -1,0 +1,134 @@
+"""Learning-rate slots of an ``lr_search`` study: assign a slot's setting once, read it back,
+and the per-slot history a restarted sampler is rebuilt from."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+from sqlalchemy import (
+    select,
+    update,
+)
+
+from service.models import (
+    TRIAL_RESULT,
+    Trial,
+    utcnow,
+)
+from service.store.studies import Studies
+
+
+class Slots(Studies):
+    """The (lr, init_scale) of each lr_search slot, set once for all its seeds."""
+
+    def assign_lr(
+        self,
+        study_id: int,
+        cell_key: str,
+        slot: int,
+        lr: float,
+        *,
+        init_scale: float | None = None,
+    ) -> None:
+        """Set the setting of an lr_search slot (the lr column and config["lr"], and, when the
+        scale is searched too, init_scale) on every trial of the slot whose lr is still NULL,
+        in one transaction. Idempotent; never overwrites a set lr: read the effective setting
+        back with ``slot_setting`` when several workers may race."""
+        for name, value in (("lr", lr), ("init_scale", init_scale)):
+            if value is None and name == "init_scale":
+                continue
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
+                raise ValueError(f"{name}: {value!r} must be a finite number > 0")
+        scale = {} if init_scale is None else {"init_scale": float(init_scale)}
+        now = utcnow()
+        with self._write() as s:
+            rows = s.execute(
+                select(Trial.id, Trial.config)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.cell_key == cell_key,
+                    Trial.slot == slot,
+                    Trial.lr.is_(None),
+                )
+                .with_for_update()
+            ).all()
+            if rows:
+                s.execute(
+                    update(Trial),
+                    [
+                        {
+                            "id": tid,
+                            "lr": float(lr),
+                            **scale,
+                            "config": {**config, "lr": float(lr), **scale},
+                            "updated_at": now,
+                        }
+                        for tid, config in rows
+                    ],
+                )
+                self._touch_cells(s, study_id, [cell_key])
+
+    def slot_setting(
+        self, study_id: int, cell_key: str, slot: int
+    ) -> tuple[float, float | None] | None:
+        """The (lr, init_scale) assigned to an lr_search slot, None while unassigned."""
+        with self._read() as s:
+            row = s.execute(
+                select(Trial.lr, Trial.init_scale)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.cell_key == cell_key,
+                    Trial.slot == slot,
+                    Trial.lr.is_not(None),
+                )
+                .limit(1)
+            ).first()
+        return None if row is None else (row[0], row[1])
+
+    def lr_history(
+        self, study_id: int, cell_key: str
+    ) -> list[tuple[int, float | None, float | None, float | None, str]]:
+        """Per lr_search slot of a cell: (slot, lr, init_scale, mean final val_acc over
+        finished seeds, status summary), ordered by slot, so a restarted worker can rebuild its
+        sampler.
+
+        The status summary is the slots' common status ("completed"), or "status=count" pairs
+        joined by commas when its seeds differ ("completed=2,running=1"). Grid studies: [].
+        """
+        with self._read() as s:
+            rows = s.execute(
+                select(Trial.slot, Trial.lr, Trial.init_scale, Trial.status, Trial.val_acc)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.cell_key == cell_key,
+                    Trial.slot.is_not(None),
+                )
+                .order_by(Trial.slot, Trial.index)
+            ).all()
+        slots: dict[int, dict[str, Any]] = defaultdict(
+            lambda: {"lr": None, "scale": None, "accs": [], "statuses": Counter()}
+        )
+        for slot, lr, scale, status, val_acc in rows:
+            entry = slots[slot]
+            if entry["lr"] is None and lr is not None:
+                entry["lr"], entry["scale"] = lr, scale
+            entry["statuses"][status] += 1
+            if status in TRIAL_RESULT and val_acc is not None:
+                entry["accs"].append(val_acc)
+        out = []
+        for slot in sorted(slots):
+            entry = slots[slot]
+            statuses: Counter[str] = entry["statuses"]
+            summary = (
+                next(iter(statuses))
+                if len(statuses) == 1
+                else ",".join(f"{k}={statuses[k]}" for k in sorted(statuses))
+            )
+            accs = entry["accs"]
+            mean = sum(accs) / len(accs) if accs else None
+            out.append((slot, entry["lr"], entry["scale"], mean, summary))
+        return out
