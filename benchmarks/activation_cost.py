@@ -4,7 +4,7 @@
 thread): 8 of them trained one by one, and all 16 as one pack, with each activation, interleaved
 over 3 repeats; the medians of the per-repeat ratios of training seconds.
 
-    python -m benchmarks.activation_cost
+    python -m benchmarks.activation_cost     # also part of `make bench`
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from lcw.data import load_dataset
 from lcw.trainer import train, train_pack
 
 
-def run(repeats: int = 3) -> dict[str, float]:
+def run(repeats: int = 3, *, quick: bool = False) -> dict[str, float]:
     torch.set_num_threads(1)
     data = load_dataset("mnist5k")
     base = dict(dataset="mnist5k", method="lcw", depth=20, width=100, activation="sigmoid",
-                epochs=2, diagnostics=False, train_limit=2000)  # fmt: skip
+                epochs=1 if quick else 2, diagnostics=False,
+                train_limit=500 if quick else 2000)  # fmt: skip
     cfgs = [TrialConfig(lr=0.05 + 0.01 * k, seed=k, **base) for k in range(16)]  # type: ignore[arg-type]
     exact = layers.ACTIVATION_LAYERS["sigmoid"]
     times: dict[tuple[str, bool], list[float]] = {}

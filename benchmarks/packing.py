@@ -4,12 +4,17 @@ K = 16 depth-20 width-100 sigmoid LCW MLPs on mnist5k (different seeds and LRs),
 thread for both, samples/s of the training loops (the trainer's own epoch timers; evaluation
 and diagnostics excluded). Median of interleaved repeats, and best-of (each trial's fastest
 repeat against the fastest pack, the figure least disturbed by other load).
+
+``matmul_gflops``: the arithmetic bound on what fusing can gain on this CPU: one trial's
+100x100 layer on a batch of 100 (``torch.mm``) against K of them batched (``torch.bmm``), one
+thread, GFLOP/s (median of repeats of a timed loop).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import time
 from typing import Any
 
 import torch
@@ -53,7 +58,27 @@ def run(*, packs: int = 16, repeats: int = 3, quick: bool = False) -> dict[str, 
         "ratio_best": best_sep / best_pack,
         "best_separate_samples_per_s": samples / best_sep,
         "best_packed_samples_per_s": samples / best_pack,
+        "matmul_gflops": matmul_gflops(packs, repeats=repeats),
     }
+
+
+def matmul_gflops(packs: int, *, n: int = 100, repeats: int = 3) -> dict[str, float]:
+    """GFLOP/s of an (n x n) @ (n x n) matmul alone and of `packs` of them batched."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    ab, bb = torch.randn(packs, n, n), torch.randn(packs, n, n)
+
+    def rate(fn: Any, flop: float, loops: int) -> float:
+        fn()  # warm up
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        return flop * loops / (time.perf_counter() - t0) / 1e9
+
+    flop = 2.0 * n**3
+    alone = [rate(lambda: torch.mm(a, b), flop, 2000) for _ in range(repeats)]
+    batched = [rate(lambda: torch.bmm(ab, bb), flop * packs, 200) for _ in range(repeats)]
+    return {"alone": statistics.median(alone), "batched": statistics.median(batched)}
 
 
 if __name__ == "__main__":

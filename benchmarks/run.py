@@ -17,7 +17,7 @@ from benchmarks.docs import ROOT, machine, write_block
 
 
 def run_all(*, quick: bool) -> dict[str, Any]:
-    from benchmarks import lcw_cost, overhead, packing, page_load, queries
+    from benchmarks import activation_cost, lcw_cost, overhead, packing, page_load, queries
 
     out: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
@@ -27,6 +27,7 @@ def run_all(*, quick: bool) -> dict[str, Any]:
     for name, fn in (
         ("lcw_cost", lambda: lcw_cost.run(repeats=3 if quick else 5, quick=quick)),
         ("packing", lambda: packing.run(repeats=1 if quick else 3, quick=quick)),
+        ("activation_cost", lambda: activation_cost.run(repeats=1 if quick else 3, quick=quick)),
         ("overhead", lambda: overhead.run(repeats=1 if quick else 3)),
         ("queries", lambda: queries.run(quick=quick)),
         ("page_load", lambda: page_load.run(repeats=1 if quick else 3, quick=quick)),
@@ -57,6 +58,18 @@ def table(r: dict[str, Any]) -> str:
         f"| Packed trials, K={p['packs']} depth-20 sigmoid MLPs, 1 thread | "
         f"{p['ratio']:.2f}x samples/s vs one by one | >= 3x |"
     )
+    mm = p.get("matmul_gflops")
+    if isinstance(mm, dict):
+        rows.append(
+            "| Matmul bound on fusing: one trial's 100x100 layer, batch 100 / K=16 batched "
+            f"(1 thread) | {mm['alone']:.0f} / {mm['batched']:.0f} GFLOP/s | - |"
+        )
+    a = r.get("activation_cost")
+    if isinstance(a, dict):
+        rows.append(
+            "| SIMD-exact sigmoid (pack invariance), 16 depth-20 MLPs: trials alone / one pack "
+            f"| {a['alone_ratio']:.2f}x / {a['pack_ratio']:.2f}x nn.Sigmoid's time | - |"
+        )
     o = r["overhead"]
     for key, label, target in (
         ("ratio_median", "32-trial digits study, unpacked", "<= 1.25"),
@@ -89,6 +102,12 @@ def table(r: dict[str, Any]) -> str:
             + " / ".join(f"{t:.0f}" for t in trials)
             + " ms | <= 100 ms |"
         )
+        first = q.get("summary_first")
+        if isinstance(first, dict):
+            rows.append(
+                f"| 20k-trial study on {db}: a study's first summary ever (every cell), p50 / p95 "
+                f"| {first['p50_ms']:.0f} / {first['p95_ms']:.0f} ms | - |"
+            )
     pl = r.get("page_load")
     if isinstance(pl, dict) and "first_visit" in pl:
         rows.append(
@@ -96,6 +115,13 @@ def table(r: dict[str, Any]) -> str:
             f"{pl['first_visit']['median_s']:.2f} / {pl['repeat_visit']['median_s']:.2f} s | "
             "<= 2 s |"
         )
+        doc = next((e for e in pl["biggest_resources"] if e["type"] == "navigation"), None)
+        if doc is not None:
+            rows.append(
+                "| Study page, 20k trials: HTML (summary and one cell's curves inline) decoded "
+                f"/ sent gzipped | {doc['decoded_bytes'] / 1e3:.0f} / "
+                f"{doc['transfer_bytes'] / 1e3:.0f} KB | - |"
+            )
     elif isinstance(pl, dict) and "skipped" in pl:
         rows.append(f"| Study page, 20k trials, chromium | skipped: {pl['skipped']} | <= 2 s |")
     return "\n".join(rows)

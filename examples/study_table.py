@@ -26,10 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.docs import ROOT, machine, write_block
+
+if TYPE_CHECKING:
+    from service.client import Client
+    from service.schemas import StudyPublic
 
 EXAMPLES = ROOT / "examples"
 TARGETS = ("lcw", "bn_lcw")
@@ -62,8 +68,10 @@ def _serve(home: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def run(name: str, url: str | None) -> dict[str, Any]:
-    """Submit examples/NAME.yaml, wait for it, and return what is saved."""
+@contextmanager
+def serving(url: str | None) -> Iterator[Client]:
+    """A client of the server at `url`, or of a fresh ``lcw-sweep serve`` (API, local Ray and
+    the dispatcher, a new SQLite database) when `url` is None, stopped on exit."""
     from service.client import Client
 
     server = None
@@ -80,34 +88,49 @@ def run(name: str, url: str | None) -> dict[str, Any]:
                         break
                     except Exception:
                         time.sleep(1)
-                started = time.monotonic()
-                study = client.submit(EXAMPLES / f"{name}.yaml")
-                last = 0.0
-
-                def progress(s: Any) -> None:
-                    nonlocal last
-                    if time.monotonic() - last > 60:
-                        last = time.monotonic()
-                        p = s.progress
-                        print(f"  {p.total - p.pending - p.running}/{p.total} trials", flush=True)
-
-                done = client.wait(study.id, poll_s=5, on_progress=progress)
-                wall = time.monotonic() - started
-                summary = client.summary(study.id)
+                yield client
         finally:
             if server is not None:
                 server.terminate()
                 server.wait(timeout=120)
+
+
+def wait(client: Client, study_id: int) -> StudyPublic:
+    """Wait for a study to end, printing its progress every minute."""
+    last = 0.0
+
+    def progress(s: Any) -> None:
+        nonlocal last
+        if time.monotonic() - last > 60:
+            last = time.monotonic()
+            p = s.progress
+            print(f"  study {s.id}: {p.total - p.pending - p.running}/{p.total} trials", flush=True)
+
+    return client.wait(study_id, poll_s=5, on_progress=progress)
+
+
+def saved_study(spec: str, done: StudyPublic, wall: float, summary: Any) -> dict[str, Any]:
+    """What a results file keeps of one study: its outcome, wall time, date, machine, summary."""
     return {
         "date": dt.date.today().isoformat(),
         "machine": machine(),
-        "spec": f"{name}.yaml",
+        "spec": spec,
         "status": done.status,
         "trials": done.trial_count,
         "progress": done.progress.model_dump(),
         "wall_s": round(wall, 1),
         "summary": summary.model_dump(mode="json"),
     }
+
+
+def run(name: str, url: str | None) -> dict[str, Any]:
+    """Submit examples/NAME.yaml, wait for it, and return what is saved."""
+    with serving(url) as client:
+        started = time.monotonic()
+        study = client.submit(EXAMPLES / f"{name}.yaml")
+        done = wait(client, study.id)
+        wall = time.monotonic() - started
+        return saved_study(f"{name}.yaml", done, wall, client.summary(study.id))
 
 
 def _fmt_p(p: float | None) -> str:
