@@ -27,6 +27,7 @@ from typing import Any, Literal
 import httpx
 import yaml
 
+from service import vocabulary
 from service.schemas import (
     CellSummary,
     Comparison,
@@ -38,19 +39,12 @@ from service.schemas import (
     TrialPublic,
     TrialsPublic,
 )
+from service.vocabulary import STUDY_STATUSES, TRIAL_STATUSES
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-STUDY_FINISHED = ("completed", "failed", "cancelled")
+STUDY_FINISHED = tuple(s for s in STUDY_STATUSES if s in vocabulary.STUDY_FINISHED)
 # Trial states in the order a study moves through them (Progress's fields, less `total`).
-TRIAL_STATES = (
-    "pending",
-    "running",
-    "completed",
-    "diverged",
-    "stopped_early",
-    "failed",
-    "cancelled",
-)
+TRIAL_STATES = TRIAL_STATUSES
 
 Per = Literal["cell", "comparison", "trial", "epoch"]
 ExportFormat = Literal["csv", "json"]

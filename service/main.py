@@ -30,9 +30,9 @@ from service.api import health, studies, trials
 from service.config import Settings, get_settings
 from service.db import make_engine, upgrade_database
 from service.errors import install_handlers
-from service.models import STUDY_STATUSES, TRIAL_STATUSES
 from service.schemas import StudyCreate
 from service.store import Store
+from service.vocabulary import STUDY_STATUSES, TRIAL_STATUSES
 from service.web import pages
 
 Scope = MutableMapping[str, Any]

@@ -27,21 +27,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-STUDY_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-STUDY_FINISHED = frozenset({"completed", "failed", "cancelled"})
-TRIAL_STATUSES = (
-    "pending",
-    "running",
-    "completed",
-    "diverged",
-    "stopped_early",
-    "failed",
-    "cancelled",
-)
-TRIAL_TERMINAL = frozenset({"completed", "diverged", "stopped_early", "failed", "cancelled"})
-# A trial that ran to a result (stored accuracies). The summary's means count only those that
-# ran the whole budget (``service.stats.SCORED``); early-stopped ones are counted beside them.
-TRIAL_RESULT = frozenset({"completed", "diverged", "stopped_early"})
 FINAL_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 EPOCH_METRICS = (*FINAL_METRICS, "seconds", "samples_per_s", "lr")
 

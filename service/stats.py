@@ -38,10 +38,13 @@ from service.significance import (
     warm_up,
     wilcoxon_p,
 )
+from service.vocabulary import TRIAL_SCORED, TRIAL_STOPPED, TRIAL_UNFINISHED
 
-SCORED = frozenset({"completed", "diverged"})  # ran the whole budget: counts in the means
-STOPPED = "stopped_early"  # truncated by the scheduler: counted beside the means
-UNFINISHED = frozenset({"pending", "running"})
+# From ``service.vocabulary``: ran the whole budget (counts in the means); truncated by the
+# scheduler (counted beside the means); not finished yet.
+SCORED = TRIAL_SCORED
+STOPPED = TRIAL_STOPPED
+UNFINISHED = TRIAL_UNFINISHED
 TARGETS = ("lcw", "bn_lcw")
 
 

@@ -26,13 +26,10 @@ from service.schemas import (
 )
 from service.spec import load_document, plan_study
 from service.store import Store
+from service.vocabulary import StudyStatus, TrialStatus
 
 router = APIRouter(prefix="/api/studies", tags=["studies"])
 
-StudyStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-TrialStatus = Literal[
-    "pending", "running", "completed", "diverged", "stopped_early", "failed", "cancelled"
-]
 StudyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorPublic}}

@@ -32,6 +32,7 @@ from service.client import (
     comparison_rows,
 )
 from service.schemas import StudyPublic
+from service.vocabulary import StudyStatus
 
 UrlOption = Annotated[
     str,
@@ -203,7 +204,7 @@ def status_command(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=500, help="Studies to list.")] = 20,
     only: Annotated[
-        Literal["queued", "running", "completed", "failed", "cancelled"] | None,
+        StudyStatus | None,
         typer.Option("--status", help="List only studies in this state."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,

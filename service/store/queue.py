@@ -17,17 +17,10 @@ from sqlalchemy import (
 )
 
 from service.errors import NotFoundError
-from service.models import (
-    EPOCH_METRICS,
-    FINAL_METRICS,
-    TRIAL_RESULT,
-    Study,
-    Trial,
-    TrialMetric,
-    utcnow,
-)
+from service.models import EPOCH_METRICS, FINAL_METRICS, Study, Trial, TrialMetric, utcnow
 from service.store.base import _IN_BATCH, _chunks, _num, clean_json
 from service.store.studies import Studies
+from service.vocabulary import TRIAL_RESULT
 
 COMPLETE_STATUSES = frozenset(TRIAL_RESULT)
 MAX_ERROR_CHARS = 20_000  # a traceback is kept, a runaway log is cut

@@ -12,12 +12,9 @@ from sqlalchemy import (
     update,
 )
 
-from service.models import (
-    TRIAL_RESULT,
-    Trial,
-    utcnow,
-)
+from service.models import Trial, utcnow
 from service.store.studies import Studies
+from service.vocabulary import TRIAL_RESULT
 
 
 class Slots(Studies):

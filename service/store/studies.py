@@ -18,15 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.errors import ConflictError, IdempotencyKeyReusedError, NotFoundError
-from service.models import (
-    STUDY_FINISHED,
-    TRIAL_RESULT,
-    TRIAL_STATUSES,
-    Study,
-    StudyCell,
-    Trial,
-    utcnow,
-)
+from service.models import Study, StudyCell, Trial, utcnow
 from service.schemas import (
     Progress,
     StudiesPublic,
@@ -35,6 +27,7 @@ from service.schemas import (
 )
 from service.spec import PlannedTrial, normalized, spec_hash
 from service.store.base import _IN_BATCH, StoreBase, _chunks
+from service.vocabulary import STUDY_FINISHED, TRIAL_RESULT, TRIAL_STATUSES
 
 
 class Studies(StoreBase):

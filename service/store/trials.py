@@ -15,13 +15,7 @@ from sqlalchemy import (
 )
 
 from service.errors import NotFoundError
-from service.models import (
-    EPOCH_METRICS,
-    FINAL_METRICS,
-    TRIAL_RESULT,
-    Trial,
-    TrialMetric,
-)
+from service.models import EPOCH_METRICS, FINAL_METRICS, Trial, TrialMetric
 from service.schemas import (
     EpochMetricPublic,
     TrialDetailPublic,
@@ -30,6 +24,7 @@ from service.schemas import (
 )
 from service.store.base import _is, _num
 from service.store.studies import Studies
+from service.vocabulary import TRIAL_RESULT
 
 _EXPORT_BATCH = 500  # trials per export query
 # Columns a trial list can be ordered by (the web table's sortable columns).

@@ -31,10 +31,12 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from lcw import catalog
+from service import vocabulary
 from service.api.deps import SettingsDep, StoreDep
 from service.errors import NotFoundError
-from service.models import STUDY_FINISHED, TRIAL_STATUSES, utcnow
+from service.models import utcnow
 from service.store import Store
+from service.vocabulary import STUDY_FINISHED, TRIAL_STATUSES
 from service.web import views
 
 router = APIRouter(include_in_schema=False)
@@ -139,6 +141,10 @@ class _Web:
         )
         env.filters["pretty"] = _pretty
         env.globals["static_url"] = self.static_url
+        # The status vocabulary (``service.vocabulary``): the templates' groupings, and the
+        # data island base.html hands to the scripts (common.js: LCW.vocabulary).
+        env.globals["vocabulary"] = vocabulary.as_json()
+        env.filters["with_result"] = vocabulary.with_result
         self.templates = Jinja2Templates(env=env)
         self._assets: dict[str, _Asset] = {}
         self._lock = threading.Lock()

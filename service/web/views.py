@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lcw import catalog
-from service.models import TRIAL_STATUSES
 from service.schemas import CellSummary, StudyPublic, SummaryPublic, TrialsPublic
 from service.store import TRIAL_SORT_KEYS, Store
+from service.vocabulary import TRIAL_STATUSES
 
 # One color per method, the same in every chart and the table (Okabe-Ito, colour-blind safe);
 # the constrained methods get the warm colors so that "LCW" reads the same across charts.

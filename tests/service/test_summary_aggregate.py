@@ -19,9 +19,10 @@ from sqlalchemy import select, update
 from svc_helpers import make_study, row_based_summary
 
 from service.db import session_scope, writer
-from service.models import TRIAL_STATUSES, Trial
+from service.models import Trial
 from service.stats import TrialOutcome, best_settings, group_outcomes, summarize
 from service.store import Store
+from service.vocabulary import TRIAL_STATUSES
 
 GRID = {
     "name": "grid",

@@ -81,11 +81,25 @@ window.LCW = (function () {
     return { stop() { stopped = true; if (timer) clearTimeout(timer); } };
   }
 
+  // The status vocabulary, from service/vocabulary.py (base.html's data island): never
+  // redefined here.
+  const vocabulary = data("lcw-vocabulary");
+
+  /** Trials of a Progress object that ran to a result (vocabulary.trial_result). */
+  function withResult(p) {
+    return vocabulary.trial_result.reduce((n, status) => n + (p[status] || 0), 0);
+  }
+
+  /** Whether a study status is final (vocabulary.study_finished). */
+  function studyFinished(status) {
+    return vocabulary.study_finished.includes(status);
+  }
+
   /** Update a stacked progress bar (see _progress.html) from a Progress object. */
   function setProgress(bar, p) {
     if (!bar) return;
     const total = p.total || 1;
-    const scored = p.completed + p.diverged + p.stopped_early;
+    const scored = withResult(p);
     const done = scored + p.failed + p.cancelled;
     const widths = [scored, p.failed, p.cancelled, p.running];
     bar.querySelectorAll(".seg").forEach((seg, i) => {
@@ -96,5 +110,8 @@ window.LCW = (function () {
     bar.dataset.done = String(done);
   }
 
-  return { data, el, request, authHeaders, errorText, duration, poll, setProgress };
+  return {
+    data, el, request, authHeaders, errorText, duration, poll, setProgress,
+    vocabulary, withResult, studyFinished,
+  };
 })();

@@ -3,7 +3,8 @@
 "use strict";
 
 (function () {
-  const { data, el, request, authHeaders, errorText, duration, poll, setProgress } = window.LCW;
+  const { data, el, request, authHeaders, errorText, duration, poll, setProgress, withResult,
+    studyFinished } = window.LCW;
   const C = window.LCWCharts;
   const T = window.LCWTables;
   const config = data("page-config");
@@ -12,7 +13,6 @@
   let study = data("study-data");
   let summary = data("summary-data");
   let cellData = data("cell-data");
-  const FINISHED = ["completed", "failed", "cancelled"];
 
   const color = (m) => colors[m] || "#333333";
   const methodRank = (m) => { const i = config.methods.indexOf(m); return i < 0 ? 99 : i; };
@@ -20,7 +20,6 @@
   const actRank = (a) => { const i = config.activations.indexOf(a); return i < 0 ? 99 : i; };
   const byActivation = (a, b) => actRank(a) - actRank(b);
   const widthsOf = () => [...new Set(summary.cells.map((c) => c.width))];
-  const scoredOf = (p) => p.completed + p.diverged + p.stopped_early;
 
   // body[data-ready] says the page is usable: every chart drawn, none of the page's own fetches
   // in flight. It is removed while a refresh, another cell or another table page loads, and the
@@ -587,10 +586,10 @@
     }
     document.getElementById("elapsed").textContent = duration(elapsed);
     document.getElementById("remaining").textContent = duration(remaining);
-    document.getElementById("cancel-form").classList.toggle("hidden", FINISHED.includes(study.status));
+    document.getElementById("cancel-form").classList.toggle("hidden", studyFinished(study.status));
   }
 
-  let lastScored = scoredOf(study.progress);
+  let lastScored = withResult(study.progress);
   let lastRefresh = 0;
   let pendingRefresh = false;
 
@@ -621,16 +620,16 @@
   }
 
   track(async () => { renderHeader(); drawAll(); });
-  const clock = FINISHED.includes(study.status) ? null : setInterval(renderHeader, 1000);
+  const clock = studyFinished(study.status) ? null : setInterval(renderHeader, 1000);
 
-  if (!FINISHED.includes(study.status)) {
+  if (!studyFinished(study.status)) {
     poll(async () => {
       const res = await request("/api/studies/" + sid);
       if (!res.ok) return true;
       study = res.body;
       renderHeader();
-      const scored = scoredOf(study.progress);
-      const finished = FINISHED.includes(study.status);
+      const scored = withResult(study.progress);
+      const finished = studyFinished(study.status);
       if (scored !== lastScored || finished) pendingRefresh = true;
       lastScored = scored;
       // Redraw the charts at most every 5 s while trials finish, and once at the end.
