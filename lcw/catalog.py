@@ -1,8 +1,11 @@
 """The names lcw understands, with the static facts about each: torch-free.
 
-The service validates study specs against this module without importing torch. Builders live
-next to their implementations (``lcw.layers``, ``lcw.models``, ``lcw.data``) and register under
-exactly these names; ``tests/lcw/test_models.py`` checks that the two agree.
+The service validates study specs, and the dispatcher sizes packs, against this module without
+importing torch. Here: the methods, activations, datasets and models by name, the VGG layouts,
+and ``model_size``, a model's parameter and activation counts from its config alone. Builders
+live next to their implementations (``lcw.methods``, ``lcw.activations``, ``lcw.models``,
+``lcw.data``) and register under exactly these names; ``tests/lcw/test_catalog.py`` checks that
+the two agree and that ``model_size`` counts what the builders build.
 """
 
 from __future__ import annotations
@@ -141,6 +144,70 @@ MODELS: dict[str, ModelInfo] = {
 }
 
 MAX_DEPTH = 200  # deepest MLP the model builder accepts
+
+# VGG conv stacks (Simonyan & Zisserman, 2015): output channels of each 3x3 conv, "M" a 2x2 max
+# pool. ``lcw.models`` builds them; ``model_size`` counts them.
+VGG_LAYOUTS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [
+        *(64, 64, "M", 128, 128, "M", 256, 256, 256, "M"),
+        *(512, 512, 512, "M", 512, 512, 512, "M"),
+    ],
+    "vgg19": [
+        *(64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"),
+        *(512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+    ],
+}
+
+
+def model_size(
+    model: str,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    method: str,
+    depth: int = 1,
+    width: int = 100,
+    bias: str = "default",
+    lcw_impl: str = "projection",
+) -> tuple[int, int]:
+    """(parameters, hidden activation floats per sample) of one model, as ``lcw.models`` builds it.
+
+    Parameters are what ``sum(p.numel() for p in model.parameters())`` gives: each hidden map's
+    weight (``basis`` LCW stores fan_in - 1 per row), its bias where ``hidden_bias`` says so,
+    weight norm's and centered weight norm's per-row scale, a normalization's scale and shift,
+    and the classifier (always with its bias). Activations count each hidden layer's units (a
+    conv layer's: channels x positions); `depth` and `width` apply to the MLP only.
+    """
+    info = METHODS[method]
+    has_bias = hidden_bias(method, bias)
+    per_row_scale = method in ("wn", "cwn")  # weight norm's g, one per output unit
+    basis = method in ("lcw", "bn_lcw") and lcw_impl == "basis"  # the LCW layers' impl
+
+    def hidden(fan_in: int, out: int) -> int:
+        weights = out * (fan_in - 1 if basis else fan_in)
+        extra = out * (int(has_bias) + int(per_row_scale) + (2 if info.norm else 0))
+        return weights + extra
+
+    channels, height, width_px = input_shape
+    params = activations = 0
+    if model == "mlp":
+        fan_in = channels * height * width_px
+        for _ in range(depth):
+            params += hidden(fan_in, width)
+            fan_in = width
+        activations = depth * width
+    else:
+        size, fan_in = height * width_px, channels
+        for item in VGG_LAYOUTS[model]:
+            if item == "M":
+                size //= 4
+                continue
+            out = int(item)
+            params += hidden(fan_in * 9, out)  # 3x3 filters
+            activations += out * size
+            fan_in = out  # the classifier sees the last 512 x 1 x 1 feature map
+    return params + fan_in * num_classes + num_classes, activations
 
 
 def model_accepts(model: str, dataset: str) -> bool:

@@ -3,11 +3,17 @@
 A trial is a function call (``lcw.train(config)``); everything that determines its outcome is
 here, so a stored config reruns the trial exactly. ``TrialConfig.from_dict`` accepts the JSON
 the service stores and rejects unknown keys with a message naming them.
+
+Also the pack key (``pack_key``): trials whose configs differ only in ``PACK_MEMBER_FIELDS``
+(``lr`` and ``seed``) can train as one fused model (``lcw.packed``); ``lcw.trainer.train_pack``
+checks it and the dispatcher groups trials by it (``workers.packing``).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -152,6 +158,21 @@ class TrialConfig:
         else:
             raise ConfigError("optimizer: must be an object")
         return cls(optimizer=opt_cfg, **data)
+
+
+# The fields a pack's members may differ in; every other field shapes the model or the update
+# rule and must be shared.
+PACK_MEMBER_FIELDS: tuple[str, ...] = ("lr", "seed")
+
+
+def pack_key(config: TrialConfig | Mapping[str, Any]) -> str:
+    """Configs with equal keys can train as one pack: all but ``PACK_MEMBER_FIELDS``, as JSON.
+
+    A ``TrialConfig`` and its ``to_dict()`` have the same key.
+    """
+    data = config.to_dict() if isinstance(config, TrialConfig) else config
+    shared = {k: v for k, v in data.items() if k not in PACK_MEMBER_FIELDS}
+    return json.dumps(shared, sort_keys=True, default=repr)
 
 
 def _is_number(value: object) -> bool:

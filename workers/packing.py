@@ -3,7 +3,8 @@
 ``lcw.train_pack`` trains trials that differ only in ``lr`` and ``seed`` as one fused model
 (``lcw.packed``; HFTA, Wang et al., MLSys 2021, measured 2.4-11.5x throughput on GPUs). The
 dispatcher packs the trials of one study whose resolved configs agree in every other field
-(``group_key``) and runs each pack on one actor. Torch-free: the dispatcher never loads torch.
+(``group_key``, on ``lcw.config.pack_key``) and runs each pack on one actor. Torch-free: the
+dispatcher never loads torch (sizes come from ``lcw.catalog.model_size``).
 
 How many members a pack gets (``pack_limit`` and ``fair_share``), the smallest of
 
@@ -24,24 +25,26 @@ How many members a pack gets (``pack_limit`` and ``fair_share``), the smallest o
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from lcw import catalog
+from lcw.config import pack_key
 
 CPU_CAP = 16
 GPU_CAP = 64
 MEMORY_FRACTION = 0.5  # of the device's free memory: the estimate is rough, other work runs too
 PACK_TARGET_S = 120.0  # CPU: a pack should take about this long at most (members share a core)
 EVAL_BATCH = 2048  # lcw.trainer.EVAL_BATCH: evaluation activations are sized by it
-_UNPACKED = ("lr", "seed")  # what members of a pack may differ in
 
 
 def group_key(study_id: int, config: dict[str, Any]) -> str:
-    """Trials of one study with equal keys can train as one pack (configs resolved)."""
-    shared = {k: v for k, v in config.items() if k not in _UNPACKED}
-    return f"{study_id}:{json.dumps(shared, sort_keys=True, default=repr)}"
+    """Trials of one study with equal keys can train as one pack (configs resolved).
+
+    The study's id, then ``lcw.config.pack_key``: the config but for the fields a pack's
+    members may differ in (``lr`` and ``seed``).
+    """
+    return f"{study_id}:{pack_key(config)}"
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -52,27 +55,21 @@ def config_key(config: dict[str, Any]) -> str:
 def _layer_sizes(config: dict[str, Any]) -> tuple[int, int]:
     """(parameters, activation floats per sample in the hidden layers) of one member."""
     info = catalog.DATASETS.get(str(config.get("dataset")))
-    channels, height, width = info.input_shape if info else (1, 28, 28)
-    classes = info.num_classes if info else 10
-    model = str(config.get("model", "mlp"))
-    if model == "mlp":
-        units, depth = int(config.get("width", 100)), int(config.get("depth", 1))
-        fan_in = channels * height * width
-        params = fan_in * units + (depth - 1) * units * units + units * classes
-        return params + depth * units + classes, depth * units
-    from lcw.models import VGG_LAYOUTS  # conv models only (imports torch)
+    return catalog.model_size(
+        _known(config.get("model"), catalog.MODELS, "mlp"),
+        input_shape=info.input_shape if info else (1, 28, 28),
+        num_classes=info.num_classes if info else 10,
+        method=_known(config.get("method"), catalog.METHODS, "plain"),
+        depth=int(config.get("depth", 1)),
+        width=int(config.get("width", 100)),
+        bias=_known(config.get("bias"), catalog.BIAS_MODES, "default"),
+        lcw_impl=str(config.get("lcw_impl", "projection")),
+    )
 
-    params = activations = 0
-    size = height * width
-    for item in VGG_LAYOUTS.get(model, []):
-        if item == "M":
-            size //= 4
-            continue
-        out = int(item)
-        params += channels * out * 9 + out
-        activations += out * size
-        channels = out
-    return params + channels * classes + classes, activations
+
+def _known(value: Any, names: Any, default: str) -> str:
+    """`value` if the catalog knows it, else `default` (an estimate never fails)."""
+    return str(value) if value in names else default
 
 
 def member_bytes(config: dict[str, Any]) -> int:

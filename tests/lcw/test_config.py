@@ -64,3 +64,24 @@ def test_new_fields_round_trip_through_json() -> None:
     defaults = TrialConfig.from_dict({})
     assert (defaults.init_scale, defaults.bias, defaults.augment) == (1.0, "default", False)
     assert defaults.optimizer.decay_norm_and_bias is False
+
+
+def test_pack_key_ignores_exactly_lr_and_seed() -> None:
+    from lcw.config import PACK_MEMBER_FIELDS, pack_key
+
+    assert PACK_MEMBER_FIELDS == ("lr", "seed")
+    base = TrialConfig(depth=3, width=16)
+    # A config and its stored JSON have one key.
+    assert (
+        pack_key(base)
+        == pack_key(base.to_dict())
+        == pack_key(json.loads(json.dumps(base.to_dict())))
+    )
+    assert pack_key(base) == pack_key(TrialConfig(depth=3, width=16, lr=0.5, seed=7))
+    others = [
+        TrialConfig(depth=4, width=16),
+        TrialConfig(depth=3, width=16, init_scale=2.0),
+        TrialConfig(depth=3, width=16, optimizer=OptimizerConfig(weight_decay=1e-3)),
+        TrialConfig(depth=3, width=16, threads=2),
+    ]
+    assert len({pack_key(c) for c in [base, *others]}) == 1 + len(others)

@@ -205,3 +205,30 @@ def test_pack_size_rule() -> None:
     )
     assert packing.group_key(1, mlp) != packing.group_key(2, mlp)
     assert packing.group_key(1, mlp) != packing.group_key(1, {**mlp, "depth": 6})
+
+
+def test_group_key_is_lcws_pack_key_and_packing_stays_torch_free() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lcw import catalog
+    from lcw.config import TrialConfig, pack_key
+
+    cfg = TrialConfig(depth=3, width=16).to_dict()
+    other_member = TrialConfig(depth=3, width=16, lr=0.5, seed=3)
+    assert packing.group_key(7, cfg) == f"7:{pack_key(cfg)}" == f"7:{pack_key(other_member)}"
+    # Sizes are the catalog's counts: lcw's hidden layers have no bias, plain's have.
+    lcw_cfg = {"dataset": "digits", "model": "mlp", "method": "lcw", "depth": 2, "width": 10}
+    plain_cfg = {**lcw_cfg, "method": "plain"}
+    assert packing._layer_sizes(lcw_cfg) == catalog.model_size(
+        "mlp", input_shape=(1, 8, 8), num_classes=10, method="lcw", depth=2, width=10
+    )
+    assert packing._layer_sizes(plain_cfg)[0] - packing._layer_sizes(lcw_cfg)[0] == 2 * 10
+    check = (
+        "import sys, workers.packing as p; "
+        "p.member_bytes({'dataset': 'synthetic', 'model': 'vgg11', 'method': 'bn'}); "
+        "assert 'torch' not in sys.modules"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", check], cwd=root, check=True, timeout=60)
