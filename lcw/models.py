@@ -1,10 +1,11 @@
 """Model builders by registry name: ``mlp`` and VGG-11/16/19 for 32x32 inputs.
 
 Every hidden layer (MLP: each Linear; VGG: each 3x3 conv) is a ``Block`` built by the method's
-factories in ``lcw.layers`` (init: ``lcw.init``, scaled by ``init_scale``); the classifier is a
+factories in ``lcw.methods`` (init: ``lcw.init``, scaled by ``init_scale``); the classifier is a
 plain linear layer (std 1/sqrt(fan_in), zero bias, never scaled) for every method. VGG layouts
-follow Simonyan & Zisserman (2015) with the CIFAR-style head (one linear layer on the
-512 x 1 x 1 feature map) used by most 32x32 reproductions.
+(``lcw.catalog.VGG_LAYOUTS``, re-exported here) follow Simonyan & Zisserman (2015) with the
+CIFAR-style head (one linear layer on the 512 x 1 x 1 feature map) used by most 32x32
+reproductions. The layouts (``MODEL_LAYOUTS``) are shared with packs (``lcw.packed``).
 """
 
 from __future__ import annotations
@@ -16,36 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from lcw import catalog
+from lcw.activations import get_act_layer
+from lcw.catalog import VGG_LAYOUTS
 from lcw.config import TrialConfig
-from lcw.layers import Block, get_act_layer, make_linear_map, make_norm, set_weight
-
-VGG_LAYOUTS: dict[str, list[int | str]] = {
-    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
-    "vgg16": [
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-    ],
-    "vgg19": [
-        *(64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"),
-        *(512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
-    ],
-}
+from lcw.layers import Block, set_weight
+from lcw.methods import BlockFactory, block_factory
 
 
 class Net(nn.Module):
@@ -75,11 +51,6 @@ def _classifier(in_features: int, num_classes: int, generator: torch.Generator) 
     with torch.no_grad():
         head.bias.zero_()
     return head
-
-
-# A block factory gets (fan_in, out, conv) and returns the block's (linear map, normalization);
-# the layouts below are shared by single models and packs (``lcw.packed``).
-BlockFactory = Callable[[int, int, bool], tuple[nn.Module, nn.Module]]
 
 
 def mlp_layers(
@@ -132,14 +103,7 @@ def build_model(
     """
     info = catalog.DATASETS[cfg.dataset]
     gen = generator if generator is not None else init_generator(cfg.seed)
-
-    def make(fan_in: int, out: int, conv: bool) -> tuple[nn.Module, nn.Module]:
-        linear = make_linear_map(
-            cfg.method, fan_in, out, conv=conv, activation=cfg.activation, gain=cfg.gain,
-            init_scale=cfg.init_scale, bias=cfg.bias, impl=cfg.lcw_impl, generator=gen,
-        )  # fmt: skip
-        return linear, make_norm(cfg.method, out, conv=conv)
-
+    make = block_factory(cfg, generator=gen)
     layers, features = MODEL_LAYOUTS[cfg.model](cfg, input_shape or info.input_shape, make)
     head = _classifier(features, num_classes or info.num_classes, gen)
     return Net(nn.Sequential(*layers), head, flatten_first=cfg.model == "mlp")
@@ -148,3 +112,15 @@ def build_model(
 def init_generator(seed: int) -> torch.Generator:
     """The CPU generator of a trial's initial weights (draws are moved to the device after)."""
     return torch.Generator().manual_seed(seed)
+
+
+__all__ = [
+    "MODEL_LAYOUTS",
+    "VGG_LAYOUTS",
+    "BlockFactory",
+    "Net",
+    "build_model",
+    "init_generator",
+    "mlp_layers",
+    "vgg_layers",
+]

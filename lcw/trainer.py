@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcw.augment import augment_generator, crop_flip
-from lcw.config import TrialConfig
+from lcw.config import TrialConfig, pack_key
 from lcw.data import Dataset, load_dataset
 from lcw.diagnostics import measure_layers
 from lcw.models import build_model
@@ -212,8 +212,6 @@ def train_pack(
 
     On CPU an MLP member's result equals its trial run alone bit for bit (``lcw.packed``).
     """
-    from lcw.packed import pack_key
-
     cfgs = [c if isinstance(c, TrialConfig) else TrialConfig.from_dict(c) for c in configs]
     if not cfgs:
         return []

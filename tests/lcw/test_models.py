@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lcw import TrialConfig, catalog
-from lcw.layers import ACTIVATION_LAYERS, Block, LayerNorm, Sigmoid
+from lcw.activations import ACTIVATION_LAYERS, Sigmoid
+from lcw.layers import Block
 from lcw.models import MODEL_LAYOUTS, VGG_LAYOUTS, build_model
+from lcw.norms import LayerNorm
 
 
 def test_registries_agree_with_the_catalog() -> None:
@@ -63,10 +65,10 @@ def _block_parts(method: str) -> list[type]:
 
 
 def test_normalization_sits_before_the_activation() -> None:
-    # lcw.layers.Sigmoid: nn.Sigmoid on SIMD-aligned tensors (lcw.layers.ALIGN)
+    # lcw.activations.Sigmoid: nn.Sigmoid on SIMD-aligned tensors (lcw.activations.ALIGN)
     assert _block_parts("bn") == [nn.BatchNorm1d, Sigmoid]
     assert _block_parts("bn_lcw") == [nn.BatchNorm1d, Sigmoid]
-    # lcw.layers.LayerNorm: nn.LayerNorm with its affine part as its own op (pack invariance)
+    # lcw.norms.LayerNorm: nn.LayerNorm with its affine part as its own op (pack invariance)
     assert _block_parts("ln") == [LayerNorm, Sigmoid]
     assert _block_parts("plain") == [nn.Identity, Sigmoid]
     assert issubclass(Sigmoid, nn.Sigmoid) and issubclass(LayerNorm, nn.LayerNorm)

@@ -5,7 +5,7 @@ plain and lcw MLPs with sigmoid, tanh, relu and gelu, diagnostics on, a member t
 included, at any pack size. Two paths differed: the CPU's elementwise kernels compute a tensor's
 last (numel mod SIMD block) elements with scalar code that rounds exp / tanh / erf differently,
 and a trial alone and packed holds its activations at different places of tensors of other
-sizes (``lcw.layers.ALIGN``); and a member frozen by divergence went on counting training loss
+sizes (``lcw.activations.ALIGN``); and a member frozen by divergence went on counting training loss
 and being re-projected while its pack-mates trained (``lcw.trainer._member_state``). Adam,
 batch/layer norm and weight normalization still differ in the last bits when packed; they are
 not asserted here.
@@ -104,7 +104,7 @@ def test_activations_compute_every_element_on_the_simd_path(name: str) -> None:
     SIMD), whatever the shape; the plain op differs somewhere in its scalar tail."""
     import torch.nn.functional as F
 
-    from lcw.layers import ALIGN, get_act_layer
+    from lcw.activations import ALIGN, get_act_layer
 
     plain = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "gelu": F.gelu}[name]
 

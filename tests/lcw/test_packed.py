@@ -169,8 +169,8 @@ def test_packed_linear_gradient_matches_autograd_of_the_plain_formulation(bias: 
 def test_packed_linear_flows_into_a_parametrized_weight() -> None:
     from torch.nn.utils import parametrize
 
-    from lcw.layers import _CenteredWeightNorm
     from lcw.packed import PackedLinear
+    from lcw.zero_sum import _CenteredWeightNorm
 
     torch.manual_seed(0)
     layer = PackedLinear(2, 5, 3, bias=False).double()
