@@ -16,7 +16,8 @@ Three exact implementations, one switch (``impl=``):
 * ``projection`` (default): the weight itself is the parameter. It is projected at init, each
   gradient row is projected to zero mean before the optimizer step (skipped for SGD, where it
   changes nothing), and the weight is projected again after every step (global optimizer
-  hooks). Nearly free: no reparameterization in the forward pass.
+  hooks, installed when the first such layer is built). Nearly free: no reparameterization in
+  the forward pass.
 * ``centering``: w = v - mean(v) at forward time (a parametrization).
 * ``basis``: the paper's w = B v with B an m x (m-1) orthonormal basis of the zero-sum subspace,
   in closed form B = [I - c 1 1^T ; -(1/sqrt m) 1^T], c = (1 - 1/sqrt m) / (m - 1). B is never
@@ -62,6 +63,7 @@ from lcw.zero_sum import (
     _rows,
     basis_apply,
     basis_apply_t,
+    install_projection_hooks,
     project_all_,
     project_rows_,
     reproject_,
@@ -94,10 +96,16 @@ class _ZeroSumMixin:
         module: Any = self
         if impl == "projection":
             setattr(self.weight, _PROJECTED_ATTR, True)
+            install_projection_hooks()
         elif impl == "centering":
             parametrize.register_parametrization(module, "weight", _Centering())
         else:
             parametrize.register_parametrization(module, "weight", _Basis(self.weight.shape))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # unpickling skips _setup_constraint
+        super().__setstate__(state)  # type: ignore[misc]
+        if self.impl == "projection":
+            install_projection_hooks()
 
     def reset_lcw(self, generator: torch.Generator | None = None) -> None:
         """Draw std * N(0, 1), std = gain x init_scale / sqrt(fan_in - 1), project, zero bias."""
@@ -249,6 +257,7 @@ __all__ = [
     "effective_weight",
     "get_act_layer",
     "init_gain",
+    "install_projection_hooks",
     "is_zero_sum",
     "project_all_",
     "project_rows_",

@@ -6,7 +6,9 @@ of Neural Networks", ECML PKDD 2019, LNCS 11906 (Springer, 2020), doi
 in_channels x kh x kw filter). Here: the projection, the paper's closed-form orthonormal basis,
 the ``centering`` / ``basis`` / centered-weight-norm parametrizations, and the two global
 optimizer hooks behind the ``projection`` implementation (see ``lcw.layers`` for which
-optimizers give the implementations the same trajectory).
+optimizers give the implementations the same trajectory). The hooks are installed by
+``install_projection_hooks``, which the first projection-LCW layer built calls; importing this
+module registers nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch.optim.optimizer import (
     register_optimizer_step_post_hook,
     register_optimizer_step_pre_hook,
 )
+from torch.utils.hooks import RemovableHandle
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -114,7 +117,8 @@ class _CenteredWeightNorm(nn.Module):
 
 
 # Projected parameters are kept in the subspace by two global optimizer hooks, whatever the
-# optimizer: gradient rows are projected before the step and the weight after it.
+# optimizer: gradient rows are projected before the step and the weight after it. They are
+# registered by ``install_projection_hooks``, which projection-LCW layers call when built.
 #
 # For SGD (momentum, nesterov, weight decay) the first is skipped: its update is linear in the
 # gradient and the weight is already zero-sum, so P(w - lr d) = w - lr P d, and projecting after
@@ -213,10 +217,21 @@ def _reproject_after_step(optimizer: torch.optim.Optimizer, *_: Any) -> None:
         plan.project()
 
 
-_HOOK_HANDLES = (
-    register_optimizer_step_pre_hook(_project_grads_before_step),
-    register_optimizer_step_post_hook(_reproject_after_step),
-)
+_HOOK_HANDLES: tuple[RemovableHandle, RemovableHandle] | None = None
+
+
+def install_projection_hooks() -> None:
+    """Register the two global optimizer hooks, once per process (later calls do nothing).
+
+    Called by every projection-LCW layer when it is built (or unpickled), so importing lcw
+    changes no optimizer's behaviour: the hooks exist only once a projected weight does.
+    """
+    global _HOOK_HANDLES
+    if _HOOK_HANDLES is None:
+        _HOOK_HANDLES = (
+            register_optimizer_step_pre_hook(_project_grads_before_step),
+            register_optimizer_step_post_hook(_reproject_after_step),
+        )
 
 
 def reproject_(module: nn.Module) -> None:
