@@ -62,14 +62,20 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         """The database URL in use, defaults and driver names resolved."""
-        url = self.database_url or f"sqlite:///{self.data_home / 'lcw.db'}"
-        if url.startswith("postgresql://") or url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return url
+        return normalize_database_url(self.database_url or f"sqlite:///{self.data_home / 'lcw.db'}")
 
     def token_values(self) -> list[str]:
         """The configured API tokens as plain strings (for comparison only; never log them)."""
         return [t.get_secret_value() for t in self.api_tokens]
+
+
+def normalize_database_url(url: str) -> str:
+    """`url` with PostgreSQL's driver made explicit: postgres:// and postgresql:// become
+    postgresql+psycopg:// (the driver this service installs); other URLs are returned as is."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 @lru_cache

@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from service.config import normalize_database_url
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Execution option that marks an engine (and its connections) as writing: see module docstring.
@@ -26,12 +28,10 @@ _WRITE_OPTION = "lcw_write"
 
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
     """Create an engine for `url` (sqlite:///path or postgresql+psycopg://...)."""
-    parsed = make_url(url)
+    parsed = make_url(normalize_database_url(url))
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, busy_timeout_ms=sqlite_busy_timeout_ms, echo=echo)
     if parsed.get_backend_name() == "postgresql":
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, echo=echo)
     raise ValueError(
         f"database_url: backend '{parsed.get_backend_name()}' is not 'sqlite' or 'postgresql'"

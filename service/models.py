@@ -69,7 +69,7 @@ class Base(DeclarativeBase):
 
 
 class Study(Base):
-    """One submitted spec; its status follows its trials (see ``Store.refresh_study_status``)."""
+    """One submitted spec; its status follows its trials (``service.store.studies``: derived in the transaction of each trial change)."""
 
     __tablename__ = "studies"
 

@@ -1,7 +1,7 @@
 """Summary statistics of a study: the best setting per cell, CIs, paired comparisons.
 
 Pure functions over plain rows (one per trial, final metrics only), so they are tested without a
-database. The protocol (README, "Statistics"; DESIGN.md "Fair comparison"):
+database. The protocol (README, "Statistics: what a comparison claims"):
 
 * A *setting* is a (learning rate, init scale) pair; every method of a study gets the same
   settings (the grid, or the same lr_search budget per cell).

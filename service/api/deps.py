@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: settings, a session, the store, and the write guard.
+"""Dependencies shared by the routes: the app's settings, the store, and the write guard.
 
 Everything is reached through ``request.app.state`` (set by ``create_app``), never module
 globals, so each app (and each test) has its own; ``app.dependency_overrides`` replaces them.
@@ -7,20 +7,19 @@ globals, so each app (and each test) has its own; ``app.dependency_overrides`` r
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
 from service.config import Settings
-from service.db import session_scope
 from service.errors import UnauthorizedError
 from service.store import Store
 
 
-def get_settings(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
+    """The settings of the app serving `request` (``service.config.get_settings`` reads the
+    environment's, once, for the app and the CLI)."""
     return request.app.state.settings
 
 
@@ -28,14 +27,8 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.engine) as session:
-        yield session
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
-SessionDep = Annotated[Session, Depends(get_session)]
 
 _bearer = HTTPBearer(auto_error=False, description="An LCW_API_TOKENS token (writes only)")
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
-import logging
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-log = logging.getLogger("lcw.serve")
+if TYPE_CHECKING:
+    from service.config import Settings
+
 
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 
@@ -25,17 +25,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _start_dispatcher(settings: object) -> threading.Thread | None:
-    """Run workers.dispatcher.run_embedded(settings) in a daemon thread, if it exists."""
-    try:
-        module = importlib.import_module("workers.dispatcher")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("workers.dispatcher", "workers"):
-            return None
-        raise
-    run_embedded = getattr(module, "run_embedded", None)
-    if run_embedded is None:
-        return None
+def _start_dispatcher(settings: Settings) -> threading.Thread:
+    """Run ``workers.dispatcher.run_embedded(settings)`` in a daemon thread."""
+    from workers.dispatcher import run_embedded  # Ray: loaded only when serving with a worker
+
     thread = threading.Thread(
         target=run_embedded, args=(settings,), name="lcw-dispatcher", daemon=True
     )
@@ -77,13 +70,11 @@ def serve(
     upgrade_database(engine)
     engine.dispose()
     if not no_worker:
-        if _start_dispatcher(settings) is None:
-            log.info("workers.dispatcher.run_embedded not available; serving the API only")
-        else:
-            # uvicorn re-raises SIGTERM once it has shut down; with the default handler that
-            # kills the process before atexit runs. Exit through SystemExit instead, so the
-            # embedded dispatcher gives its trials back and Ray shuts down.
-            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        _start_dispatcher(settings)
+        # uvicorn re-raises SIGTERM once it has shut down; with the default handler that
+        # kills the process before atexit runs. Exit through SystemExit instead, so the
+        # embedded dispatcher gives its trials back and Ray shuts down.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # keep-alive 30 s (uvicorn: 5 s): when a busy event loop handles an idle connection's
     # timer before the request that just arrived on it, the client sees "Server disconnected
     # without sending a response"; pollers (CLI, web page) reuse connections every 1-2 s.

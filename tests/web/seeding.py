@@ -1,8 +1,9 @@
 """Seed studies for the web tests through the store's queue API, as a dispatcher would.
 
-The numbers follow the shape of the measured results in DESIGN.md (deep unconstrained sigmoid
-nets do not train, LCW ones do; the activation shift compounds with depth without LCW and the
-gradient vanishes towards the input), with a deterministic per-seed jitter.
+The numbers follow the shape of the measured results (README: the quick demo and the paper's
+claims; deep unconstrained sigmoid nets do not train, LCW ones do; the activation shift
+compounds with depth without LCW and the gradient vanishes towards the input), with a
+deterministic per-seed jitter.
 """
 
 from __future__ import annotations
