@@ -4,7 +4,7 @@ release, expire (the state machine: ``service.store``'s docstring)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -15,6 +15,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import Session
 
 from service.errors import NotFoundError
 from service.models import EPOCH_METRICS, FINAL_METRICS, Study, Trial, TrialMetric, utcnow
@@ -46,6 +47,11 @@ class ClaimedTrial:
     scheduler: dict[str, Any] | None  # the study's scheduler block
     packing: bool = True  # the study's packing switch: False, every trial trains alone
     seeds: int = 1  # the study's seeds per setting (ASHA judges a setting over all of them)
+
+
+def _held_by(owner: str) -> tuple[Any, ...]:
+    """Running under `owner`'s lease: what every worker's write is fenced by."""
+    return (Trial.status == "running", Trial.lease_owner == owner)
 
 
 class Queue(Studies):
@@ -163,11 +169,7 @@ class Queue(Studies):
                 held.update(
                     s.scalars(
                         update(Trial)
-                        .where(
-                            Trial.id.in_(chunk),
-                            Trial.status == "running",
-                            Trial.lease_owner == owner,
-                        )
+                        .where(Trial.id.in_(chunk), *_held_by(owner))
                         .values(
                             lease_expires_at=now + timedelta(seconds=lease_seconds),
                             updated_at=now,
@@ -193,11 +195,7 @@ class Queue(Studies):
                 held.update(
                     s.scalars(
                         select(Trial.id)
-                        .where(
-                            Trial.id.in_(chunk),
-                            Trial.status == "running",
-                            Trial.lease_owner == owner,
-                        )
+                        .where(Trial.id.in_(chunk), *_held_by(owner))
                         .with_for_update(read=True)
                     )
                 )
@@ -249,26 +247,12 @@ class Queue(Studies):
             raise ValueError(f"status: '{status}' is not one of {sorted(COMPLETE_STATUSES)}")
         now = utcnow()
         with self._write() as s:
-            changed = s.execute(
-                update(Trial)
-                .where(Trial.id == trial_id, Trial.status == "running", Trial.lease_owner == owner)
-                .values(
-                    status=status,
-                    result=clean_json(result),
-                    run_info=clean_json(run_info),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    finished_at=now,
-                    updated_at=now,
-                    **{m: _num(result.get(m)) for m in FINAL_METRICS},
-                )
-                .returning(Trial.study_id, Trial.cell_key)
-                .execution_options(synchronize_session=False)
-            ).one_or_none()
-            if changed is None:
-                return False
-            self._refresh_studies(s, [tuple(changed)], now)
-            return True
+            held = (Trial.id == trial_id, *_held_by(owner))
+            return bool(self._unlease(
+                s, held, now, status=status, result=clean_json(result),
+                run_info=clean_json(run_info), finished_at=now,
+                **{m: _num(result.get(m)) for m in FINAL_METRICS},
+            ))  # fmt: skip
 
     def fail_trial_attempt(self, owner: str, trial_id: int, *, error: str) -> str:
         """Record a failed attempt of a trial `owner` holds; returns the trial's new status.
@@ -296,20 +280,10 @@ class Queue(Studies):
             if row.status != "running" or row.lease_owner != owner:
                 return str(row.status)
             new = "pending" if row.attempt <= row.max_retries else "failed"
-            s.execute(
-                update(Trial)
-                .where(Trial.id == trial_id)
-                .values(
-                    status=new,
-                    last_error=error[:MAX_ERROR_CHARS],
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    finished_at=now if new == "failed" else None,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            self._refresh_studies(s, [(row.study_id, row.cell_key)], now)
+            self._unlease(
+                s, (Trial.id == trial_id,), now, status=new, last_error=error[:MAX_ERROR_CHARS],
+                finished_at=now if new == "failed" else None,
+            )  # fmt: skip
             return new
 
     def release_trials(self, owner: str, trial_ids: list[int]) -> int:
@@ -319,28 +293,11 @@ class Queue(Studies):
             return 0
         now = utcnow()
         with self._write() as s:
-            changed: list[tuple[int, str]] = []
-            for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH):
-                changed += s.execute(
-                    update(Trial)
-                    .where(
-                        Trial.id.in_(chunk),
-                        Trial.status == "running",
-                        Trial.lease_owner == owner,
-                    )
-                    .values(
-                        status="pending",
-                        attempt=Trial.attempt - 1,
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        updated_at=now,
-                    )
-                    .returning(Trial.study_id, Trial.cell_key)
-                    .execution_options(synchronize_session=False)
-                ).tuples()
-            if changed:
-                self._refresh_studies(s, changed, now)
-            return len(changed)
+            return sum(
+                self._unlease(s, (Trial.id.in_(chunk), *_held_by(owner)), now,
+                              status="pending", attempt=Trial.attempt - 1)
+                for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH)
+            )  # fmt: skip
 
     def release_expired(self) -> int:
         """Return running trials whose lease expired to pending, or fail them when they used
@@ -353,31 +310,39 @@ class Queue(Studies):
             + literal(" stopped renewing")
         )
         with self._write() as s:
-            changed: list[tuple[int, str]] = []
+            released = 0
             for exhausted in (True, False):
                 condition = (
                     Trial.attempt > Trial.max_retries
                     if exhausted
                     else Trial.attempt <= Trial.max_retries
                 )
-                changed += s.execute(
-                    update(Trial)
-                    .where(*expired, condition)
-                    .values(
-                        status="failed" if exhausted else "pending",
-                        last_error=message
-                        + literal("; no attempts left" if exhausted else "; trial requeued"),
-                        lease_owner=None,
-                        lease_expires_at=None,
-                        finished_at=now if exhausted else None,
-                        updated_at=now,
-                    )
-                    .returning(Trial.study_id, Trial.cell_key)
-                    .execution_options(synchronize_session=False)
-                ).tuples()
-            if changed:
-                self._refresh_studies(s, changed, now)
-            return len(changed)
+                released += self._unlease(
+                    s, (*expired, condition), now, status="failed" if exhausted else "pending",
+                    last_error=message
+                    + literal("; no attempts left" if exhausted else "; trial requeued"),
+                    finished_at=now if exhausted else None,
+                )  # fmt: skip
+            return released
+
+    def _unlease(self, s: Session, where: tuple[Any, ...], now: datetime, **values: Any) -> int:
+        """Set `values` on the running trials matching `where` and end their leases, then
+        derive their studies' status and move their cells (one transaction: `s`'s); returns
+        how many trials changed."""
+        changed = (
+            s.execute(
+                update(Trial)
+                .where(*where)
+                .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
+                .returning(Trial.study_id, Trial.cell_key)
+                .execution_options(synchronize_session=False)
+            )
+            .tuples()
+            .all()
+        )
+        if changed:
+            self._refresh_studies(s, changed, now)
+        return len(changed)
 
     def cancelled_or_gone(self, trial_ids: list[int]) -> set[int]:
         """The ids among `trial_ids` whose trial is cancelled or no longer exists."""

@@ -17,6 +17,11 @@ from service.store.studies import Studies
 from service.vocabulary import TRIAL_RESULT
 
 
+def _slot(study_id: int, cell_key: str, slot: int) -> tuple[Any, ...]:
+    """The trials (one per seed) of one lr_search slot."""
+    return (Trial.study_id == study_id, Trial.cell_key == cell_key, Trial.slot == slot)
+
+
 class Slots(Studies):
     """The (lr, init_scale) of each lr_search slot, set once for all its seeds."""
 
@@ -45,12 +50,7 @@ class Slots(Studies):
         with self._write() as s:
             rows = s.execute(
                 select(Trial.id, Trial.config)
-                .where(
-                    Trial.study_id == study_id,
-                    Trial.cell_key == cell_key,
-                    Trial.slot == slot,
-                    Trial.lr.is_(None),
-                )
+                .where(*_slot(study_id, cell_key, slot), Trial.lr.is_(None))
                 .with_for_update()
             ).all()
             if rows:
@@ -76,12 +76,7 @@ class Slots(Studies):
         with self._read() as s:
             row = s.execute(
                 select(Trial.lr, Trial.init_scale)
-                .where(
-                    Trial.study_id == study_id,
-                    Trial.cell_key == cell_key,
-                    Trial.slot == slot,
-                    Trial.lr.is_not(None),
-                )
+                .where(*_slot(study_id, cell_key, slot), Trial.lr.is_not(None))
                 .limit(1)
             ).first()
         return None if row is None else (row[0], row[1])
