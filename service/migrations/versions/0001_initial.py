@@ -1,21 +1,12 @@
-"""initial schema: studies, trials, trial_metrics
-
-Revision ID: 0001
-Revises: (none)
-Create Date: 2026-12-01
-"""
+"""0001 (2026-12-01, after (none)): initial schema: studies, trials, trial_metrics."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

@@ -1,20 +1,13 @@
-"""trials: covering index for the study summary (GROUP BY cell and learning rate)
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-02
+"""0002 (2026-12-02, after 0001):
+trials: covering index for the study summary (GROUP BY cell and learning rate).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 COLUMNS = [
     "study_id",

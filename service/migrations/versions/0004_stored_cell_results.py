@@ -1,21 +1,14 @@
-"""study_cells.result: each cell's summary part, stored with the version it was computed at
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-01
+"""0004 (2026-12-01, after 0003):
+study_cells.result: each cell's summary part, stored with the version it was computed at.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:

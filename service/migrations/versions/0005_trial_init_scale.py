@@ -1,21 +1,14 @@
-"""trials.init_scale: the init-std multiplier of a trial's setting, in the summary's index
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-02
+"""0005 (2026-12-02, after 0004):
+trials.init_scale: the init-std multiplier of a trial's setting, in the summary's index.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
 down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
 
 OLD_COLUMNS = [
     "study_id",
