@@ -12,7 +12,7 @@ Two concurrency groups make that possible while a trial trains: ``train`` (one t
 (finish at the next epoch boundary; a pack member stops alone) and ``decide`` (the ASHA verdict
 at a rung) from other threads. Each run (each pack member) is named by a token the dispatcher
 makes up, so messages about an earlier run of the same trial can never be mistaken for the
-current one.
+current one. What it sends back is typed (``workers.messages``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,21 @@ from importlib import metadata
 from typing import Any
 
 import ray
+
+from workers.messages import (
+    ActorInfo,
+    EpochReport,
+    PackReply,
+    PackRunReply,
+    Report,
+    RunnerInfo,
+    RunReply,
+    Started,
+    Stopped,
+    TrialError,
+    TrialResult,
+    TrialSkipped,
+)
 
 TRAIN_GROUP = "train"
 IO_GROUP = "io"
@@ -98,23 +113,23 @@ class TrialRunner:
         self._train_pack = lcw.train_pack
 
         self._cond = threading.Condition()
-        # {"token", "rung", "metrics"} per epoch, {"token", "started"} when a run begins.
-        self._buffer: list[dict[str, Any]] = []
+        # An EpochReport per epoch, Started when a run begins, Stopped when a member obeys.
+        self._buffer: list[Report] = []
         self._stops: set[str] = set()  # tokens asked to stop (may arrive before their run)
         self._rungs: dict[str, _Rung] = {}
-        self._static = {
-            "versions": versions(),
-            "hostname": socket.gethostname(),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "pid": os.getpid(),
-            "platform": platform.platform(),
-        }
+        self._static = RunnerInfo(
+            versions=versions(),
+            hostname=socket.gethostname(),
+            node_id=ray.get_runtime_context().get_node_id(),
+            pid=os.getpid(),
+            platform=platform.platform(),
+        )
 
     @ray.method(concurrency_group=IO_GROUP)
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ActorInfo:
         """Where this actor runs: versions, host, node, pid (also answers "are you alive"),
         and the free memory of its device now (``free_bytes``, None when unknown)."""
-        return {**self._static, "free_bytes": free_memory_bytes()}
+        return ActorInfo(runner=self._static, free_bytes=free_memory_bytes())
 
     def _on_epoch(self, token: str, rungs: set[int]) -> Callable[[dict[str, Any]], bool]:
         """The epoch callback of run `token`: buffer its metrics, wait at rungs, obey stops."""
@@ -125,7 +140,7 @@ class TrialRunner:
             with self._cond:
                 if wait is not None:
                     self._rungs[token] = wait
-                self._buffer.append({"token": token, "metrics": metrics, "rung": rung})
+                self._buffer.append(EpochReport(token, metrics, rung))
                 self._cond.notify_all()
             if wait is not None:
                 wait.event.wait(RUNG_WAIT_S)
@@ -138,7 +153,7 @@ class TrialRunner:
                 if stop:
                     # A pack goes on without this member: tell the dispatcher it obeyed, so
                     # it does not kill the actor (and the pack-mates) after the grace period.
-                    self._buffer.append({"token": token, "stopped": True, "rung": False})
+                    self._buffer.append(Stopped(token))
                     self._cond.notify_all()
                 return stop
 
@@ -150,7 +165,7 @@ class TrialRunner:
             live = [t for t in tokens if t not in self._stops]
             self._stops.difference_update(tokens)
             # The dispatcher counts timeouts from here, not from a cold actor's start.
-            self._buffer += [{"token": t, "started": True, "rung": False} for t in live]
+            self._buffer += [Started(t) for t in live]
             self._cond.notify_all()
         return live
 
@@ -159,46 +174,47 @@ class TrialRunner:
             self._stops.difference_update(tokens)
             # The results carry every epoch: drop these runs' undelivered copies.
             done = set(tokens)
-            self._buffer = [item for item in self._buffer if item["token"] not in done]
+            self._buffer = [item for item in self._buffer if item.token not in done]
 
-    def _error(self, exc: Exception, start: float) -> dict[str, Any]:
-        return {
-            "outcome": "error",
-            "error": f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}",
-            "compute_seconds": time.perf_counter() - start,
-            "runner": self._static,
-        }
+    def _error(self, exc: Exception, start: float, token: str | None = None) -> TrialError:
+        return TrialError(
+            error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}",
+            compute_seconds=time.perf_counter() - start,
+            runner=self._static,
+            token=token,
+        )
 
     @staticmethod
-    def _member(result: Any) -> dict[str, Any]:
+    def _member(
+        token: str,
+        result: Any,
+        compute_seconds: float | None = None,
+        runner: RunnerInfo | None = None,
+    ) -> TrialResult:
+        """lcw's result of run `token` (a pack member's: without compute seconds and runner)."""
         out = result.to_dict()
         epochs = out.pop("epochs")
-        return {"outcome": "result", "status": result.status, "result": out, "epochs": epochs}
+        return TrialResult(token, result.status, out, epochs, compute_seconds, runner)
 
     @ray.method(concurrency_group=TRAIN_GROUP)
-    def run(
-        self, token: str, config: dict[str, Any], *, rungs: Sequence[int] = ()
-    ) -> dict[str, Any]:
-        """Train `config`; returns {"token", "outcome": result | error | skipped, "runner", ...}.
+    def run(self, token: str, config: dict[str, Any], *, rungs: Sequence[int] = ()) -> RunReply:
+        """Train `config`; returns a TrialResult, a TrialSkipped or a TrialError.
 
-        An exception from lcw (a missing dataset, a bad config) comes back as outcome "error"
+        An exception from lcw (a missing dataset, a bad config) comes back as a TrialError
         with its type, message and traceback: the actor survives it.
         """
         if not self._begin([token]):  # stopped before it started (cancelled while queued)
-            return {"token": token, "outcome": "skipped", "runner": self._static}
+            return TrialSkipped(token=token, runner=self._static)
         start = time.perf_counter()
         try:
             result = self._train(config, on_epoch=self._on_epoch(token, set(rungs)))
         except Exception as exc:
-            return {"token": token, **self._error(exc, start)}
+            return self._error(exc, start, token)
         finally:
             self._end([token])
-        return {
-            "token": token,
-            **self._member(result),
-            "compute_seconds": time.perf_counter() - start,
-            "runner": self._static,
-        }
+        return self._member(
+            token, result, compute_seconds=time.perf_counter() - start, runner=self._static
+        )
 
     @ray.method(concurrency_group=TRAIN_GROUP)
     def run_pack(
@@ -207,15 +223,15 @@ class TrialRunner:
         configs: Sequence[dict[str, Any]],
         *,
         rungs: Sequence[int] = (),
-    ) -> dict[str, Any]:
+    ) -> PackRunReply:
         """Train `configs` as one pack (``lcw.train_pack``), each member named by its token.
 
-        Returns {"outcome": "pack", "members": {token: member outcome}, "compute_seconds",
-        "runner"}: a member is "result" (as ``run``'s) or "skipped" (stopped before the start);
-        an exception fails the whole pack ("error", as ``run``'s).
+        Returns a PackReply: each member's TrialResult (without compute seconds and runner:
+        the reply's are the pack's) or TrialSkipped (stopped before the start); an exception
+        fails the whole pack (a TrialError, as ``run``'s).
         """
         live = self._begin(tokens)
-        members: dict[str, dict[str, Any]] = {t: {"outcome": "skipped"} for t in tokens}
+        members: dict[str, TrialResult | TrialSkipped] = {t: TrialSkipped(t) for t in tokens}
         start = time.perf_counter()
         if live:
             by_token = dict(zip(tokens, configs, strict=True))
@@ -228,18 +244,16 @@ class TrialRunner:
                 return self._error(exc, start)
             finally:
                 self._end(tokens)
-            members.update({t: self._member(r) for t, r in zip(live, results, strict=True)})
-        return {
-            "outcome": "pack",
-            "members": members,
-            "compute_seconds": time.perf_counter() - start,
-            "runner": self._static,
-        }
+            members.update({t: self._member(t, r) for t, r in zip(live, results, strict=True)})
+        return PackReply(
+            members=members, compute_seconds=time.perf_counter() - start, runner=self._static
+        )
 
     @ray.method(concurrency_group=IO_GROUP)
-    def drain(self, max_wait: float = 2.0, linger: float = 0.2) -> list[dict[str, Any]]:
-        """Buffered epoch metrics: waits up to `max_wait` for the first, then up to `linger`
-        for more to batch them (not when a trial waits at a rung: it needs an answer now)."""
+    def drain(self, max_wait: float = 2.0, linger: float = 0.2) -> list[Report]:
+        """Buffered reports (epoch metrics, starts, obeyed stops): waits up to `max_wait` for
+        the first, then up to `linger` for more to batch them (not when a trial waits at a
+        rung: it needs an answer now)."""
         now = time.monotonic()
         deadline = now + max_wait
         with self._cond:
@@ -247,7 +261,7 @@ class TrialRunner:
                 self._cond.wait(left)
             if self._buffer:
                 batch_until = min(deadline, time.monotonic() + linger)
-                while not any(item["rung"] for item in self._buffer) and (
+                while not any(isinstance(i, EpochReport) and i.rung for i in self._buffer) and (
                     (left := batch_until - time.monotonic()) > 0
                 ):
                     self._cond.wait(left)

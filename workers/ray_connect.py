@@ -1,0 +1,74 @@
+"""Connecting this process to Ray: a cluster's address, $RAY_ADDRESS, or a local Ray.
+
+``connect_ray`` is what ``lcw-sweep worker`` and the embedded dispatcher of ``lcw-sweep serve``
+call before they start a ``Dispatcher``. A process whose SIGTERM belongs to someone else (the
+API server: uvicorn's handler) imports Ray without abseil's failure-signal handler.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+_NO_FAILURE_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
+
+
+def _import_ray_for_a_process_that_owns_sigterm() -> None:
+    """Import Ray so that this driver does not install abseil's failure-signal handler.
+
+    Ray's driver installs it for SIGTERM too, over the handler uvicorn set in the main thread;
+    after a SIGTERM went through it, the API process aborted at exit (status 134) instead of
+    running atexit (the embedded dispatcher giving its trials back, Ray's shutdown). Ray reads
+    the switch when it is imported; it is set for the import only, so the Ray processes that
+    ``ray.init`` starts keep their crash handlers.
+    """
+    if "ray" in sys.modules:  # imported before us: nothing to choose any more
+        return
+    saved = os.environ.get(_NO_FAILURE_HANDLER)
+    os.environ[_NO_FAILURE_HANDLER] = "1"
+    try:
+        import ray  # noqa: F401
+    finally:
+        if saved is None:
+            del os.environ[_NO_FAILURE_HANDLER]
+        else:
+            os.environ[_NO_FAILURE_HANDLER] = saved
+
+
+def connect_ray(
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    failure_signal_handler: bool = True,
+) -> dict[str, Any]:
+    """Join the Ray cluster at `address` (or $RAY_ADDRESS), else start a local one.
+
+    `failure_signal_handler` False: for a process whose SIGTERM belongs to someone else (the
+    API server). Returns what we connected to: address, nodes, CPUs, GPUs, and whether Ray was
+    already connected in this process (then nothing is started and `num_cpus` is ignored).
+    """
+    if not failure_signal_handler:
+        _import_ray_for_a_process_that_owns_sigterm()
+    import ray
+
+    already = ray.is_initialized()
+    if not already:
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    resources = ray.cluster_resources()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return {
+        "address": ray.get_runtime_context().gcs_address,
+        "local": not address and not already,
+        "already_connected": already,
+        "nodes": len(nodes),
+        "cpus": float(resources.get("CPU", 0.0)),
+        "gpus": float(resources.get("GPU", 0.0)),
+    }
+
+
+__all__ = ["connect_ray"]

@@ -1,0 +1,171 @@
+"""The write-behind queue: what the dispatcher owes the database, written once a tick, retried.
+
+Nothing on the actors' path waits for SQL. Epoch metrics (``rows``) and finished trials
+(``ops``: complete, fail or release) queue here, and ``flush`` writes them once a tick: the
+metrics in one ``write_metrics`` call first (a trial's rows before its outcome), then the
+operations in order, each dropped from the queue only once stored. A database error (SQLAlchemy's,
+or the store's error raised from one) leaves the rest queued and backs off (0.5 s, doubling up
+to ``DB_BACKOFF_MAX_S``); ``db`` runs the loop's other database work (renewals, claims) under
+the same backoff. The store fences every write by
+owner, so a late write can never overwrite the run of a trial that someone else holds now.
+
+A trial leaves ``Held`` once its operation is stored; a final lr_search outcome is handed to
+``on_final`` (the searcher learns from it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.errors import NotFoundError
+from service.store import ClaimedTrial, Store
+from workers.state import Held, Trial, first_line
+
+log = logging.getLogger("lcw.workers")
+
+DB_BACKOFF_MAX_S = 10.0
+
+
+@dataclass(frozen=True)
+class Op:
+    """One store operation on finished trials (complete and fail: one trial)."""
+
+    kind: Literal["complete", "fail", "release"]
+    trial_ids: tuple[int, ...]
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def database_error(exc: BaseException) -> bool:
+    """A failed or unreachable database: SQLAlchemy's error, or the store's translation of one
+    (an error whose ``__cause__`` is SQLAlchemy's)."""
+    return isinstance(exc, SQLAlchemyError) or isinstance(exc.__cause__, SQLAlchemyError)
+
+
+def _nothing(claim: ClaimedTrial) -> None:
+    return None
+
+
+class WriteBack:
+    """The queued metrics and trial outcomes of one dispatcher (see the module docstring)."""
+
+    def __init__(self, store: Store, owner: str, held: Held, stats: dict[str, int]) -> None:
+        self.store = store
+        self.owner = owner
+        self.held = held
+        self.stats = stats
+        self.rows: list[tuple[int, dict[str, Any]]] = []
+        self.ops: deque[Op] = deque()
+        self.retry_at = 0.0  # no database work before this (monotonic time)
+        self.backoff = 0.0
+        # Told of every trial with a slot and lr_search whose final outcome was stored.
+        self.on_final: Callable[[ClaimedTrial], None] = _nothing
+
+    # -- queueing -----------------------------------------------------------------------------
+
+    def metrics(self, t: Trial, metrics: dict[str, Any]) -> None:
+        """Queue one epoch's metrics of `t`, once per epoch."""
+        if metrics["epoch"] not in t.written:
+            t.written.add(metrics["epoch"])
+            self.rows.append((t.id, metrics))
+
+    def finish(self, t: Trial, op: Op) -> None:
+        """Queue `t`'s outcome for the database (after its metrics: rows flush first)."""
+        if t in self.held.backlog:
+            self.held.backlog.remove(t)
+        t.phase = "finishing"
+        self.ops.append(op)
+
+    def fail(self, t: Trial, error: str) -> None:
+        """A failed attempt of `t` (retried while its max_retries allows)."""
+        self.finish(t, Op("fail", (t.id,), {"error": error}))
+
+    def release(self, t: Trial) -> None:
+        """Give `t` back to the queue unused (it never ran, or we stopped it)."""
+        self.finish(t, Op("release", (t.id,)))
+
+    def release_backlog(self) -> None:
+        """Give every trial that waits for an actor back to the queue (one operation)."""
+        waiting = list(self.held.backlog)
+        for t in waiting:
+            self.held.backlog.remove(t)
+            t.phase = "finishing"
+        if waiting:
+            self.ops.append(Op("release", tuple(t.id for t in waiting)))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def db(self, fn: Callable[[], None]) -> bool:
+        """Run database work; on a database error back off (the work is retried later)."""
+        if time.monotonic() < self.retry_at:
+            return False
+        try:
+            fn()
+        except Exception as exc:
+            if not database_error(exc):
+                raise
+            self.backoff = min(max(self.backoff * 2, 0.5), DB_BACKOFF_MAX_S)
+            self.retry_at = time.monotonic() + self.backoff
+            log.warning(
+                "database unavailable (%s); retrying in %.1f s",
+                first_line(exc),
+                self.backoff,
+            )
+            return False
+        self.backoff = 0.0
+        return True
+
+    def flush(self, *, now: bool = False) -> bool:
+        """Store the queued metrics (one call), then the finished trials; True when all done.
+
+        `now`: try at once, even while backing off (shutdown)."""
+        if now:
+            self.retry_at = 0.0
+        if not self.rows and not self.ops:
+            return True
+        return self.db(self._flush_now)
+
+    def _flush_now(self) -> None:
+        if self.rows:
+            self.store.write_metrics(self.owner, self.rows)
+            self.rows = []
+        while self.ops:
+            self._apply(self.ops[0])
+            self.ops.popleft()
+
+    def _apply(self, op: Op) -> None:
+        trials = [self.held.trials.get(tid) for tid in op.trial_ids]
+        final = False
+        try:
+            if op.kind == "complete":
+                final = self.store.complete_trial(self.owner, op.trial_ids[0], **op.args)
+                self.stats["completed"] += int(final)
+            elif op.kind == "fail":
+                status = self.store.fail_trial_attempt(self.owner, op.trial_ids[0], **op.args)
+                self.stats["failed_attempts"] += 1
+                final = status == "failed"
+                log.info(
+                    "trial %d attempt failed (%s): %s",
+                    op.trial_ids[0],
+                    status,
+                    first_line(op.args["error"]),
+                )
+            else:
+                self.store.release_trials(self.owner, list(op.trial_ids))
+        except NotFoundError:  # deleted meanwhile
+            final = False
+        for t in trials:
+            if t is None:
+                continue
+            self.held.trials.pop(t.id, None)
+            if final and t.claim.slot is not None and t.claim.lr_search:
+                self.on_final(t.claim)
+
+
+__all__ = ["DB_BACKOFF_MAX_S", "Op", "WriteBack"]
