@@ -75,6 +75,18 @@ class SpecError(ServiceError):
         return [{"loc": ["body", *self.loc], "msg": self.message, "type": self.kind}]
 
 
+class StoreError(ServiceError):
+    """The database failed or could not be reached (the store's one error type for database
+    failures; the SQLAlchemy error is its ``__cause__``). Nothing of the call was stored: it
+    may be retried."""
+
+    status_code = 503
+    headers = {"Retry-After": "5"}
+
+    def __init__(self, message: str = "the database is unavailable; retry shortly") -> None:
+        super().__init__(message)
+
+
 class IdempotencyKeyReusedError(ServiceError):
     """The same Idempotency-Key sent again with a different spec (IETF draft: 422)."""
 

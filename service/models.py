@@ -69,7 +69,8 @@ class Base(DeclarativeBase):
 
 
 class Study(Base):
-    """One submitted spec; its status follows its trials (``service.store.studies``: derived in the transaction of each trial change)."""
+    """One submitted spec; its status follows its trials (derived by ``service.store.studies``
+    in the transaction of each trial change)."""
 
     __tablename__ = "studies"
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.errors import NotFoundError
+from service.errors import NotFoundError, StoreError
 from service.store import ClaimedTrial, Store
 from workers.state import Held, Trial, first_line
 
@@ -43,9 +43,9 @@ class Op:
 
 
 def database_error(exc: BaseException) -> bool:
-    """A failed or unreachable database: SQLAlchemy's error, or the store's translation of one
-    (an error whose ``__cause__`` is SQLAlchemy's)."""
-    return isinstance(exc, SQLAlchemyError) or isinstance(exc.__cause__, SQLAlchemyError)
+    """A failed or unreachable database: the store's ``StoreError``, or an error of SQLAlchemy's
+    that the store passes on (a constraint it does not handle itself)."""
+    return isinstance(exc, StoreError | SQLAlchemyError)
 
 
 def _nothing(claim: ClaimedTrial) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import (
-    Engine,
-    text,
-)
+from sqlalchemy import Engine, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session
 
 from service.db import session_scope, writer
+from service.errors import StoreError
 
 _IN_BATCH = 1000  # ids per IN (...) list
 log = logging.getLogger("service.store")
@@ -56,6 +58,28 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+# A database that failed or is out of reach (connection refused or lost, a locked SQLite file
+# past its busy timeout, an exhausted pool): the store's callers see one ``StoreError``. An
+# IntegrityError is a constraint the store itself handles (idempotent creation), not this.
+_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, DisconnectionError)
+
+
+@contextmanager
+def _translated(scope: Any) -> Iterator[Session]:
+    """`scope` (a ``session_scope``) with database failures raised as ``StoreError``."""
+    try:
+        with scope as session:
+            yield session
+    except _UNAVAILABLE as exc:
+        why = _first_line(exc)
+        raise StoreError(f"the database is unavailable ({why}); retry shortly") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 class StoreBase:
     """Sessions on one database (``engine``) and its writer engine (``service.db.writer``)."""
 
@@ -64,10 +88,10 @@ class StoreBase:
         self._writer = writer(engine)
 
     def _read(self) -> Any:
-        return session_scope(self.engine)
+        return _translated(session_scope(self.engine))
 
     def _write(self) -> Any:
-        return session_scope(self._writer)
+        return _translated(session_scope(self._writer))
 
     def _insert(self, table: Any) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite

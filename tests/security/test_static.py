@@ -11,7 +11,6 @@ Documented exceptions:
   data directory the operator filled; the dataset name is checked against ``lcw.catalog`` before
   any path is built, and no request carries a path or a file.
 - ``lcw/__init__.py`` imports its own submodules lazily, from a fixed name table.
-- ``service/cli/server.py`` imports the constant ``"workers.dispatcher"`` (optional at run time).
 Ray pickles the trial configs and metrics it moves between the dispatcher and its actors: that is
 cluster-internal traffic of values the service built after validating the spec, never bytes a
 client sent. Request bodies are parsed with ``json.loads`` and ``yaml.safe_load`` only.
@@ -48,7 +47,6 @@ ALLOWED = {
     ("lcw/data.py", "import pickle"): "CIFAR pickles from the local data directory",
     ("lcw/data.py", "pickle.load"): "CIFAR pickles from the local data directory",
     ("lcw/__init__.py", "importlib.import_module"): "lazy import of lcw's own modules",
-    ("service/cli/server.py", "importlib.import_module"): "the constant 'workers.dispatcher'",
 }
 
 

@@ -14,6 +14,7 @@ import cloudpickle
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from service.errors import StoreError
 from service.store import ClaimedTrial, Store
 from workers import packing
 from workers.messages import (
@@ -157,7 +158,7 @@ def test_the_write_behind_queue_keeps_its_order_and_backs_off_while_the_database
     writes.release_backlog()  # b, still waiting
     assert a.phase == b.phase == "finishing" and not held.backlog
     # SQLAlchemy's error, or the store's error raised from one: both are a database down.
-    translated = RuntimeError("the database is unavailable")
+    translated = StoreError("the database is unavailable (refused); retry shortly")
     translated.__cause__ = OperationalError("SELECT 1", {}, Exception("refused"))
     for error in (OperationalError("SELECT 1", {}, Exception("refused")), translated):
         store.down = error
