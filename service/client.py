@@ -108,30 +108,38 @@ def _spec_body(spec: dict[str, Any] | str | Path) -> tuple[bytes, str]:
     return spec.encode(), "application/yaml"
 
 
+# The columns of the flat rows, in order; "<field>_low"/"_high" split a (low, high) CI field.
+CELL_COLUMNS = (
+    "method", "depth", "width", "activation", "best_lr", "best_init_scale", "val_acc_mean",
+    "test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high", "n",
+    "diverged", "stopped_early",
+)  # fmt: skip
+COMPARISON_COLUMNS = (
+    "method", "baseline", "depth", "width", "activation", "method_lr", "method_init_scale",
+    "baseline_lr", "baseline_init_scale", "n", "mean_diff", "ci95_low", "ci95_high", "p_value",
+    "p_adjusted", "p_signed_rank", "p_signed_rank_adjusted", "significant", "star", "testable",
+    "method_diverged", "baseline_diverged", "p_value_note",
+)  # fmt: skip
+
+
+def _flat(item: Any, columns: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    """`item`'s `columns` as one flat row, a CI field split into its low and high ends."""
+    row: dict[str, Any] = {}
+    for column in columns:
+        if column in extra:
+            row[column] = extra[column]
+        elif column.endswith(("_low", "_high")):
+            field, end = column.rsplit("_", 1)
+            ci = getattr(item, field) or (None, None)
+            row[column] = ci[0] if end == "low" else ci[1]
+        else:
+            row[column] = getattr(item, column)
+    return row
+
+
 def cell_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
     """One flat row per cell of a summary (ci95 split into low/high), for tables and CSV."""
-    rows = []
-    for cell in summary.cells:
-        low, high = cell.test_acc_ci95 or (None, None)
-        rows.append(
-            {
-                "method": cell.method,
-                "depth": cell.depth,
-                "width": cell.width,
-                "activation": cell.activation,
-                "best_lr": cell.best_lr,
-                "best_init_scale": cell.best_init_scale,
-                "val_acc_mean": cell.val_acc_mean,
-                "test_acc_mean": cell.test_acc_mean,
-                "test_acc_std": cell.test_acc_std,
-                "test_acc_ci95_low": low,
-                "test_acc_ci95_high": high,
-                "n": cell.n,
-                "diverged": cell.diverged,
-                "stopped_early": cell.stopped_early,
-            }
-        )
-    return rows
+    return [_flat(cell, CELL_COLUMNS) for cell in summary.cells]
 
 
 def star(comparison: Comparison) -> str:
@@ -144,37 +152,7 @@ def comparison_rows(summary: SummaryPublic) -> list[dict[str, Any]]:
     """One flat row per paired comparison (lcw / bn_lcw minus a baseline): the raw paired-t p,
     its adjusted p across the study, the exact signed-rank p (raw and adjusted) and the star,
     which follows the adjusted p."""
-    rows = []
-    for c in summary.comparisons:
-        low, high = c.ci95 or (None, None)
-        rows.append(
-            {
-                "method": c.method,
-                "baseline": c.baseline,
-                "depth": c.depth,
-                "width": c.width,
-                "activation": c.activation,
-                "method_lr": c.method_lr,
-                "method_init_scale": c.method_init_scale,
-                "baseline_lr": c.baseline_lr,
-                "baseline_init_scale": c.baseline_init_scale,
-                "n": c.n,
-                "mean_diff": c.mean_diff,
-                "ci95_low": low,
-                "ci95_high": high,
-                "p_value": c.p_value,
-                "p_adjusted": c.p_adjusted,
-                "p_signed_rank": c.p_signed_rank,
-                "p_signed_rank_adjusted": c.p_signed_rank_adjusted,
-                "significant": c.significant,
-                "star": star(c),
-                "testable": c.testable,
-                "method_diverged": c.method_diverged,
-                "baseline_diverged": c.baseline_diverged,
-                "p_value_note": c.p_value_note,
-            }
-        )
-    return rows
+    return [_flat(c, COMPARISON_COLUMNS, star=star(c)) for c in summary.comparisons]
 
 
 def _dataframe(rows: list[dict[str, Any]]) -> Any:

@@ -138,6 +138,13 @@ class OptimizerSpec(_Spec):
     decay_norm_and_bias: bool = False
 
 
+def _low_below_high(model: Any) -> Any:
+    """A range's check: ``high`` must be greater than ``low``."""
+    if not model.high > model.low:
+        raise ValueError(f"high ({model.high}) must be greater than low ({model.low})")
+    return model
+
+
 class ScaleRange(_Spec):
     """The init-scale range an lr_search samples with the learning rate."""
 
@@ -145,11 +152,7 @@ class ScaleRange(_Spec):
     high: InitScale
     log: bool = True  # sample log-uniformly
 
-    @model_validator(mode="after")
-    def _ordered(self) -> ScaleRange:
-        if not self.high > self.low:
-            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
-        return self
+    _ordered = model_validator(mode="after")(lambda self: _low_below_high(self))
 
 
 class LRSearch(_Spec):
@@ -163,11 +166,7 @@ class LRSearch(_Spec):
     log: bool = True  # sample log-uniformly
     init_scale: ScaleRange | None = None  # None: the scale is fixed (init_scales, one value)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> LRSearch:
-        if not self.high > self.low:
-            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
-        return self
+    _ordered = model_validator(mode="after")(lambda self: _low_below_high(self))
 
 
 class Resources(_Spec):

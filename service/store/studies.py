@@ -139,21 +139,9 @@ class Studies(StoreBase):
         return out
 
     def _public(self, study: Study, progress: Progress) -> StudyPublic:
-        return StudyPublic(
-            id=study.id,
-            name=study.name,
-            description=study.description,
-            status=study.status,
-            dataset=study.dataset,
-            model=study.model,
-            trial_count=study.trial_count,
-            spec=study.spec,
-            progress=progress,
-            created_at=study.created_at,
-            updated_at=study.updated_at,
-            started_at=study.started_at,
-            finished_at=study.finished_at,
-        )
+        """The API's study: the row's columns of the same names, and its `progress`."""
+        names = StudyPublic.model_fields.keys() - {"progress"}
+        return StudyPublic(**{name: getattr(study, name) for name in names}, progress=progress)
 
     def _study_public(self, s: Session, study: Study) -> StudyPublic:
         return self._public(study, self._progress(s, [study.id])[study.id])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     and_,
@@ -27,6 +27,7 @@ from service.store.studies import Studies
 from service.vocabulary import TRIAL_RESULT
 
 _EXPORT_BATCH = 500  # trials per export query
+_T = TypeVar("_T", bound=TrialPublic)
 # Columns a trial list can be ordered by (the web table's sortable columns).
 TRIAL_SORT_KEYS = frozenset(
     {"index", "method", "depth", "width", "activation", "lr", "init_scale", "seed"}
@@ -93,14 +94,9 @@ class Trials(Studies):
                 .where(TrialMetric.trial_id == trial_id)
                 .order_by(TrialMetric.epoch)
             )
-            return TrialDetailPublic(
-                **_trial_public(trial).model_dump(),
-                resources=trial.resources,
-                timeout_s=trial.timeout_s,
-                lease_owner=trial.lease_owner,
-                lease_expires_at=trial.lease_expires_at,
-                result=trial.result,
-                run_info=trial.run_info,
+            return _trial_public(
+                trial,
+                TrialDetailPublic,
                 metrics=[
                     EpochMetricPublic(
                         epoch=m.epoch,
@@ -292,32 +288,8 @@ class Trials(Studies):
                         yield row
 
 
-def _trial_public(t: Trial) -> TrialPublic:
-    return TrialPublic(
-        id=t.id,
-        study_id=t.study_id,
-        index=t.index,
-        cell_key=t.cell_key,
-        method=t.method,
-        depth=t.depth,
-        width=t.width,
-        activation=t.activation,
-        seed=t.seed,
-        slot=t.slot,
-        lr=t.lr,
-        init_scale=t.init_scale,
-        status=t.status,
-        attempt=t.attempt,
-        max_retries=t.max_retries,
-        config=t.config,
-        error=t.last_error,
-        train_loss=t.train_loss,
-        train_acc=t.train_acc,
-        val_loss=t.val_loss,
-        val_acc=t.val_acc,
-        test_loss=t.test_loss,
-        test_acc=t.test_acc,
-        created_at=t.created_at,
-        started_at=t.started_at,
-        finished_at=t.finished_at,
-    )
+def _trial_public(t: Trial, model: type[_T] = TrialPublic, **extra: Any) -> _T:  # type: ignore[assignment]
+    """`model` (TrialPublic or TrialDetailPublic) of a trial row: its fields are the row's
+    columns of the same names (``error`` is ``last_error``), and `extra` gives the others."""
+    names = model.model_fields.keys() - extra.keys() - {"error"}
+    return model(**{name: getattr(t, name) for name in names}, error=t.last_error, **extra)
