@@ -50,7 +50,8 @@ def _simd_tail(out: Tensor, fn: Callable[..., Tensor], *inputs: Tensor) -> Tenso
 
 
 def _gelu_backward(g: Tensor, x: Tensor) -> Tensor:
-    return torch.ops.aten.gelu_backward(g, x)
+    grad: Tensor = torch.ops.aten.gelu_backward(g, x)
+    return grad
 
 
 # name -> (forward f(x), backward b(grad, saved), saves the output (True) or the input)
@@ -80,7 +81,7 @@ class _SimdExact(torch.autograd.Function):
 
 
 def _simd_exact(x: Tensor, name: str) -> Tensor:
-    out: Tensor = _SimdExact.apply(x, name)
+    out: Tensor = _SimdExact.apply(x, name)  # type: ignore[no-untyped-call]
     return out
 
 

@@ -10,6 +10,7 @@ the two agree and that ``model_size`` counts what the builders build.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -216,7 +217,7 @@ def model_accepts(model: str, dataset: str) -> bool:
     return shapes is None or DATASETS[dataset].input_shape in shapes
 
 
-def choices(names: object) -> str:
+def choices(names: Iterable[object]) -> str:
     """Render allowed names for an error message: 'a', 'b' or 'c'."""
-    items = [f"'{n}'" for n in names]  # type: ignore[attr-defined]
+    items = [f"'{n}'" for n in names]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]

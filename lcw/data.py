@@ -154,7 +154,8 @@ def _load_idx_set(name: str, root: Path) -> Arrays:
 def _unpickle(path: Path) -> dict[bytes, object]:
     # Only ever called on files in the local data directory, never on request data.
     with open(path, "rb") as f:
-        return pickle.load(f, encoding="bytes")
+        batch: dict[bytes, object] = pickle.load(f, encoding="bytes")
+    return batch
 
 
 def _cifar_arrays(batch: dict[bytes, object], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +260,8 @@ def _scale(x: np.ndarray, name: str, train_idx: np.ndarray) -> np.ndarray:
         ref = x[train_idx]
         mean = ref.mean(axis=(0, 2, 3), keepdims=True)
         std = ref.std(axis=(0, 2, 3), keepdims=True)
-        return (x - mean) / std
+        standardized: np.ndarray = (x - mean) / std
+        return standardized
     return x  # digits: already in [0, 1]
 
 

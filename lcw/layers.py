@@ -209,7 +209,7 @@ def set_weight(module: nn.Module, w: Tensor) -> None:
 
 
 def _weight_dtype(module: nn.Module) -> torch.dtype:
-    plist: Any = getattr(module, "parametrizations")  # noqa: B009 (set by parametrize)
+    plist: nn.ModuleDict = getattr(module, "parametrizations")  # noqa: B009 (set by parametrize)
     return next(iter(plist["weight"].parameters())).dtype
 
 
@@ -221,7 +221,8 @@ class Block(nn.Module):
         self.linear, self.norm, self.act = linear, norm, act
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.norm(self.linear(x)))
+        out: Tensor = self.act(self.norm(self.linear(x)))
+        return out
 
 
 def is_zero_sum(module: nn.Module) -> bool:

@@ -58,7 +58,9 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 
 
 def _gelu_prime(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + _erf(x * _SQRT1_2)) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1.0 + _erf(x * _SQRT1_2))
+    out: np.ndarray = cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return out
 
 
 # activation -> (f - f(0), f(0), f'). Carrying f(0) apart keeps sigmoid's small variations

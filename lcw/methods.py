@@ -38,7 +38,8 @@ from lcw.zero_sum import _CenteredWeightNorm, _rows, project_rows_, zero_sum_dof
 
 
 def _weight_norm(layer: nn.Module) -> nn.Module:
-    return nn.utils.parametrizations.weight_norm(layer, name="weight", dim=0)
+    normed: nn.Module = nn.utils.parametrizations.weight_norm(layer, name="weight", dim=0)
+    return normed
 
 
 def _centered_weight_norm(layer: nn.Module) -> nn.Module:

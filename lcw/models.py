@@ -41,7 +41,8 @@ class Net(nn.Module):
         if self.flatten_first:
             x = x.flatten(1)  # (B, C*H*W)
         x = self.features(x)
-        return self.classifier(x.flatten(1))
+        logits: Tensor = self.classifier(x.flatten(1))
+        return logits
 
 
 def _classifier(in_features: int, num_classes: int, generator: torch.Generator) -> nn.Linear:

@@ -78,12 +78,14 @@ class PackedNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         k, n = x.shape[0], x.shape[1]
         if self.flatten:
-            return self.classifier(self.features(x.reshape(k, n, -1)))  # (K, B, classes)
-        h = x.transpose(0, 1).reshape(n, k * x.shape[2], *x.shape[3:])  # (B, K*C, H, W)
-        if self.channels_last:
-            h = h.contiguous(memory_format=torch.channels_last)
-        h = self.features(h).reshape(n, k, -1).transpose(0, 1)  # (K, B, C * H * W)
-        return self.classifier(h)
+            h = self.features(x.reshape(k, n, -1))
+        else:
+            h = x.transpose(0, 1).reshape(n, k * x.shape[2], *x.shape[3:])  # (B, K*C, H, W)
+            if self.channels_last:
+                h = h.contiguous(memory_format=torch.channels_last)
+            h = self.features(h).reshape(n, k, -1).transpose(0, 1)  # (K, B, C * H * W)
+        logits: Tensor = self.classifier(h)
+        return logits  # (K, B, classes)
 
 
 def build_packed_model(

@@ -56,7 +56,7 @@ class _PackedLinearFn(torch.autograd.Function):
 
 def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, packs: int) -> Tensor:
     """(K, B, in) x (K * out, in) weight [+ (K * out,) bias] -> (K, B, out), member by member."""
-    out: Tensor = _PackedLinearFn.apply(x, weight, bias, packs)
+    out: Tensor = _PackedLinearFn.apply(x, weight, bias, packs)  # type: ignore[no-untyped-call]
     return out
 
 

@@ -104,7 +104,8 @@ class _Single(nn.Module):
         x0 = x[0]
         if self.channels_last and x0.dim() == 4:
             x0 = x0.contiguous(memory_format=torch.channels_last)
-        return self.net(x0).unsqueeze(0)
+        logits: Tensor = self.net(x0)
+        return logits.unsqueeze(0)
 
 
 class _TorchOptimizer:
@@ -348,7 +349,7 @@ def _run(
             losses = losses.float().view(packs, -1).mean(dim=1)  # (K,) each member's mean loss
             total = torch.where(active, losses, torch.zeros_like(losses)).sum()
             opt.zero_grad()
-            total.backward()
+            torch.autograd.backward(total)
             if cfg.lr_schedule == "cosine":
                 opt.set_scale(cosine_scale(step_no, total_steps))
             opt.step()

@@ -109,7 +109,8 @@ class _CenteredWeightNorm(nn.Module):
     def forward(self, g: Tensor, v: Tensor) -> Tensor:
         r = _rows(v)
         c = r - r.mean(dim=1, keepdim=True)
-        return (g * c / c.norm(dim=1, keepdim=True).clamp_min(1e-12)).view_as(v)
+        norm: Tensor = c.norm(dim=1, keepdim=True)
+        return (g * c / norm.clamp_min(1e-12)).view_as(v)
 
     def right_inverse(self, w: Tensor) -> tuple[Tensor, Tensor]:
         r = _rows(w)
