@@ -13,9 +13,10 @@ std = g / sqrt(fan_in - 1), the degrees of freedom of a zero-sum row (``lcw.laye
 gives their rows the same E|w|^2 = g^2. Normalized methods (bn, bn_lcw, ln) are scale-invariant
 in the hidden stack, so their gain sets only the effective learning rate of the weights.
 
-No single default is fair everywhere (DESIGN.md): studies tune a multiplier of these defaults
-(``TrialConfig.init_scale``, a spec's ``init_scales``) with the same budget as the learning
-rate, and ``TrialConfig.gain`` replaces the default outright.
+No single default is fair everywhere (README.md, "Initialization: one principle for every
+method"): studies tune a multiplier of these defaults (``TrialConfig.init_scale``, a spec's
+``init_scales``) with the same budget as the learning rate, and ``TrialConfig.gain`` replaces
+the default outright.
 """
 
 from __future__ import annotations

@@ -108,7 +108,8 @@ def test_forward_and_backward_ratios_follow_the_factors(
 
 def test_the_documented_extremes(profiles: dict[tuple[str, str], dict[str, Any]]) -> None:
     """Closed forms, independent of the quadrature: lcw relu shrinks the forward signal by
-    1 - 1/pi = 0.68 a layer (DESIGN.md: 7e-4 after 20 layers) while its backward signal holds
+    1 - 1/pi = 0.68 a layer (7e-4 after 20 layers: the README's depth profile,
+    examples/results/depth_profile.json) while its backward signal holds
     (chi = 1); batch norm grows relu's gradient towards the input by pi / (pi - 1) a layer
     (Yang et al. 2019) past layer 1, whose normalizer sees the unit-variance input (chi 1/2)."""
     q, _ = _ratios(profiles["lcw", "relu"], "q")

@@ -1,4 +1,5 @@
-"""Activation shift at init, measured as DESIGN.md defines it, and the probe's side effects."""
+"""Activation shift at init, measured as ``lcw.diagnostics`` defines it, and the probe's side
+effects."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ def test_activation_shift_lcw_stays_small_plain_grows_with_depth() -> None:
 
 
 def test_iid_sigmoid_inputs_to_a_random_layer() -> None:
-    # DESIGN.md: i.i.d. sigmoid inputs to a random 100x100 layer: the spread of per-neuron
-    # means is about 0.5 unconstrained and about 0.002 with LCW.
+    # The mechanism of ``lcw.diagnostics``' docstring: i.i.d. sigmoid inputs to a random
+    # 100x100 layer: the spread of per-neuron means is about 0.5 unconstrained and about 0.002
+    # with LCW (0.42 and 0.0019 for this seed).
     g = torch.Generator().manual_seed(0)
     a = torch.sigmoid(torch.randn(10000, 100, generator=g))
     w = torch.randn(100, 100, generator=g) / 10

@@ -115,7 +115,7 @@ def test_homogeneous_activations_have_chi_1_at_every_scale(activation: str) -> N
     shrink = 1 - (1 - a) ** 2 / (math.pi * (1 + a**2))
     assert forward_map(activation, g, True, 3.0) == pytest.approx(3.0 * shrink, rel=1e-12)
     assert forward_fixed_point(activation, g, True) == 0.0
-    if activation == "relu":  # DESIGN.md: 7e-4 after 20 layers
+    if activation == "relu":  # 7e-4 after 20 layers (examples/results/depth_profile.json)
         assert shrink**19 == pytest.approx(6.9e-4, rel=0.01)
 
 
@@ -169,8 +169,8 @@ def test_normalized_factors() -> None:
 
 
 def test_plain_tanh_at_depth_50_trains_at_the_default_gain() -> None:
-    # DESIGN.md: at PyTorch's 5/3 this net stays at chance (0.10 and 0.09 measured for seeds 0
-    # and 1); at gain 1 it learns (0.67 and 0.75). ~5 s.
+    # README.md, "The library (`lcw/`)": at PyTorch's 5/3 this net stays at chance (0.10 and
+    # 0.09 measured for seeds 0 and 1); at gain 1 it learns (0.68 and 0.83). ~5 s.
     accs = [
         train(TrialConfig(dataset="mnist5k", method="plain", activation="tanh", depth=50,
                           width=100, lr=0.01, epochs=5, seed=seed, diagnostics=False)).test_acc
