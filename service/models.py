@@ -68,6 +68,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class _FinalMetrics:
+    """The columns of ``FINAL_METRICS``: a trial's final values, or one epoch's."""
+
+    train_loss: Mapped[float | None] = mapped_column(Float)
+    train_acc: Mapped[float | None] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    val_acc: Mapped[float | None] = mapped_column(Float)
+    test_loss: Mapped[float | None] = mapped_column(Float)
+    test_acc: Mapped[float | None] = mapped_column(Float)
+
+
 class Study(Base):
     """One submitted spec; its status follows its trials (derived by ``service.store.studies``
     in the transaction of each trial change)."""
@@ -92,7 +103,7 @@ class Study(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class Trial(Base):
+class Trial(_FinalMetrics, Base):
     """One training run of the study grid: the queue entry, its lease and its final result."""
 
     __tablename__ = "trials"
@@ -149,12 +160,6 @@ class Trial(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     run_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    train_loss: Mapped[float | None] = mapped_column(Float)
-    train_acc: Mapped[float | None] = mapped_column(Float)
-    val_loss: Mapped[float | None] = mapped_column(Float)
-    val_acc: Mapped[float | None] = mapped_column(Float)
-    test_loss: Mapped[float | None] = mapped_column(Float)
-    test_acc: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -184,7 +189,7 @@ class StudyCell(Base):
     result_version: Mapped[int | None] = mapped_column(Integer)
 
 
-class TrialMetric(Base):
+class TrialMetric(_FinalMetrics, Base):
     """One epoch of one trial (epoch 0: evaluation at init); written once per epoch."""
 
     __tablename__ = "trial_metrics"
@@ -193,12 +198,6 @@ class TrialMetric(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
     epoch: Mapped[int] = mapped_column(Integer)
-    train_loss: Mapped[float | None] = mapped_column(Float)
-    train_acc: Mapped[float | None] = mapped_column(Float)
-    val_loss: Mapped[float | None] = mapped_column(Float)
-    val_acc: Mapped[float | None] = mapped_column(Float)
-    test_loss: Mapped[float | None] = mapped_column(Float)
-    test_acc: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float | None] = mapped_column(Float)
     samples_per_s: Mapped[float | None] = mapped_column(Float)
     lr: Mapped[float | None] = mapped_column(Float)

@@ -53,7 +53,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from service.store import Store
 from workers.leases import Leases
@@ -77,6 +77,15 @@ STOP_GRACE_S = 3.0  # a trial asked to stop gets this long to reach an epoch bou
 def make_owner() -> str:
     """A lease owner id unique to this dispatcher: hostname:pid:random."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _setting(part: str, name: str, doc: str) -> Any:
+    """A dispatcher setting that lives on one of its parts (read and written through)."""
+    return property(
+        lambda self: getattr(getattr(self, part), name),
+        lambda self, value: setattr(getattr(self, part), name, value),
+        doc=doc,
+    )
 
 
 class Dispatcher:
@@ -123,14 +132,16 @@ class Dispatcher:
 
     # -- settings its parts share -------------------------------------------------------------
 
-    @property
-    def slots(self) -> int:
-        """Most actors (and so packs or trials) at once."""
-        return self._pool.slots
-
-    @slots.setter
-    def slots(self, value: int) -> None:
-        self._pool.slots = value
+    slots = _setting("_pool", "slots", "Most actors (and so packs or trials) at once.")
+    stop_grace_s = _setting(
+        "_pool", "stop_grace_s",
+        "How long a trial asked to stop gets to reach an epoch boundary before its actor dies.",
+    )  # fmt: skip
+    lease_seconds = _setting(
+        "_leases",
+        "lease_seconds",
+        "How long a claim or a renewal leases a trial to this dispatcher.",
+    )
 
     @property
     def pack_size(self) -> int | None:
@@ -140,24 +151,6 @@ class Dispatcher:
     @pack_size.setter
     def pack_size(self, value: int | None) -> None:
         self._placement.pack_size = self._resolver.pack_size = value
-
-    @property
-    def stop_grace_s(self) -> float:
-        """How long a trial asked to stop gets to reach an epoch boundary before its actor dies."""
-        return self._pool.stop_grace_s
-
-    @stop_grace_s.setter
-    def stop_grace_s(self, value: float) -> None:
-        self._pool.stop_grace_s = value
-
-    @property
-    def lease_seconds(self) -> float:
-        """How long a claim or a renewal leases a trial to this dispatcher."""
-        return self._leases.lease_seconds
-
-    @lease_seconds.setter
-    def lease_seconds(self, value: float) -> None:
-        self._leases.lease_seconds = value
 
     @property
     def renew_s(self) -> float:
