@@ -119,10 +119,9 @@ class Resolver:
         if setting is None:
             search = self._search(c)
             proposed = search.suggest(c.slot)
-            self.store.assign_lr(
+            setting = self.store.assign_lr(
                 c.study_id, c.cell_key, c.slot, proposed[0], init_scale=proposed[1]
             )
-            setting = self.store.slot_setting(c.study_id, c.cell_key, c.slot) or proposed
             search.assigned(c.slot, setting, proposed)
         if not (c.lr_search or {}).get("init_scale"):
             setting = (setting[0], None)  # the scale is fixed in the trial's config

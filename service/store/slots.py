@@ -11,6 +11,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import Session
 
 from service.models import Trial, utcnow
 from service.store.studies import Studies
@@ -20,6 +21,20 @@ from service.vocabulary import TRIAL_RESULT
 def _slot(study_id: int, cell_key: str, slot: int) -> tuple[Any, ...]:
     """The trials (one per seed) of one lr_search slot."""
     return (Trial.study_id == study_id, Trial.cell_key == cell_key, Trial.slot == slot)
+
+
+def _assigned(
+    s: Session, study_id: int, cell_key: str, slot: int
+) -> tuple[float, float | None] | None:
+    """The (lr, init_scale) set on a slot, None while unassigned."""
+    row = s.execute(
+        select(Trial.lr, Trial.init_scale)
+        .where(*_slot(study_id, cell_key, slot), Trial.lr.is_not(None))
+        .limit(1)
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    return row[0], row[1]
 
 
 class Slots(Studies):
@@ -33,11 +48,12 @@ class Slots(Studies):
         lr: float,
         *,
         init_scale: float | None = None,
-    ) -> None:
-        """Set the setting of an lr_search slot (the lr column and config["lr"], and, when the
-        scale is searched too, init_scale) on every trial of the slot whose lr is still NULL,
-        in one transaction. Idempotent; never overwrites a set lr: read the effective setting
-        back with ``slot_setting`` when several workers may race."""
+    ) -> tuple[float, float | None]:
+        """Assign-or-get, in one transaction: set the setting of an lr_search slot (the lr
+        column and config["lr"], and, when the scale is searched too, init_scale) on every
+        trial of the slot whose lr is still NULL, and return the slot's effective (lr,
+        init_scale): this one, or the one another worker assigned first (a set lr is never
+        overwritten, so racing workers all get the winner's)."""
         for name, value in (("lr", lr), ("init_scale", init_scale)):
             if value is None and name == "init_scale":
                 continue
@@ -68,18 +84,16 @@ class Slots(Studies):
                     ],
                 )
                 self._touch_cells(s, study_id, [cell_key])
+            setting = _assigned(s, study_id, cell_key, slot)
+            assert setting is not None  # the slot has trials: set now or before
+            return setting
 
     def slot_setting(
         self, study_id: int, cell_key: str, slot: int
     ) -> tuple[float, float | None] | None:
         """The (lr, init_scale) assigned to an lr_search slot, None while unassigned."""
         with self._read() as s:
-            row = s.execute(
-                select(Trial.lr, Trial.init_scale)
-                .where(*_slot(study_id, cell_key, slot), Trial.lr.is_not(None))
-                .limit(1)
-            ).first()
-        return None if row is None else (row[0], row[1])
+            return _assigned(s, study_id, cell_key, slot)
 
     def lr_history(
         self, study_id: int, cell_key: str

@@ -259,3 +259,15 @@ def test_release_trials_gives_back_without_using_an_attempt(store: Store) -> Non
     assert store.get_study(sid).status == "running"
     [again] = store.claim_trials("w2", limit=1, lease_seconds=60)
     assert again.id == a.id and again.attempt == 1
+
+
+def test_assign_lr_returns_the_slot_setting_whoever_assigned_it(store: Store) -> None:
+    sid = make_study(
+        store, methods=["lcw"], depths=[2], learning_rates=None, seeds=2,
+        lr_search={"low": 1e-3, "high": 1.0, "trials_per_cell": 2},
+    )  # fmt: skip
+    [c] = store.claim_trials("w1", limit=1, lease_seconds=60)
+    assert store.assign_lr(sid, c.cell_key, 0, 0.05) == (0.05, 1.0)
+    # A second worker's proposal loses: it gets the first one's setting back, in one call.
+    assert store.assign_lr(sid, c.cell_key, 0, 0.5) == (0.05, 1.0)
+    assert store.slot_setting(sid, c.cell_key, 0) == (0.05, 1.0)
