@@ -26,13 +26,10 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from service.store import SlotHistory
+
 log = logging.getLogger("lcw.workers.search")
 
-_FINISHED = frozenset({"completed", "diverged", "stopped_early", "failed", "cancelled"})
-
-# (slot, lr, init_scale, mean final val_acc over the slot's finished seeds, status summary):
-# lr_history rows.
-HistoryRow = tuple[int, float | None, float | None, float | None, str]
 Setting = tuple[float, float | None]  # (lr, init_scale); None: the scale is not searched
 
 
@@ -48,12 +45,6 @@ def cell_seed(cell_key: str) -> int:
     return zlib.crc32(cell_key.encode())
 
 
-def slot_finished(summary: str) -> bool:
-    """Whether an lr_history status summary ("completed", "completed=2,running=1") is final."""
-    statuses = [part.split("=", 1)[0] for part in summary.split(",") if part]
-    return bool(statuses) and all(s in _FINISHED for s in statuses)
-
-
 class CellSearch:
     """The LR searcher of one cell of one study."""
 
@@ -62,7 +53,7 @@ class CellSearch:
         lr_search: dict[str, Any],
         *,
         cell_key: str,
-        history: Sequence[HistoryRow] = (),
+        history: Sequence[SlotHistory] = (),
     ) -> None:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
@@ -77,7 +68,7 @@ class CellSearch:
         )
         # The sampler's random stream restarts with its seed: a searcher rebuilt after a restart
         # would propose the first LRs again, so the seed moves on with the slots already given.
-        seed = cell_seed(cell_key) + 1_000_003 * sum(row[1] is not None for row in history)
+        seed = cell_seed(cell_key) + 1_000_003 * sum(row.lr is not None for row in history)
         sampler: optuna.samplers.BaseSampler = (
             optuna.samplers.RandomSampler(seed=seed)
             if lr_search.get("sampler", "tpe") == "random"
@@ -98,15 +89,15 @@ class CellSearch:
     def _id(slot: int) -> str:
         return f"slot-{slot}"
 
-    def _rebuild(self, history: Sequence[HistoryRow]) -> None:
+    def _rebuild(self, history: Sequence[SlotHistory]) -> None:
         """Load a cell's past slots (from ``Store.lr_history``) into the sampler."""
-        for slot, lr, scale, mean, summary in history:
-            if lr is None or slot in self._told or slot in self._suggested:
+        for row in history:
+            if row.lr is None or row.slot in self._told or row.slot in self._suggested:
                 continue
-            if slot_finished(summary):
-                self._add_point(slot, (lr, scale), mean)
+            if row.finished:
+                self._add_point(row.slot, (row.lr, row.init_scale), row.mean_val_acc)
             else:
-                self._open[slot] = (lr, scale)
+                self._open[row.slot] = (row.lr, row.init_scale)
 
     def suggest(self, slot: int) -> Setting:
         """A new (lr, init_scale) for `slot` inside the ranges (scale None: not searched)."""
@@ -141,11 +132,12 @@ class CellSearch:
             self._suggested.discard(slot)
         self._open[slot] = setting
 
-    def observe(self, history: Sequence[HistoryRow]) -> list[int]:
+    def observe(self, history: Sequence[SlotHistory]) -> list[int]:
         """Report every slot in `history` whose seeds have all finished; returns the slots told."""
         told = []
-        for slot, lr, scale, mean, summary in history:
-            if lr is None or slot in self._told or not slot_finished(summary):
+        for row in history:
+            slot, lr, scale, mean = row.slot, row.lr, row.init_scale, row.mean_val_acc
+            if lr is None or slot in self._told or not row.finished:
                 continue
             if slot in self._suggested:
                 result = {"val_acc": mean} if mean is not None else None

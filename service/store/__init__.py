@@ -59,7 +59,7 @@ from __future__ import annotations
 
 from service.store.base import clean_json
 from service.store.queue import ClaimedTrial, Queue
-from service.store.slots import Slots
+from service.store.slots import SlotHistory, Slots
 from service.store.summary_cache import SummaryCache
 from service.store.summary_sql import OUTCOME_COLUMNS
 from service.store.trials import TRIAL_SORT_KEYS, Trials
@@ -69,4 +69,11 @@ class Store(Queue, Slots, Trials, SummaryCache):
     """All persistence for one database (``engine``); safe to share between threads."""
 
 
-__all__ = ["OUTCOME_COLUMNS", "TRIAL_SORT_KEYS", "ClaimedTrial", "Store", "clean_json"]
+__all__ = [
+    "OUTCOME_COLUMNS",
+    "TRIAL_SORT_KEYS",
+    "ClaimedTrial",
+    "SlotHistory",
+    "Store",
+    "clean_json",
+]

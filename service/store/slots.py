@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.models import Trial, utcnow
 from service.store.studies import Studies
-from service.vocabulary import TRIAL_RESULT
+from service.vocabulary import TRIAL_RESULT, TRIAL_TERMINAL
 
 
 def _slot(study_id: int, cell_key: str, slot: int) -> tuple[Any, ...]:
@@ -35,6 +36,22 @@ def _assigned(
     if row is None or row[0] is None:
         return None
     return row[0], row[1]
+
+
+@dataclass(frozen=True)
+class SlotHistory:
+    """One lr_search slot of a cell, as ``Store.lr_history`` reads it."""
+
+    slot: int
+    lr: float | None  # None while unassigned
+    init_scale: float | None
+    mean_val_acc: float | None  # over the slot's seeds that ran to a result; None: none did
+    statuses: dict[str, int]  # the slot's seeds by status
+
+    @property
+    def finished(self) -> bool:
+        """Every seed of the slot is in a terminal status."""
+        return bool(self.statuses) and all(s in TRIAL_TERMINAL for s in self.statuses)
 
 
 class Slots(Studies):
@@ -95,16 +112,10 @@ class Slots(Studies):
         with self._read() as s:
             return _assigned(s, study_id, cell_key, slot)
 
-    def lr_history(
-        self, study_id: int, cell_key: str
-    ) -> list[tuple[int, float | None, float | None, float | None, str]]:
-        """Per lr_search slot of a cell: (slot, lr, init_scale, mean final val_acc over
-        finished seeds, status summary), ordered by slot, so a restarted worker can rebuild its
-        sampler.
-
-        The status summary is the slots' common status ("completed"), or "status=count" pairs
-        joined by commas when its seeds differ ("completed=2,running=1"). Grid studies: [].
-        """
+    def lr_history(self, study_id: int, cell_key: str) -> list[SlotHistory]:
+        """Per lr_search slot of a cell, ordered by slot: its setting, the mean final val_acc
+        of its seeds that ran to a result, and its seeds by status, so a restarted worker can
+        rebuild its sampler. Grid studies: []."""
         with self._read() as s:
             rows = s.execute(
                 select(Trial.slot, Trial.lr, Trial.init_scale, Trial.status, Trial.val_acc)
@@ -128,13 +139,8 @@ class Slots(Studies):
         out = []
         for slot in sorted(slots):
             entry = slots[slot]
-            statuses: Counter[str] = entry["statuses"]
-            summary = (
-                next(iter(statuses))
-                if len(statuses) == 1
-                else ",".join(f"{k}={statuses[k]}" for k in sorted(statuses))
-            )
             accs = entry["accs"]
             mean = sum(accs) / len(accs) if accs else None
-            out.append((slot, entry["lr"], entry["scale"], mean, summary))
+            statuses = dict(sorted(entry["statuses"].items()))
+            out.append(SlotHistory(slot, entry["lr"], entry["scale"], mean, statuses))
         return out

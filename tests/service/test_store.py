@@ -10,7 +10,7 @@ import pytest
 from svc_helpers import make_study, result
 
 from service.errors import ConflictError, NotFoundError
-from service.store import ClaimedTrial, Store
+from service.store import ClaimedTrial, SlotHistory, Store
 
 RUN_INFO = {"versions": {"lcw": "0.1.0"}, "device": "cpu", "node": "test"}
 
@@ -226,9 +226,10 @@ def test_lr_search_slots(store: Store) -> None:
             "w1", c.id, status="completed", result=result(acc, acc), run_info=RUN_INFO
         )
     history = store.lr_history(sid, cell)
-    assert history[0][:3] == (0, 0.05, 1.0) and history[0][3] == pytest.approx(0.7)
-    assert history[0][4] == "completed=2,running=1"
-    assert history[1] == (1, None, None, None, "running")
+    assert (history[0].slot, history[0].lr, history[0].init_scale) == (0, 0.05, 1.0)
+    assert history[0].mean_val_acc == pytest.approx(0.7)
+    assert history[0].statuses == {"completed": 2, "running": 1} and not history[0].finished
+    assert history[1] == SlotHistory(1, None, None, None, {"running": 3})
     with pytest.raises(ValueError):
         store.assign_lr(sid, cell, 1, -1.0)
 

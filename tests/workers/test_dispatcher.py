@@ -99,7 +99,7 @@ def test_lr_search_gives_every_cell_its_budget_of_lrs(shared: Shared) -> None:
         best = summary[trials[0].method]
         assert (best.best_lr, best.best_init_scale) in cell_settings
         history = store.lr_history(study.id, cell_key)
-        assert [(slot, (lr, scale)) for slot, lr, scale, *_ in history] == [
+        assert [(h.slot, (h.lr, h.init_scale)) for h in history] == [
             (slot, next(iter(by_slot[slot]))) for slot in range(per_cell)
         ]
 

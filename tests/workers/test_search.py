@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from workers.search import CellSearch, slot_finished
+from service.store import SlotHistory
+from workers.search import CellSearch
 
 SPACE = {"low": 1e-3, "high": 1.0, "trials_per_cell": 6, "sampler": "tpe", "log": True}
 
 
-def test_slot_finished_reads_lr_history_summaries() -> None:
-    assert slot_finished("completed")
-    assert slot_finished("completed=1,diverged=1")
-    assert not slot_finished("completed=1,running=1")
-    assert not slot_finished("pending")
+def _row(slot: int, lr: float | None, scale: float | None, mean: float | None,
+         statuses: str) -> SlotHistory:  # fmt: skip
+    """A slot's history row; `statuses` as "completed" or "completed=1,running=1"."""
+    counts = dict(part.split("=") if "=" in part else (part, "1") for part in statuses.split(","))
+    return SlotHistory(slot, lr, scale, mean, {k: int(v) for k, v in counts.items()})
+
+
+def test_a_slot_is_finished_when_every_seed_is_terminal() -> None:
+    assert _row(0, 0.1, None, 0.5, "completed").finished
+    assert _row(0, 0.1, None, 0.5, "completed=1,diverged=1").finished
+    assert not _row(0, 0.1, None, 0.5, "completed=1,running=1").finished
+    assert not _row(0, None, None, None, "pending").finished
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random"])
@@ -45,7 +53,7 @@ def test_the_init_scale_is_searched_with_the_lr_inside_its_range() -> None:
     for slot, setting in enumerate(settings):
         search.assigned(slot, setting, setting)
     history = [
-        (s, lr, scale, 0.5 + 0.01 * s, "completed") for s, (lr, scale) in enumerate(settings)
+        _row(s, lr, scale, 0.5 + 0.01 * s, "completed") for s, (lr, scale) in enumerate(settings)
     ]
     assert search.observe(history) == list(range(6))
     rebuilt = CellSearch(space, cell_key="lcw|5|100|relu", history=history)
@@ -58,10 +66,10 @@ def test_results_reach_the_sampler_and_a_rebuild_keeps_them() -> None:
     for slot, lr in lrs.items():
         search.assigned(slot, (lr, None), (lr, None))
     history = [
-        (0, lrs[0], None, 0.8, "completed"),
-        (1, lrs[1], None, None, "failed"),
-        (2, lrs[2], None, 0.5, "completed=1,running=1"),
-        (3, None, None, None, "pending"),
+        _row(0, lrs[0], None, 0.8, "completed"),
+        _row(1, lrs[1], None, None, "failed"),
+        _row(2, lrs[2], None, 0.5, "completed=1,running=1"),
+        _row(3, None, None, None, "pending"),
     ]
     assert search.observe(history) == [0, 1]
     assert search.observe(history) == []  # told once
@@ -69,7 +77,7 @@ def test_results_reach_the_sampler_and_a_rebuild_keeps_them() -> None:
     rebuilt = CellSearch(SPACE, cell_key="lcw|5|100|sigmoid", history=history)
     assert rebuilt.told == 2
     assert rebuilt.suggest(3)[0] not in lrs.values()  # the seed moved on: no repeat
-    assert rebuilt.observe([(2, lrs[2], None, 0.55, "completed")]) == [2]
+    assert rebuilt.observe([_row(2, lrs[2], None, 0.55, "completed")]) == [2]
     assert rebuilt.told == 3
 
 
@@ -77,5 +85,5 @@ def test_losing_an_assignment_race_withdraws_the_proposal() -> None:
     search = CellSearch(SPACE, cell_key="c")
     proposed = search.suggest(0)
     search.assigned(0, (0.123, None), proposed)  # another dispatcher stored its LR first
-    assert search.observe([(0, 0.123, None, 0.7, "completed")]) == [0]
+    assert search.observe([_row(0, 0.123, None, 0.7, "completed")]) == [0]
     assert search.told == 1
