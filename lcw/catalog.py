@@ -97,6 +97,12 @@ _IDX_MNIST = (
     "t10k-labels-idx1-ubyte.gz",
 )
 
+
+def _cifar(name: str, description: str, num_classes: int, files: tuple[str, str]) -> DatasetInfo:
+    """A CIFAR set: 3x32x32 images in python pickles, augmented by default."""
+    return DatasetInfo(name, description, (3, 32, 32), num_classes, False, files, augment=True)
+
+
 DATASETS: dict[str, DatasetInfo] = {
     d.name: d
     for d in (
@@ -111,23 +117,17 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             "fashion_mnist", "Fashion-MNIST, IDX gz files", (1, 28, 28), 10, False, _IDX_MNIST
         ),
-        DatasetInfo(
+        _cifar(
             "cifar10",
             "CIFAR-10, python pickle batches",
-            (3, 32, 32),
             10,
-            False,
             ("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"),
-            augment=True,
         ),
-        DatasetInfo(
+        _cifar(
             "cifar100",
             "CIFAR-100, python pickle files",
-            (3, 32, 32),
             100,
-            False,
             ("cifar-100-python/train", "cifar-100-python/test"),
-            augment=True,
         ),
     )
 }

@@ -75,7 +75,8 @@ from lcw.zero_sum import (
 
 
 class _ZeroSumMixin:
-    """Shared by LCWLinear and LCWConv2d: the constraint, its implementations and the init."""
+    """Shared by the LCW layers (LCWLinear, LCWConv2d; ``LCWPackedLinear`` uses the constraint
+    alone): the constraint, its implementations and the init."""
 
     impl: str
     activation: str
@@ -106,6 +107,23 @@ class _ZeroSumMixin:
         super().__setstate__(state)  # type: ignore[misc]
         if self.impl == "projection":
             install_projection_hooks()
+
+    def _init_lcw(
+        self,
+        impl: str,
+        activation: str,
+        gain: float | None,
+        init_scale: float,
+        generator: torch.Generator | None,
+    ) -> None:
+        """The LCW layers' constructor, after their torch base's: options, init, constraint."""
+        self.activation, self.gain, self.init_scale = activation, gain, init_scale
+        self.reset_lcw(generator)
+        self._setup_constraint(impl)
+
+    def reset_parameters(self) -> None:  # called by the torch base's __init__; reset_lcw follows
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
 
     def reset_lcw(self, generator: torch.Generator | None = None) -> None:
         """Draw std * N(0, 1), std = gain x init_scale / sqrt(fan_in - 1), project, zero bias."""
@@ -141,14 +159,8 @@ class LCWLinear(_ZeroSumMixin, nn.Linear):
         init_scale: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.activation, self.gain, self.init_scale = activation, gain, init_scale
         nn.Linear.__init__(self, in_features, out_features, bias, device, dtype)
-        self.reset_lcw(generator)
-        self._setup_constraint(impl)
-
-    def reset_parameters(self) -> None:  # called by nn.Linear.__init__; reset_lcw follows
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        self._init_lcw(impl, activation, gain, init_scale, generator)
 
 
 class LCWConv2d(_ZeroSumMixin, nn.Conv2d):
@@ -174,7 +186,6 @@ class LCWConv2d(_ZeroSumMixin, nn.Conv2d):
         init_scale: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.activation, self.gain, self.init_scale = activation, gain, init_scale
         nn.Conv2d.__init__(
             self,
             in_channels,
@@ -189,12 +200,7 @@ class LCWConv2d(_ZeroSumMixin, nn.Conv2d):
             device,
             dtype,
         )
-        self.reset_lcw(generator)
-        self._setup_constraint(impl)
-
-    def reset_parameters(self) -> None:
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        self._init_lcw(impl, activation, gain, init_scale, generator)
 
 
 def set_weight(module: nn.Module, w: Tensor) -> None:
