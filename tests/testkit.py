@@ -1,4 +1,5 @@
-"""Helpers every test folder shares: ports, polling, scratch PostgreSQL databases, processes.
+"""Helpers every test folder shares: study specs, ports, polling, scratch PostgreSQL databases,
+processes.
 
 Per-folder helper modules (``cli_helpers``, ``wk_helpers``, ``svc_helpers``, ...) re-export
 these, so a test imports from its own folder's module as before. pytest puts ``tests/`` on the
@@ -18,13 +19,27 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 PG_ADMIN_URL = os.environ.get(
     "LCW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+def study_spec(name: str, **fields: Any) -> dict[str, Any]:
+    """A study spec named `name`: plain vs LCW on digits at depth 3 and learning rate 0.1, unless
+    `fields` say otherwise; a field given as None is left out (the server's default applies)."""
+    spec = {
+        "name": name,
+        "dataset": "digits",
+        "methods": ["plain", "lcw"],
+        "depths": [3],
+        "learning_rates": [0.1],
+        **fields,
+    }
+    return {key: value for key, value in spec.items() if value is not None}
 
 
 def free_port() -> int:

@@ -23,6 +23,7 @@ from testkit import free_port as free_port  # re-exported for this folder's test
 from testkit import kill_pids as kill_pids
 from testkit import processes_under as processes_under
 from testkit import stop_process as stop_process
+from testkit import study_spec as study_spec
 from testkit import wait_until
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,24 +19,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import clean_env, free_port, lcw, serve
+from cli_helpers import clean_env, free_port, lcw, serve, study_spec
 
 from service.client import APIError, Client, ServerUnreachableError
 
 TOKEN = "test-token-123"
 
 # 2 methods x 1 depth x 1 LR x 2 seeds = 4 trials of a 2-layer, 16-unit MLP: seconds each.
-TINY = {
-    "name": "cli-tiny",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [2],
-    "widths": [16],
-    "learning_rates": [0.1],
-    "seeds": 2,
-    "epochs": 2,
-    "diagnostics": False,
-}
+TINY = study_spec("cli-tiny", depths=[2], widths=[16], seeds=2, epochs=2, diagnostics=False)
 
 
 def _write(tmp: Path, name: str, spec: dict[str, object]) -> Path:

@@ -26,6 +26,7 @@ from cli_helpers import (
     lcw,
     processes_under,
     ray_tmpdir,
+    study_spec,
     wait_healthy,
     wait_until,
 )
@@ -35,17 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TOKEN = "topology-token"
 
-SPEC = {
-    "name": "topology",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [3],
-    "widths": [16],
-    "learning_rates": [0.1],
-    "seeds": 2,
-    "epochs": 2,
-    "diagnostics": False,
-}
+SPEC = study_spec("topology", widths=[16], seeds=2, epochs=2, diagnostics=False)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from wk_helpers import (
     processes_under,
     start,
     stop_process,
+    study_spec,
     subprocess_env,
     wait_until,
 )
@@ -37,18 +38,16 @@ from service.store import Store
 
 # 8 trials of a few seconds each (batch 1: ~1,400 steps per epoch on digits), so that a kill
 # lands mid-trial; seconds per trial, not minutes, so that every scenario stays short.
-FAULT_SPEC: dict[str, Any] = {
-    "name": "faults",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [2, 3],
-    "learning_rates": [0.03],  # at batch 1, 0.1 makes some of them diverge
-    "seeds": 2,
-    "epochs": 3,
-    "batch_size": 1,
-    "diagnostics": False,
-    "max_retries": 3,
-}
+FAULT_SPEC = study_spec(
+    "faults",
+    depths=[2, 3],
+    learning_rates=[0.03],  # at batch 1, 0.1 makes some of them diverge
+    seeds=2,
+    epochs=3,
+    batch_size=1,
+    diagnostics=False,
+    max_retries=3,
+)
 LEASE_S = "3"
 
 

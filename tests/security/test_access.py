@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_helpers import BIN, REPO, clean_env, free_port, serve
+from cli_helpers import BIN, REPO, clean_env, free_port, serve, study_spec
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Mount, Route
@@ -37,13 +37,7 @@ from service.main import create_app
 
 TOKEN = "sec-test-token-4b1d9e0c7a"
 WRONG = TOKEN[:-1] + "X"  # one character off: must not pass, and must not be logged either
-SPEC: dict[str, Any] = {
-    "name": "access",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [2],
-    "learning_rates": [0.1],
-}
+SPEC = study_spec("access", depths=[2])
 READS = {"GET", "HEAD"}
 
 

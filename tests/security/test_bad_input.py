@@ -18,18 +18,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from svc_helpers import fresh_pg_database, snapshot
+from svc_helpers import fresh_pg_database, snapshot, study_spec
 
 from service.config import Settings
 from service.main import create_app
 
-GOOD: dict[str, Any] = {
-    "name": "bad input",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [3],
-    "learning_rates": [0.1],
-}
+GOOD = study_spec("bad input")
 PWNED = Path("/tmp/lcw-sweep-yaml-object-was-built")
 
 JSON = "application/json"

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, func, select
 from testkit import PG_ADMIN_URL as PG_ADMIN_URL  # re-exported for this folder's tests
 from testkit import fresh_pg_database as fresh_pg_database
 from testkit import libpq_url as libpq_url
+from testkit import study_spec as study_spec
 
 from service.db import session_scope
 from service.models import Study, Trial, TrialMetric
@@ -48,6 +49,18 @@ SMALL: dict[str, Any] = {
     "learning_rates": [0.1],
     "seeds": 2,
 }
+
+
+def lr_search_study(**search: Any) -> dict[str, Any]:
+    """plain vs LCW on digits (depth 3, tanh, 5 seeds), learning rates searched in [0.001, 1];
+    `search` completes the lr_search block (trials_per_cell, init_scale)."""
+    return study_spec(
+        "search",
+        learning_rates=None,
+        activations=["tanh"],
+        lr_search={"low": 0.001, "high": 1.0, **search},
+        seeds=5,
+    )
 
 
 def make_study(store: Any, spec: dict[str, Any] | None = None, **changes: Any) -> int:

@@ -8,21 +8,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from svc_helpers import make_study, result, row_based_summary
+from svc_helpers import make_study, result, row_based_summary, study_spec
 
 from service.spec import expand, parse_spec, trial_count
 from service.store import Store
 
 RUN_INFO = {"versions": {"lcw": "0.1.0"}, "device": "cpu", "node": "test"}
-SPEC: dict[str, Any] = {
-    "name": "init scales",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [3],
-    "learning_rates": [0.01, 0.1],
-    "init_scales": [0.5, 1.0, 2.0],
-    "seeds": 2,
-}
+SPEC = study_spec("init scales", learning_rates=[0.01, 0.1], init_scales=[0.5, 1.0, 2.0], seeds=2)
 
 
 def test_init_scales_cross_learning_rates_for_every_method() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from svc_helpers import make_study, row_based_summary
+from svc_helpers import lr_search_study, make_study, row_based_summary
 
 from service.db import session_scope, writer
 from service.models import Trial
@@ -34,20 +34,7 @@ GRID = {
     "init_scales": [0.5, 1.0],
     "seeds": 6,
 }
-LR_SEARCH = {
-    "name": "search",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [3],
-    "activations": ["tanh"],
-    "lr_search": {
-        "low": 0.001,
-        "high": 1.0,
-        "trials_per_cell": 4,
-        "init_scale": {"low": 0.5, "high": 2.0},
-    },
-    "seeds": 5,
-}
+LR_SEARCH = lr_search_study(trials_per_cell=4, init_scale={"low": 0.5, "high": 2.0})
 FIXED_LAYOUT = {
     "name": "vgg",
     "dataset": "synthetic",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select, text, update
-from svc_helpers import make_study, result, row_based_summary
+from svc_helpers import lr_search_study, make_study, result, row_based_summary
 
 from service.db import session_scope, writer
 from service.models import StudyCell, Trial, utcnow
@@ -31,15 +31,7 @@ GRID = {
     "seeds": 5,
     "max_retries": 1,
 }
-LR_SEARCH = {
-    "name": "search",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [3],
-    "activations": ["tanh"],
-    "lr_search": {"low": 0.001, "high": 1.0, "trials_per_cell": 3},
-    "seeds": 5,
-}
+LR_SEARCH = lr_search_study(trials_per_cell=3)
 
 
 def _check(store: Store, study_id: int) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from significance_study import seed_significance_study  # tests/cli, shared with its tests
+from testkit import study_spec
 
 from service.spec import plan_study
 from service.store import ClaimedTrial, Store
@@ -187,14 +188,12 @@ def seed(store: Store) -> Seeded:
 
     out.failed_study = _create(
         store,
-        {
-            "name": "vgg-on-missing-cifar",
-            "description": "Every trial failed: the data directory was not mounted.",
-            "dataset": "digits",
-            "methods": ["plain", "lcw"],
-            "learning_rates": [0.1],
-            "max_retries": 0,
-        },
+        study_spec(
+            "vgg-on-missing-cifar",
+            description="Every trial failed: the data directory was not mounted.",
+            depths=None,
+            max_retries=0,
+        ),
     )
     for c in store.claim_trials(OWNER, limit=10, lease_seconds=600):
         store.fail_trial_attempt(
@@ -203,29 +202,16 @@ def seed(store: Store) -> Seeded:
 
     out.significance = seed_significance_study(store, owner=OWNER)
 
-    out.live = _create(
-        store,
-        {
-            "name": "live-progress",
-            "dataset": "digits",
-            "methods": ["plain", "lcw"],
-            "depths": [5],
-            "learning_rates": [0.1],
-            "seeds": 2,
-            "epochs": EPOCHS,
-        },
-    )
+    out.live = _create(store, study_spec("live-progress", depths=[5], seeds=2, epochs=EPOCHS))
     out.live_trials = [c.id for c in store.claim_trials(OWNER, limit=10, lease_seconds=3600)]
 
     out.xss = _create(
         store,
-        {
-            "name": "<script>alert(1)</script>",
-            "description": '<img src=x onerror="alert(2)"> & friends',
-            "dataset": "digits",
-            "methods": ["plain", "lcw"],
-            "learning_rates": [0.1],
-        },
+        study_spec(
+            "<script>alert(1)</script>",
+            description='<img src=x onerror="alert(2)"> & friends',
+            depths=None,
+        ),
     )
     return out
 

@@ -15,13 +15,13 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from wk_helpers import (
     assert_one_row_per_epoch,
     start,
     stop_process,
+    study_spec,
     submit,
     subprocess_env,
     trials_of,
@@ -69,15 +69,7 @@ def _worker(
     return proc
 
 
-SMALL: dict[str, Any] = {
-    "name": "through a cluster",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [3],
-    "learning_rates": [0.1],
-    "seeds": 2,
-    "epochs": 2,
-}
+SMALL = study_spec("through a cluster", seeds=2, epochs=2)
 
 
 def test_worker_joins_a_cluster_by_address_and_runs_a_study(
@@ -106,15 +98,14 @@ def test_a_sigkilled_dispatcher_restarted_finishes_the_study(
     ray_head: str, db: tuple[str, Store], tmp_path: Path
 ) -> None:
     url, store = db
-    spec = {
-        "name": "recovery",
-        "dataset": "mnist5k",
-        "methods": ["plain", "lcw"],
-        "depths": [10],
-        "learning_rates": [0.03, 0.1, 0.3],
-        "seeds": 2,
-        "epochs": 3,
-    }
+    spec = study_spec(
+        "recovery",
+        dataset="mnist5k",
+        depths=[10],
+        learning_rates=[0.03, 0.1, 0.3],
+        seeds=2,
+        epochs=3,
+    )
     sid = submit(store, spec)
     # Unpacked (LCW_PACK_SIZE=1): trials finish one by one, so the kill lands mid-study with
     # some trials done, some running and some still pending (test_packing.py kills a pack).

@@ -18,6 +18,7 @@ import pytest
 from wk_helpers import (
     Shared,
     assert_one_row_per_epoch,
+    study_spec,
     submit,
     trials_of,
     wait_study,
@@ -28,16 +29,14 @@ from service.config import Settings
 from workers import packing
 from workers.dispatcher import dispatcher_from_settings
 
-SPEC: dict[str, Any] = {
-    "name": "packed",
-    "dataset": "digits",
-    "methods": ["plain", "bn"],
-    "depths": [3],
-    "learning_rates": [0.1, 0.03],
-    "seeds": 2,
-    "epochs": 3,
-    "diagnostics": False,
-}
+SPEC = study_spec(
+    "packed",
+    methods=["plain", "bn"],
+    learning_rates=[0.1, 0.03],
+    seeds=2,
+    epochs=3,
+    diagnostics=False,
+)
 
 
 def _packs(trials: list[Any]) -> dict[int, list[int]]:

@@ -22,6 +22,7 @@ from wk_helpers import (
     ray_tmpdir,
     start,
     stop_process,
+    study_spec,
     subprocess_env,
     wait_until,
 )
@@ -92,20 +93,18 @@ def test_lcw_trains_a_depth_50_sigmoid_mlp_that_plain_cannot(
     server: tuple[httpx.Client, Path],
 ) -> None:
     client, _ = server
-    spec = {
-        "name": "depth-50 sigmoid",
-        "dataset": "mnist5k",
-        "methods": ["plain", "lcw"],
-        "activations": ["sigmoid"],
-        "depths": [50],
-        "widths": [100],
-        "learning_rates": [0.1],
+    spec = study_spec(
+        "depth-50 sigmoid",
+        dataset="mnist5k",
+        activations=["sigmoid"],
+        depths=[50],
+        widths=[100],
         # 8 epochs: at 5 this one seed's LCW run sits at 0.46-0.51 test accuracy and where in
         # that range depends on the CPU's matmul kernels (rounding, amplified by depth 50).
-        "epochs": 8,
-        "seeds": 1,
-        "batch_size": 100,
-    }
+        epochs=8,
+        seeds=1,
+        batch_size=100,
+    )
     study = _finished(client, _submit(client, spec), timeout=300)
     assert study["status"] == "completed"
     assert study["progress"]["completed"] == 2

@@ -27,6 +27,7 @@ from testkit import fresh_pg_database as fresh_pg_database
 from testkit import kill_pids as kill_pids
 from testkit import processes_under as processes_under
 from testkit import stop_process as stop_process
+from testkit import study_spec as study_spec
 from testkit import wait_until
 
 from service.spec import plan_study
@@ -39,25 +40,9 @@ FINISHED = ("completed", "failed", "cancelled")
 
 T = TypeVar("T")
 
-DIGITS: dict[str, Any] = {
-    "name": "small",
-    "dataset": "digits",
-    "methods": ["plain", "lcw"],
-    "depths": [3],
-    "learning_rates": [0.1],
-    "epochs": 2,
-    "diagnostics": False,
-}
+DIGITS = study_spec("small", epochs=2, diagnostics=False)
 # Long trials (depth 50 on 4,000 MNIST images: about a second per epoch here).
-LONG: dict[str, Any] = {
-    "name": "long",
-    "dataset": "mnist5k",
-    "methods": ["plain", "lcw"],
-    "depths": [50],
-    "learning_rates": [0.1],
-    "epochs": 40,
-    "seeds": 2,
-}
+LONG = study_spec("long", dataset="mnist5k", depths=[50], epochs=40, seeds=2)
 
 
 def submit(store: Store, spec: dict[str, Any]) -> int:
