@@ -30,10 +30,10 @@ from cli_helpers import (
     wait_healthy,
     wait_until,
 )
+from svc_helpers import fresh_pg_database, libpq_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TOKEN = "topology-token"
 
 SPEC = study_spec("topology", widths=[16], seeds=2, epochs=2, diagnostics=False)
@@ -41,18 +41,9 @@ SPEC = study_spec("topology", widths=[16], seeds=2, epochs=2, diagnostics=False)
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"lcw_t_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A fresh database, as the plain ``postgresql://`` URL docker-compose.yml passes."""
+    with fresh_pg_database() as url:
+        yield libpq_url(url)
 
 
 @pytest.fixture
