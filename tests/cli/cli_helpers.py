@@ -114,17 +114,21 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], *, timeout: float = 60
 def serve(
     tmp: Path, *, extra_args: tuple[str, ...] = (), **env_extra: str
 ) -> Iterator[tuple[str, Started]]:
-    """`lcw-sweep serve` on a free port with a temporary SQLite database; yields its URL."""
+    """`lcw-sweep serve` on a free port with a temporary SQLite database (<tmp>/lcw.db), its
+    output in <tmp>/serve.log; `env_extra` adds to or overrides its environment. Yields its URL;
+    on exit, fails the test if a process had to be killed."""
     started = Started(tmp)
     ray_dir = ray_tmpdir()
     started.ray_dirs.append(ray_dir)
     port = free_port()
     env = clean_env(
-        LCW_DATABASE_URL=f"sqlite:///{tmp / 'lcw.db'}",
-        LCW_RAY_NUM_CPUS="2",
-        LCW_LEASE_SECONDS="15",
-        RAY_TMPDIR=ray_dir,
-        **env_extra,
+        **{
+            "LCW_DATABASE_URL": f"sqlite:///{tmp / 'lcw.db'}",
+            "LCW_RAY_NUM_CPUS": "2",
+            "LCW_LEASE_SECONDS": "15",
+            "RAY_TMPDIR": ray_dir,
+            **env_extra,
+        }
     )
     proc = started.start(
         ["lcw-sweep", "serve", "--port", str(port), *extra_args], env=env, name="serve"

@@ -15,7 +15,6 @@ Each must answer every request (zero transport errors, zero non-2xx) and its log
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from rel_helpers import Proc, api
+from cli_helpers import serve
+from rel_helpers import api
 from svc_helpers import fresh_pg_database
-from wk_helpers import free_port, kill_pids, processes_under, ray_tmpdir, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -72,27 +71,12 @@ def _check(result: dict[str, Any], log: str) -> None:
 
 
 def test_sqlite_api_and_dispatcher_under_load(tmp_path: Path) -> None:
-    ray_dir = ray_tmpdir()
-    port = free_port()
-    env = subprocess_env(
-        LCW_DATABASE_URL=f"sqlite:///{tmp_path / 'lcw.db'}",
-        LCW_RAY_NUM_CPUS="1",
-        LCW_LEASE_SECONDS="10",
-        RAY_TMPDIR=ray_dir,
-    )
-    server = Proc(["lcw-sweep", "serve", "--port", str(port)], env, tmp_path / "serve.log")
-    try:
-        server.start(ready="Uvicorn running on")
-        url = f"http://127.0.0.1:{port}"
+    with serve(tmp_path, LCW_RAY_NUM_CPUS="1", LCW_LEASE_SECONDS="10") as (url, _started):
         result = _load(url, "sqlite-with-dispatcher")
         # The dispatcher ran studies (and wrote their metrics) all along.
         finished = httpx.get(f"{url}/api/studies", params={"status": "completed"}, timeout=30)
         result["studies_completed_meanwhile"] = finished.json()["count"]
-    finally:
-        server.stop()
-        kill_pids(processes_under(ray_dir))
-        shutil.rmtree(ray_dir, ignore_errors=True)
-    _check(result, server.text())
+    _check(result, (tmp_path / "serve.log").read_text(errors="replace"))
     assert result["studies_completed_meanwhile"] > 0
 
 
