@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks import docs, run
 from examples import study_table
+from examples.paper import claims
 
 
 def _study(name: str) -> Callable[[], str]:
@@ -20,6 +21,7 @@ def _study(name: str) -> Callable[[], str]:
 BLOCKS: dict[str, Callable[[], str]] = {
     "bench": lambda: run.table(json.loads((docs.ROOT / "benchmarks" / "results.json").read_text())),
     **{study_table.block(name): _study(name) for name in study_table.STUDIES},
+    claims.BLOCK: lambda: claims.render(json.loads(claims.RESULTS.read_text())),
 }
 
 
