@@ -248,11 +248,13 @@ class Queue(Studies):
         now = utcnow()
         with self._write() as s:
             held = (Trial.id == trial_id, *_held_by(owner))
-            return bool(self._unlease(
+            changed = self._unlease(
                 s, held, now, status=status, result=clean_json(result),
                 run_info=clean_json(run_info), finished_at=now,
                 **{m: _num(result.get(m)) for m in FINAL_METRICS},
-            ))  # fmt: skip
+            )  # fmt: skip
+            self._refresh_studies(s, changed, now)
+            return bool(changed)
 
     def fail_trial_attempt(self, owner: str, trial_id: int, *, error: str) -> str:
         """Record a failed attempt of a trial `owner` holds; returns the trial's new status.
@@ -280,10 +282,11 @@ class Queue(Studies):
             if row.status != "running" or row.lease_owner != owner:
                 return str(row.status)
             new = "pending" if row.attempt <= row.max_retries else "failed"
-            self._unlease(
+            changed = self._unlease(
                 s, (Trial.id == trial_id,), now, status=new, last_error=error[:MAX_ERROR_CHARS],
                 finished_at=now if new == "failed" else None,
             )  # fmt: skip
+            self._refresh_studies(s, changed, now)
             return new
 
     def release_trials(self, owner: str, trial_ids: list[int]) -> int:
@@ -293,11 +296,14 @@ class Queue(Studies):
             return 0
         now = utcnow()
         with self._write() as s:
-            return sum(
-                self._unlease(s, (Trial.id.in_(chunk), *_held_by(owner)), now,
-                              status="pending", attempt=Trial.attempt - 1)
+            changed = [
+                row
                 for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH)
-            )  # fmt: skip
+                for row in self._unlease(s, (Trial.id.in_(chunk), *_held_by(owner)), now,
+                                         status="pending", attempt=Trial.attempt - 1)
+            ]  # fmt: skip
+            self._refresh_studies(s, changed, now)
+            return len(changed)
 
     def release_expired(self) -> int:
         """Return running trials whose lease expired to pending, or fail them when they used
@@ -310,25 +316,28 @@ class Queue(Studies):
             + literal(" stopped renewing")
         )
         with self._write() as s:
-            released = 0
+            changed: list[tuple[int, str]] = []
             for exhausted in (True, False):
                 condition = (
                     Trial.attempt > Trial.max_retries
                     if exhausted
                     else Trial.attempt <= Trial.max_retries
                 )
-                released += self._unlease(
+                changed += self._unlease(
                     s, (*expired, condition), now, status="failed" if exhausted else "pending",
                     last_error=message
                     + literal("; no attempts left" if exhausted else "; trial requeued"),
                     finished_at=now if exhausted else None,
                 )  # fmt: skip
-            return released
+            # Once, after both updates: the study's status from all its trials' new states.
+            self._refresh_studies(s, changed, now)
+            return len(changed)
 
-    def _unlease(self, s: Session, where: tuple[Any, ...], now: datetime, **values: Any) -> int:
-        """Set `values` on the running trials matching `where` and end their leases, then
-        derive their studies' status and move their cells (one transaction: `s`'s); returns
-        how many trials changed."""
+    def _unlease(
+        self, s: Session, where: tuple[Any, ...], now: datetime, **values: Any
+    ) -> list[tuple[int, str]]:
+        """Set `values` on the trials matching `where` and end their leases; returns the
+        (study_id, cell_key) of each changed trial, for one ``_refresh_studies`` afterwards."""
         changed = (
             s.execute(
                 update(Trial)
@@ -340,9 +349,7 @@ class Queue(Studies):
             .tuples()
             .all()
         )
-        if changed:
-            self._refresh_studies(s, changed, now)
-        return len(changed)
+        return [(sid, key) for sid, key in changed]
 
     def cancelled_or_gone(self, trial_ids: list[int]) -> set[int]:
         """The ids among `trial_ids` whose trial is cancelled or no longer exists."""
