@@ -133,7 +133,7 @@ def run(name: str, url: str | None) -> dict[str, Any]:
         return saved_study(f"{name}.yaml", done, wall, client.summary(study.id))
 
 
-def _fmt_p(p: float | None) -> str:
+def fmt_p(p: float | None) -> str:
     if p is None:
         return "n/a"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
@@ -215,7 +215,7 @@ def render(saved: dict[str, Any]) -> str:
                 if cell and cell["test_acc_mean"] is not None
                 else "n/a"
             )
-            row += [acc, _diff(comp), _fmt_p(comp["p_adjusted"] if comp else None)]
+            row += [acc, _diff(comp), fmt_p(comp["p_adjusted"] if comp else None)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.docs import machine, write_block
-from examples.study_table import EXAMPLES, saved_study, serving, wait
+from examples.study_table import EXAMPLES, fmt_p, saved_study, serving, wait
 from service.significance import ALPHA, adjust, compare
 
 PAPER = EXAMPLES / "paper"
@@ -177,8 +177,7 @@ def render(saved: dict[str, Any]) -> str:
     ]
     for r in rows:
         p = r.get("p_adj")
-        p_text = "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
-        lines.append(f"| {r['claim']} | {r['setting']} | {r['measured']} | {p_text} | "
+        lines.append(f"| {r['claim']} | {r['setting']} | {r['measured']} | {fmt_p(p)} | "
                      f"{_verdict(r)} |")  # fmt: skip
     lines.append(
         "| LCW with BN improves VGG-19 on CIFAR-10/100 | `examples/vgg19-cifar10.yaml`, "
