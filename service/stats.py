@@ -40,11 +40,6 @@ from service.significance import (
 )
 from service.vocabulary import TRIAL_SCORED, TRIAL_STOPPED, TRIAL_UNFINISHED
 
-# From ``service.vocabulary``: ran the whole budget (counts in the means); truncated by the
-# scheduler (counted beside the means); not finished yet.
-SCORED = TRIAL_SCORED
-STOPPED = TRIAL_STOPPED
-UNFINISHED = TRIAL_UNFINISHED
 TARGETS = ("lcw", "bn_lcw")
 
 
@@ -82,7 +77,7 @@ class LrGroup:
     activation: str
     lr: float | None
     init_scale: float | None
-    scored: int  # trials with a scored status (SCORED) and a val_acc
+    scored: int  # trials with a scored status (TRIAL_SCORED) and a val_acc
     val_sum: float  # their val_acc, summed
     tested: int  # of those, trials with a test_acc
     test_sum: float  # their test_acc, summed
@@ -101,7 +96,7 @@ class LrGroup:
 
 
 def _counts_in_summary(t: TrialOutcome) -> bool:
-    return t.status in SCORED and t.val_acc is not None
+    return t.status in TRIAL_SCORED and t.val_acc is not None
 
 
 def group_outcomes(rows: Iterable[TrialOutcome]) -> list[LrGroup]:
@@ -117,9 +112,9 @@ def group_outcomes(rows: Iterable[TrialOutcome]) -> list[LrGroup]:
                 entry[2] += 1
                 entry[3] += t.test_acc
         entry[4] += t.status == "diverged"
-        entry[5] += t.status == STOPPED
+        entry[5] += t.status == TRIAL_STOPPED
         entry[6] += t.status == "failed"
-        entry[7] += t.status in UNFINISHED
+        entry[7] += t.status in TRIAL_UNFINISHED
     return [LrGroup(*cell, lr, scale, *entry) for (cell, lr, scale), entry in acc.items()]
 
 
@@ -206,7 +201,7 @@ def _scored_at(trials: Iterable[TrialOutcome], setting: Setting | None) -> list[
         t
         for t in trials
         if _at(t, setting)
-        and t.status in SCORED
+        and t.status in TRIAL_SCORED
         and t.val_acc is not None
         and t.test_acc is not None
     ]
@@ -383,7 +378,6 @@ def assemble(cells: dict[CellKey, CellResult], *, adjustment: str = "holm") -> d
 
 __all__ = [
     "PERMUTATION_MAX_N",
-    "SCORED",
     "CellResult",
     "LrGroup",
     "TrialOutcome",

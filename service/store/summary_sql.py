@@ -26,6 +26,7 @@ from service.models import (
     Trial,
 )
 from service.store.base import _IN_BATCH, StoreBase, _chunks
+from service.vocabulary import TRIAL_SCORED, TRIAL_STOPPED, TRIAL_UNFINISHED
 
 # A trial row as the summary reads it: the fields of stats.TrialOutcome, in order.
 OUTCOME_COLUMNS = (
@@ -58,18 +59,18 @@ class _GroupSums:
 
     def add(self, status: str, n: int, nv: int, sv: Any, nt: int, st: Any) -> None:
         c = self.counts
-        if status in stats.SCORED:
+        if status in TRIAL_SCORED:
             c["scored"] += nv
             c["tested"] += nt
             self.vals.append(sv or 0.0)
             self.tests.append(st or 0.0)
             if status == "diverged":
                 c["diverged"] += n
-        elif status == stats.STOPPED:
+        elif status == TRIAL_STOPPED:
             c["stopped"] += n
         elif status == "failed":
             c["failed"] += n
-        elif status in stats.UNFINISHED:
+        elif status in TRIAL_UNFINISHED:
             c["open"] += n
 
     def group(self, lr: float | None, scale: float | None) -> stats.LrGroup:

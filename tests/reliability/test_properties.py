@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from lcw import catalog
 from service import stats
 from service.spec import expand, load_document, parse_spec, plan_study, spec_hash, trial_count
+from service.vocabulary import TRIAL_SCORED
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -147,7 +148,7 @@ def outcomes(draw: st.DrawFn) -> list[stats.TrialOutcome]:
         for lr in draw(st.lists(st.sampled_from([0.01, 0.1, 1.0]), min_size=1, unique=True)):
             for seed in range(seeds):
                 status = draw(statuses)
-                scored = status in stats.SCORED
+                scored = status in TRIAL_SCORED
                 rows.append(
                     stats.TrialOutcome(
                         method=method,
