@@ -28,10 +28,9 @@ from lcw.init import LEAKY_SLOPE
 # (a multiple of every SIMD block) of each result, forward and backward, are computed again by
 # a call of exactly ALIGN elements, which is all SIMD: every element then takes the SIMD path,
 # alone and packed alike (lanes compute independently of their position). relu and leaky_relu
-# are exact either way. Cost against nn.Sigmoid, measured side by side on 16 depth-20 width-100
-# sigmoid LCW MLPs, mnist5k, 1 thread (`python -m benchmarks.activation_cost`, 2026-12-02, AMD
-# EPYC): 1.21x the training time of a trial alone (the extra autograd node per layer weighs on
-# so small a step), 1.00x for a pack of 16; an earlier run of the same logic gave 1.27x / 1.08x.
+# are exact either way. Cost against nn.Sigmoid, side by side on 16 depth-20 width-100 sigmoid
+# LCW MLPs, alone and as one pack (the extra autograd node per layer weighs on a small trial's
+# step): `benchmarks/activation_cost.py`, a row of `make bench`'s table (README, Benchmarks).
 ALIGN = 64
 
 
