@@ -29,8 +29,6 @@ import yaml
 
 from service import vocabulary
 from service.schemas import (
-    CellSummary,
-    Comparison,
     HealthPublic,
     StudiesPublic,
     StudyPublic,
@@ -39,6 +37,7 @@ from service.schemas import (
     TrialPublic,
     TrialsPublic,
 )
+from service.summary import CellSummary, Comparison
 from service.vocabulary import STUDY_STATUSES, TRIAL_STATUSES
 
 DEFAULT_URL = "http://127.0.0.1:8000"

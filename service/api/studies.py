@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from lcw import catalog
 from service.api.deps import SettingsDep, StoreDep, WriterDep
+from service.api.public import studies_public, study_public, trials_public
 from service.config import Settings
 from service.schemas import (
     ErrorPublic,
@@ -46,7 +47,8 @@ def _create(
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         raise RequestValidationError(errors) from exc
-    return store.create_study(spec, trials, idempotency_key=key)
+    study, created = store.create_study(spec, trials, idempotency_key=key)
+    return study_public(study), created
 
 
 @router.post(
@@ -108,13 +110,13 @@ def list_studies(
     status: StudyStatus | None = None,
 ) -> StudiesPublic:
     """List studies, newest first."""
-    return store.list_studies(limit=limit, offset=offset, status=status)
+    return studies_public(store.list_studies(limit=limit, offset=offset, status=status))
 
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=_NOT_FOUND)
 def read_study(store: StoreDep, study_id: StudyId) -> StudyPublic:
     """Get one study with its spec, status and progress."""
-    return store.get_study(study_id)
+    return study_public(store.get_study(study_id))
 
 
 @router.get("/{study_id}/trials", response_model=TrialsPublic, responses=_NOT_FOUND)
@@ -130,7 +132,7 @@ def list_trials(
     status: TrialStatus | None = None,
 ) -> TrialsPublic:
     """List a study's trials in expansion order, optionally filtered."""
-    return store.list_trials(
+    page = store.list_trials(
         study_id,
         limit=limit,
         offset=offset,
@@ -140,6 +142,7 @@ def list_trials(
         activation=activation,
         status=status,
     )
+    return trials_public(page)
 
 
 @router.get("/{study_id}/summary", response_model=SummaryPublic, responses=_NOT_FOUND)
@@ -157,7 +160,7 @@ def read_summary(store: StoreDep, study_id: StudyId) -> Response:
 )
 def cancel_study(store: StoreDep, study_id: StudyId) -> StudyPublic:
     """Cancel a study's pending and running trials."""
-    return store.cancel_study(study_id)
+    return study_public(store.cancel_study(study_id))
 
 
 @router.delete(

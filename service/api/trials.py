@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path
 
 from service.api.deps import StoreDep
+from service.api.public import trial_public
 from service.schemas import ErrorPublic, TrialDetailPublic
 
 router = APIRouter(prefix="/api/trials", tags=["trials"])
@@ -15,4 +16,4 @@ router = APIRouter(prefix="/api/trials", tags=["trials"])
 )
 def read_trial(store: StoreDep, trial_id: int = Path(ge=1, le=2**62)) -> TrialDetailPublic:
     """Get one trial with its metrics, one entry per epoch."""
-    return store.get_trial(trial_id)
+    return trial_public(store.get_trial(trial_id))

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.client import star
-from service.schemas import SummaryPublic
+from service.summary import Summary
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -36,7 +36,7 @@ def _p(value: float | None) -> str:
     return "-" if value is None else format(value, ".3g")
 
 
-def adjustment_line(summary: SummaryPublic) -> str:
+def adjustment_line(summary: Summary) -> str:
     """How the comparisons' p-values were adjusted, in one line (with the summary's note)."""
     a = summary.adjustment
     name = _ADJUSTMENT_NAMES.get(a.method, a.method)
@@ -56,7 +56,7 @@ def adjustment_line(summary: SummaryPublic) -> str:
     )
 
 
-def cells_table(summary: SummaryPublic) -> Table:
+def cells_table(summary: Summary) -> Table:
     """Every cell at its chosen setting (best lr and init scale), with the trials counted
     beside its mean (diverged: in it; stopped early: not in it)."""
     cells = Table(
@@ -93,7 +93,7 @@ def cells_table(summary: SummaryPublic) -> Table:
     return cells
 
 
-def comparisons_table(summary: SummaryPublic) -> Table:
+def comparisons_table(summary: Summary) -> Table:
     """The paired comparisons: raw p (the primary test), p_adj (adjusted across the study),
     the exact signed-rank p, and the star, which follows p_adj only."""
     name = _ADJUSTMENT_NAMES.get(summary.adjustment.method, summary.adjustment.method)
@@ -125,7 +125,7 @@ def comparisons_table(summary: SummaryPublic) -> Table:
     return comp
 
 
-def summary_tables(summary: SummaryPublic) -> list[Table]:
+def summary_tables(summary: Summary) -> list[Table]:
     """The summary as rich tables: cells at their best setting, then the paired comparisons."""
     tables = [cells_table(summary)]
     if summary.comparisons:
@@ -133,7 +133,7 @@ def summary_tables(summary: SummaryPublic) -> list[Table]:
     return tables
 
 
-def summary_notes(summary: SummaryPublic) -> list[str]:
+def summary_notes(summary: Summary) -> list[str]:
     """Why a CI or p-value is missing (too few seeds...), each distinct note once."""
     notes: dict[str, None] = {}
     for cell in summary.cells:
@@ -147,7 +147,7 @@ def summary_notes(summary: SummaryPublic) -> list[str]:
     return list(notes)
 
 
-def print_summary(out: Console, summary: SummaryPublic, *, cells: bool = True) -> None:
+def print_summary(out: Console, summary: Summary, *, cells: bool = True) -> None:
     for table in summary_tables(summary) if cells else [comparisons_table(summary)]:
         out.print(table)
     if summary.comparisons:

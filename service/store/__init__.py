@@ -50,6 +50,10 @@ the owner: from a worker that no longer holds the lease it changes nothing.
 versions of the cells it touched, in the same transaction; ``summary`` recomputes exactly the
 cells whose version moved, and equals a full recomputation (tested on both databases).
 
+*What it returns.* Records (``service.records``: ``StudyRecord``, ``TrialRecord``,
+``TrialDetail``, ``Page``) and the summary's value types (``service.summary``), never an HTTP
+response model; the API maps records to those (``service.api.public``).
+
 *Values.* Non-finite floats (a diverged loss) are stored as NULL: JSON has no NaN, and the API
 must be able to serve every row. Missing rows raise ``service.errors.NotFoundError``; a state
 that forbids the call raises ``ConflictError``.

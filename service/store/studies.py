@@ -19,15 +19,13 @@ from sqlalchemy.orm import Session
 
 from service.errors import ConflictError, IdempotencyKeyReusedError, NotFoundError
 from service.models import Study, StudyCell, Trial, utcnow
-from service.schemas import (
-    Progress,
-    StudiesPublic,
-    StudyCreate,
-    StudyPublic,
-)
+from service.records import Page, Progress, StudyRecord, field_names
+from service.schemas import StudyCreate
 from service.spec import PlannedTrial, normalized, spec_hash
 from service.store.base import _IN_BATCH, StoreBase, _chunks
-from service.vocabulary import STUDY_FINISHED, TRIAL_RESULT, TRIAL_STATUSES
+from service.vocabulary import STUDY_FINISHED, TRIAL_RESULT
+
+_STUDY_COLUMNS = [name for name in field_names(StudyRecord) if name != "progress"]
 
 
 class Studies(StoreBase):
@@ -39,7 +37,7 @@ class Studies(StoreBase):
         trials: Sequence[PlannedTrial],
         *,
         idempotency_key: str | None = None,
-    ) -> tuple[StudyPublic, bool]:
+    ) -> tuple[StudyRecord, bool]:
         """Store a validated spec and its expanded trials; returns (study, created).
 
         With an `idempotency_key` already used for the same normalized spec, returns that study
@@ -56,9 +54,9 @@ class Studies(StoreBase):
                         if existing is not None:
                             if existing.request_hash != digest:
                                 raise IdempotencyKeyReusedError(idempotency_key)
-                            return self._study_public(s, existing), False
+                            return self._study_record(s, existing), False
                     study = self._insert_study(s, spec, trials, idempotency_key, digest)
-                    return self._study_public(s, study), True
+                    return self._study_record(s, study), True
             except IntegrityError:
                 # Another request with the same key committed first: read its study.
                 if idempotency_key is None or attempt:
@@ -132,19 +130,17 @@ class Studies(StoreBase):
             .group_by(Trial.study_id, Trial.status)
         )
         for sid, status, n in s.execute(query):
-            progress = out[sid]
-            if status in TRIAL_STATUSES:
-                setattr(progress, status, n)
-            progress.total += n
+            out[sid].count(status, n)
         return out
 
-    def _public(self, study: Study, progress: Progress) -> StudyPublic:
-        """The API's study: the row's columns of the same names, and its `progress`."""
-        names = StudyPublic.model_fields.keys() - {"progress"}
-        return StudyPublic(**{name: getattr(study, name) for name in names}, progress=progress)
+    def _record(self, study: Study, progress: Progress) -> StudyRecord:
+        """A study row as a record: its columns of the same names, and its `progress`."""
+        return StudyRecord(
+            **{name: getattr(study, name) for name in _STUDY_COLUMNS}, progress=progress
+        )
 
-    def _study_public(self, s: Session, study: Study) -> StudyPublic:
-        return self._public(study, self._progress(s, [study.id])[study.id])
+    def _study_record(self, s: Session, study: Study) -> StudyRecord:
+        return self._record(study, self._progress(s, [study.id])[study.id])
 
     def _get_study(self, s: Session, study_id: int) -> Study:
         study = s.get(Study, study_id)
@@ -152,14 +148,14 @@ class Studies(StoreBase):
             raise NotFoundError(f"study {study_id} does not exist")
         return study
 
-    def get_study(self, study_id: int) -> StudyPublic:
+    def get_study(self, study_id: int) -> StudyRecord:
         """One study with its progress; NotFoundError when missing."""
         with self._read() as s:
-            return self._study_public(s, self._get_study(s, study_id))
+            return self._study_record(s, self._get_study(s, study_id))
 
     def list_studies(
         self, *, limit: int = 50, offset: int = 0, status: str | None = None
-    ) -> StudiesPublic:
+    ) -> Page[StudyRecord]:
         """A page of studies, newest first, optionally of one status; count is of all matches."""
         with self._read() as s:
             where = [] if status is None else [Study.status == status]
@@ -174,11 +170,9 @@ class Studies(StoreBase):
                 )
             )
             progress = self._progress(s, [st.id for st in studies])
-            return StudiesPublic(
-                data=[self._public(st, progress[st.id]) for st in studies], count=count
-            )
+            return Page([self._record(st, progress[st.id]) for st in studies], count)
 
-    def cancel_study(self, study_id: int) -> StudyPublic:
+    def cancel_study(self, study_id: int) -> StudyRecord:
         """Cancel the study's pending and running trials; ConflictError when already finished."""
         now = utcnow()
         with self._write() as s:
@@ -202,7 +196,7 @@ class Studies(StoreBase):
             study.updated_at = now
             self._touch_cells(s, study_id, None)
             s.flush()
-            return self._study_public(s, study)
+            return self._study_record(s, study)
 
     def delete_study(self, study_id: int) -> None:
         """Delete a finished or cancelled study with its trials and metrics (ConflictError else)."""

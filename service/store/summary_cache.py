@@ -23,15 +23,10 @@ from service.models import (
     Study,
     StudyCell,
 )
-from service.schemas import (
-    Adjustment,
-    CellSummary,
-    Comparison,
-    SummaryPublic,
-)
 from service.store.base import log
 from service.store.studies import Studies
 from service.store.summary_sql import SummarySql
+from service.summary import Adjustment, CellSummary, Comparison, Summary
 
 
 @dataclass(frozen=True)
@@ -52,7 +47,7 @@ class _SummaryEntry:
     versions: dict[str, int]
     cells: dict[str, _CellPart]
     comparisons: dict[tuple[str, str], tuple[_CellPart, _CellPart, dict[str, Any]]]
-    summary: SummaryPublic
+    summary: Summary
     json: bytes | None = None
 
 
@@ -150,7 +145,7 @@ class SummaryCache(SummarySql, Studies):
         self._summaries_lock = threading.Lock()
         self._results = _ResultWriter(self._writer)
 
-    def summary(self, study_id: int) -> SummaryPublic:
+    def summary(self, study_id: int) -> Summary:
         """The study's comparison (service.stats) from the trials' final-metric columns.
 
         Incremental: the last summary of each study is kept per cell, with the cell versions
@@ -260,7 +255,7 @@ class SummaryCache(SummarySql, Studies):
             else:
                 comparisons[ka, kb] = (pa, pb, stats.comparison(pa.result, pb.result))
         final, block = stats.adjusted((c[2] for c in comparisons.values()), adjustment)
-        summary = SummaryPublic.model_construct(
+        summary = Summary.model_construct(
             study_id=study_id,
             status=status,
             cells=[by_key[key][1].model for key in stats.cell_order(by_key)],

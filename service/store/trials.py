@@ -16,18 +16,13 @@ from sqlalchemy import (
 
 from service.errors import NotFoundError
 from service.models import EPOCH_METRICS, FINAL_METRICS, Trial, TrialMetric
-from service.schemas import (
-    EpochMetricPublic,
-    TrialDetailPublic,
-    TrialPublic,
-    TrialsPublic,
-)
+from service.records import EpochRecord, Page, TrialDetail, TrialRecord, field_names
 from service.store.base import _is, _num
 from service.store.studies import Studies
 from service.vocabulary import TRIAL_RESULT
 
 _EXPORT_BATCH = 500  # trials per export query
-_T = TypeVar("_T", bound=TrialPublic)
+_T = TypeVar("_T", bound=TrialRecord)
 # Columns a trial list can be ordered by (the web table's sortable columns).
 TRIAL_SORT_KEYS = frozenset(
     {"index", "method", "depth", "width", "activation", "lr", "init_scale", "seed"}
@@ -52,7 +47,7 @@ class Trials(Studies):
         status: str | None = None,
         order_by: str = "index",
         descending: bool = False,
-    ) -> TrialsPublic:
+    ) -> Page[TrialRecord]:
         """A page of a study's trials with optional filters, in expansion order by default.
 
         `order_by` is one of ``TRIAL_SORT_KEYS`` (the web table sorts by any column); missing
@@ -81,9 +76,9 @@ class Trials(Studies):
             trials = s.scalars(
                 select(Trial).where(*where).order_by(*order).limit(limit).offset(offset)
             )
-            return TrialsPublic(data=[_trial_public(t) for t in trials], count=count)
+            return Page([_trial_record(t) for t in trials], count)
 
-    def get_trial(self, trial_id: int) -> TrialDetailPublic:
+    def get_trial(self, trial_id: int) -> TrialDetail:
         """One trial with its run info and every epoch's metrics; NotFoundError when missing."""
         with self._read() as s:
             trial = s.get(Trial, trial_id)
@@ -94,11 +89,11 @@ class Trials(Studies):
                 .where(TrialMetric.trial_id == trial_id)
                 .order_by(TrialMetric.epoch)
             )
-            return _trial_public(
+            return _trial_record(
                 trial,
-                TrialDetailPublic,
+                TrialDetail,
                 metrics=[
-                    EpochMetricPublic(
+                    EpochRecord(
                         epoch=m.epoch,
                         diagnostics=m.diagnostics,
                         **{k: getattr(m, k) for k in EPOCH_METRICS},
@@ -288,8 +283,8 @@ class Trials(Studies):
                         yield row
 
 
-def _trial_public(t: Trial, model: type[_T] = TrialPublic, **extra: Any) -> _T:  # type: ignore[assignment]
-    """`model` (TrialPublic or TrialDetailPublic) of a trial row: its fields are the row's
-    columns of the same names (``error`` is ``last_error``), and `extra` gives the others."""
-    names = model.model_fields.keys() - extra.keys() - {"error"}
-    return model(**{name: getattr(t, name) for name in names}, error=t.last_error, **extra)
+def _trial_record(t: Trial, record: type[_T] = TrialRecord, **extra: Any) -> _T:  # type: ignore[assignment]
+    """`record` (TrialRecord or TrialDetail) of a trial row: its fields are the row's columns
+    of the same names (``error`` is ``last_error``), and `extra` gives the others."""
+    names = [n for n in field_names(record) if n not in extra and n != "error"]
+    return record(**{name: getattr(t, name) for name in names}, error=t.last_error, **extra)

@@ -33,6 +33,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from lcw import catalog
 from service import vocabulary
 from service.api.deps import SettingsDep, StoreDep
+from service.api.public import study_public, trial_public
 from service.errors import NotFoundError
 from service.models import utcnow
 from service.store import Store
@@ -303,6 +304,7 @@ def study_page(
     p = study.progress
     context = {
         "study": study,
+        "study_json": study_public(study).model_dump(mode="json"),  # what GET /api/studies/ID says
         "summary": summary,
         "scored": p.completed + p.diverged + p.stopped_early,
         "first_failed": first_failed,
@@ -370,7 +372,7 @@ def trial_page(request: Request, store: StoreDep, trial_id: str) -> HTMLResponse
         study = store.get_study(trial.study_id)
     except NotFoundError:
         return _not_found(request, f"trial {tid}")
-    metrics = [m.model_dump(mode="json") for m in trial.metrics]
+    metrics = [m.model_dump(mode="json") for m in trial_public(trial).metrics]
     context = {
         "trial": trial,
         "study": study,

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lcw import catalog
-from service.schemas import CellSummary, StudyPublic, SummaryPublic, TrialsPublic
+from service.records import Page, StudyRecord, TrialRecord
 from service.store import TRIAL_SORT_KEYS, Store
+from service.summary import CellSummary, Summary
 from service.vocabulary import TRIAL_STATUSES
 
 # One color per method, the same in every chart and the table (Okabe-Ito, colour-blind safe);
@@ -88,7 +89,7 @@ class TableQuery:
         return {k: str(v) for k, v in state.items() if v is not None}
 
 
-def trial_page(store: Store, study_id: int, query: TableQuery) -> TrialsPublic:
+def trial_page(store: Store, study_id: int, query: TableQuery) -> Page[TrialRecord]:
     """One page of the trial table (the store's list_trials, as the API serves it)."""
     return store.list_trials(
         study_id,
@@ -103,7 +104,7 @@ def trial_page(store: Store, study_id: int, query: TableQuery) -> TrialsPublic:
     )
 
 
-def cells_of(summary: SummaryPublic) -> list[Cell]:
+def cells_of(summary: Summary) -> list[Cell]:
     """The study's cells (depth, width, activation) in the summary's order."""
     seen: dict[Cell, None] = {}
     for c in summary.cells:
@@ -111,7 +112,7 @@ def cells_of(summary: SummaryPublic) -> list[Cell]:
     return list(seen)
 
 
-def default_cell(summary: SummaryPublic) -> Cell | None:
+def default_cell(summary: Summary) -> Cell | None:
     """The cell to show first: the deepest sigmoid one (else of the first activation), where
     the methods differ most."""
     cells = cells_of(summary)
@@ -132,7 +133,7 @@ def cell_label(cell: Cell) -> str:
 Setting = tuple[float, float | None]  # (lr, init_scale)
 
 
-def best_settings(summary: SummaryPublic, cell: Cell) -> dict[str, Setting]:
+def best_settings(summary: Summary, cell: Cell) -> dict[str, Setting]:
     """Each method's best (lr, init_scale) in `cell` (methods without one are left out)."""
     out: dict[str, Setting] = {}
     for c in summary.cells:
@@ -157,7 +158,7 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def cell_data(store: Store, study_id: int, summary: SummaryPublic, cell: Cell) -> dict[str, Any]:
+def cell_data(store: Store, study_id: int, summary: Summary, cell: Cell) -> dict[str, Any]:
     """Learning curves and layer diagnostics of `cell`, every method at its best setting.
 
     {"cell": {...}, "curves": {method: {"lr", "init_scale", "epoch": [...], "train_loss": [...],
@@ -245,7 +246,7 @@ def _ordered(by_method: dict[str, Any]) -> dict[str, Any]:
     return {m: by_method[m] for m in sorted(by_method, key=lambda m: rank.get(m, len(rank)))}
 
 
-def timing(study: StudyPublic, now: Any) -> dict[str, float | None]:
+def timing(study: StudyRecord, now: Any) -> dict[str, float | None]:
     """Elapsed seconds since the first claim and a naive remaining estimate (elapsed per
     finished trial x unfinished trials); None where it cannot be known yet."""
     p = study.progress
@@ -261,7 +262,7 @@ def timing(study: StudyPublic, now: Any) -> dict[str, float | None]:
     return {"elapsed_s": elapsed, "remaining_s": remaining}
 
 
-def page_config(study: StudyPublic, summary: SummaryPublic, *, auth: bool) -> dict[str, Any]:
+def page_config(study: StudyRecord, summary: Summary, *, auth: bool) -> dict[str, Any]:
     """Static facts the study page's script needs (colors, the cells, whether writes need a
     token)."""
     rank = {a: i for i, a in enumerate(catalog.ACTIVATIONS)}

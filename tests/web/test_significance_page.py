@@ -13,7 +13,8 @@ import pytest
 from significance_study import CHOSEN_SCALE
 from web_helpers import PageLog, Served, screenshot
 
-from service.schemas import Comparison, SummaryPublic
+from service.schemas import SummaryPublic
+from service.summary import Comparison
 
 pytestmark = pytest.mark.browser
 
