@@ -88,14 +88,15 @@ class StoreError(ServiceError):
 
 
 class IdempotencyKeyReusedError(ServiceError):
-    """The same Idempotency-Key sent again with a different spec (IETF draft: 422)."""
+    """The same Idempotency-Key sent again with a different request (IETF draft: 422)."""
 
     status_code = 422
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, what: str = "spec") -> None:
+        new = "a new study" if what == "spec" else f"a new {what}"
         super().__init__(
-            f"Idempotency-Key '{key}' was already used with a different spec; "
-            "send a new key for a new study"
+            f"Idempotency-Key '{key}' was already used with a different {what}; "
+            f"send a new key for {new}"
         )
         self.key = key
 

@@ -30,7 +30,7 @@ from service.api import health, studies, trials
 from service.config import Settings, get_settings
 from service.db import make_engine, upgrade_database
 from service.errors import install_handlers
-from service.schemas import StudyCreate
+from service.schemas import StudyCreate, StudyExtend
 from service.store import Store
 from service.vocabulary import STUDY_STATUSES, TRIAL_STATUSES
 from service.web import pages
@@ -179,6 +179,9 @@ def _openapi_with_spec(app: FastAPI, *, auth: bool) -> Callable[[], dict[str, An
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(spec.pop("$defs", {}))
         components["StudyCreate"] = spec
+        extend = StudyExtend.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(extend.pop("$defs", {}))
+        components["StudyExtend"] = extend
         if not auth:
             schema["components"].pop("securitySchemes", None)
             for operations in schema.get("paths", {}).values():

@@ -189,6 +189,27 @@ class StudyCell(Base):
     result_version: Mapped[int | None] = mapped_column(Integer)
 
 
+class StudyChange(Base):
+    """A change made to a stored study after its submission: an ``extend`` (trials added) or a
+    ``retry`` (failed or cancelled trials requeued). The record a reviewer needs to see that
+    seeds were added after results were in, and what an Idempotency-Key replays."""
+
+    __tablename__ = "study_changes"
+    __table_args__ = (
+        UniqueConstraint("kind", "idempotency_key", name="uq_study_changes_kind_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "extend" or "retry"
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)  # the extension as sent, or {}
+    trials: Mapped[int] = mapped_column(Integer)  # trials added or requeued
+    # A client's Idempotency-Key (unique per kind of change) and the hash of its request.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TrialMetric(_FinalMetrics, Base):
     """One epoch of one trial (epoch 0: evaluation at init); written once per epoch."""
 

@@ -258,6 +258,25 @@ class StudyCreate(_Spec):
         return _unique(values)
 
 
+class LRSearchExtend(_Spec):
+    trials_per_cell: int = Field(ge=1, le=1000)  # the new total of slots per cell
+
+
+class StudyExtend(_Spec):
+    """An extension of a stored study (``POST /api/studies/{id}/extend``): values to add to its
+    axes, a larger seed total, more lr_search slots. Fields that define the stored trials
+    (dataset, model, epochs, optimizer, ...) cannot change (``service.extend``)."""
+
+    seeds: int | None = Field(default=None, ge=1, le=100)  # the new total, more than today's
+    methods: list[MethodName] | None = None
+    depths: list[Depth] | None = None
+    widths: list[Width] | None = None
+    activations: list[ActivationName] | None = None
+    learning_rates: list[LearningRate] | None = None
+    init_scales: list[InitScale] | None = None
+    lr_search: LRSearchExtend | None = None
+
+
 class Progress(BaseModel):
     total: int = 0
     pending: int = 0
@@ -283,6 +302,14 @@ class StudyPublic(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class StudyExtended(StudyPublic):
+    added_trials: int  # trials the extension added (on a replay: the first call's count)
+
+
+class StudyRetried(StudyPublic):
+    requeued_trials: int  # failed and cancelled trials put back in the queue
 
 
 class StudiesPublic(BaseModel):

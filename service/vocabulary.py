@@ -13,6 +13,8 @@ has the queue's transitions). The groupings:
   diverged (a diverged trial scores what its model does when it diverged);
   ``TRIAL_STOPPED`` (stopped early by the scheduler) is counted beside the means, never in them.
 * ``TRIAL_UNFINISHED``: pending or running; ``TRIAL_TERMINAL``: every other status.
+* ``TRIAL_RETRIABLE``: failed or cancelled, what a study's retry requeues (a trial with a
+  result never runs again).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ TRIAL_TERMINAL = frozenset(TRIAL_STATUSES) - TRIAL_UNFINISHED
 TRIAL_RESULT = frozenset({"completed", "diverged", "stopped_early"})
 TRIAL_SCORED = frozenset({"completed", "diverged"})
 TRIAL_STOPPED = "stopped_early"
+TRIAL_RETRIABLE = frozenset({"failed", "cancelled"})
 
 
 def with_result(progress: Any) -> int:
@@ -53,6 +56,7 @@ def as_json() -> dict[str, Any]:
         "trial_scored": ordered(TRIAL_SCORED),
         "trial_unfinished": ordered(TRIAL_UNFINISHED),
         "trial_terminal": ordered(TRIAL_TERMINAL),
+        "trial_retriable": ordered(TRIAL_RETRIABLE),
     }
 
 
@@ -60,6 +64,7 @@ __all__ = [
     "STUDY_FINISHED",
     "STUDY_STATUSES",
     "TRIAL_RESULT",
+    "TRIAL_RETRIABLE",
     "TRIAL_SCORED",
     "TRIAL_STATUSES",
     "TRIAL_STOPPED",

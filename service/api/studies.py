@@ -18,10 +18,13 @@ from lcw import catalog
 from service.api.deps import SettingsDep, StoreDep, WriterDep
 from service.api.public import studies_public, study_public, trials_public
 from service.config import Settings
+from service.extend import plan_extension, request_hash
 from service.schemas import (
     ErrorPublic,
     StudiesPublic,
+    StudyExtended,
     StudyPublic,
+    StudyRetried,
     SummaryPublic,
     TrialsPublic,
 )
@@ -36,6 +39,21 @@ StudyId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorPublic}}
 _WRITE: dict[int | str, dict[str, Any]] = {401: {"model": ErrorPublic}}
 _SPEC_SCHEMA = {"$ref": "#/components/schemas/StudyCreate"}
+_EXTEND_SCHEMA = {"$ref": "#/components/schemas/StudyExtend"}
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retrying with the same key and body returns the first call's answer.",
+    ),
+]
+
+
+def _validation(exc: ValidationError) -> RequestValidationError:
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
 
 
 def _create(
@@ -45,8 +63,7 @@ def _create(
     try:
         spec, trials = plan_study(data, max_trials=settings.max_trials_per_study)
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        raise RequestValidationError(errors) from exc
+        raise _validation(exc) from exc
     study, created = store.create_study(spec, trials, idempotency_key=key)
     return study_public(study), created
 
@@ -80,16 +97,7 @@ async def create_study(
     response: Response,
     store: StoreDep,
     settings: SettingsDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
-            description="Retrying with the same key and spec returns the same study (201).",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> StudyPublic:
     """Submit a study spec (JSON or YAML) and queue its trials."""
     raw = await request.body()
@@ -161,6 +169,77 @@ def read_summary(store: StoreDep, study_id: StudyId) -> Response:
 def cancel_study(store: StoreDep, study_id: StudyId) -> StudyPublic:
     """Cancel a study's pending and running trials."""
     return study_public(store.cancel_study(study_id))
+
+
+def _extend(
+    store: Store, settings: Settings, study_id: int, raw: bytes, media_type: str, key: str | None
+) -> tuple[StudyExtended, bool]:
+    request = load_document(raw, media_type)
+    digest = request_hash(request) if isinstance(request, dict) else ""
+
+    def plan(stored: Any, next_index: int) -> Any:
+        return plan_extension(
+            stored, request, next_index=next_index, max_trials=settings.max_trials_per_study
+        )
+
+    try:
+        study, added, replayed = store.extend_study(
+            study_id, request, plan, digest=digest, idempotency_key=key
+        )
+    except ValidationError as exc:
+        raise _validation(exc) from exc
+    public = study_public(study)
+    return StudyExtended(**public.model_dump(), added_trials=added), replayed
+
+
+@router.post(
+    "/{study_id}/extend",
+    response_model=StudyExtended,
+    dependencies=[WriterDep],
+    responses={**_NOT_FOUND, **_WRITE, 409: {"model": ErrorPublic}, 415: {"model": ErrorPublic}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _EXTEND_SCHEMA},
+                "application/yaml": {"schema": _EXTEND_SCHEMA},
+            },
+        }
+    },
+)
+async def extend_study(
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    study_id: StudyId,
+    idempotency_key: IdempotencyKey = None,
+) -> StudyExtended:
+    """Add trials to a study: more seeds, new values on its axes, more lr_search slots.
+
+    Stored trials and their metrics stay as they are; only the new trials run, and the study
+    runs again until they finish. Fields that define the stored trials cannot change (422)."""
+    raw = await request.body()
+    media_type = request.headers.get("content-type", "application/json")
+    study, replayed = await run_in_threadpool(
+        _extend, store, settings, study_id, raw, media_type, idempotency_key
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return study
+
+
+@router.post(
+    "/{study_id}/retry",
+    response_model=StudyRetried,
+    dependencies=[WriterDep],
+    responses={**_NOT_FOUND, **_WRITE, 409: {"model": ErrorPublic}},
+)
+def retry_study(store: StoreDep, study_id: StudyId) -> StudyRetried:
+    """Requeue a study's failed and cancelled trials with a fresh attempt budget (resumes a
+    cancelled study); trials with a result never run again."""
+    study, requeued = store.retry_study(study_id)
+    return StudyRetried(**study_public(study).model_dump(), requeued_trials=requeued)
 
 
 @router.delete(

@@ -11,6 +11,8 @@ module per concept, each a layer of the class (``Store`` inherits them all):
                           diagnostics, the streaming export
 ``queue.py``              the lease queue the workers code against (``ClaimedTrial``)
 ``slots.py``              lr_search slots: assign a setting once, read it, the history
+``lifecycle.py``          after submission: extend a study, retry or resume it, fail its
+                          pending trials on an error no retry fixes
 ``summary_sql.py``        the summary's aggregate queries over the covering index
 ``summary_cache.py``      the incremental summary: per-study LRU, per-cell reuse, stored
                           cell results written by a background thread
@@ -45,6 +47,9 @@ the owner: from a worker that no longer holds the lease it changes nothing.
   gives back what it holds)
 - pending | running -> cancelled (``cancel_study``; a running worker learns it from
   ``renew_leases``, which stops returning the trial)
+- failed | cancelled -> pending with a fresh attempt budget (``retry_study``); new pending
+  trials (``extend_study``); pending -> failed at once (``fail_pending``, an error that every
+  pending trial of the study would hit and no retry fixes)
 
 *Derived state.* Every call that changes trials updates their study's status and moves the
 versions of the cells it touched, in the same transaction; ``summary`` recomputes exactly the
@@ -62,6 +67,7 @@ that forbids the call raises ``ConflictError``.
 from __future__ import annotations
 
 from service.store.base import clean_json
+from service.store.lifecycle import Lifecycle
 from service.store.queue import ClaimedTrial, Queue
 from service.store.slots import SlotHistory, Slots
 from service.store.summary_cache import SummaryCache
@@ -69,7 +75,7 @@ from service.store.summary_sql import OUTCOME_COLUMNS
 from service.store.trials import TRIAL_SORT_KEYS, Trials
 
 
-class Store(Queue, Slots, Trials, SummaryCache):
+class Store(Queue, Slots, Lifecycle, Trials, SummaryCache):
     """All persistence for one database (``engine``); safe to share between threads."""
 
 

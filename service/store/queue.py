@@ -256,11 +256,14 @@ class Queue(Studies):
             self._refresh_studies(s, changed, now)
             return bool(changed)
 
-    def fail_trial_attempt(self, owner: str, trial_id: int, *, error: str) -> str:
+    def fail_trial_attempt(
+        self, owner: str, trial_id: int, *, error: str, retry: bool = True
+    ) -> str:
         """Record a failed attempt of a trial `owner` holds; returns the trial's new status.
 
-        "pending" (another attempt will run) while attempt <= max_retries, else "failed"; the
-        error text is kept in both cases. When the owner no longer holds the trial nothing
+        "pending" (another attempt will run) while attempt <= max_retries, else "failed";
+        "failed" at once with `retry` False (an error no retry can fix). The error text is kept
+        in both cases. When the owner no longer holds the trial nothing
         changes and its current status is returned. NotFoundError for an unknown id.
         """
         now = utcnow()
@@ -281,7 +284,7 @@ class Queue(Studies):
                 raise NotFoundError(f"trial {trial_id} does not exist")
             if row.status != "running" or row.lease_owner != owner:
                 return str(row.status)
-            new = "pending" if row.attempt <= row.max_retries else "failed"
+            new = "pending" if retry and row.attempt <= row.max_retries else "failed"
             changed = self._unlease(
                 s, (Trial.id == trial_id,), now, status=new, last_error=error[:MAX_ERROR_CHARS],
                 finished_at=now if new == "failed" else None,

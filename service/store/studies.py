@@ -87,10 +87,23 @@ class Studies(StoreBase):
         )
         s.add(study)
         s.flush()
+        self._insert_trials(s, study.id, spec, trials, now)
+        return study
+
+    def _insert_trials(
+        self,
+        s: Session,
+        study_id: int,
+        spec: StudyCreate,
+        trials: Sequence[PlannedTrial],
+        now: datetime,
+    ) -> None:
+        """Insert `trials` pending with a fresh attempt budget, and their cells that are new
+        (a cell already stored keeps its row and version)."""
         resources = spec.resources.model_dump()
         rows = [
             {
-                "study_id": study.id,
+                "study_id": study_id,
                 "index": t.index,
                 "cell_key": t.cell_key,
                 "method": t.method,
@@ -114,11 +127,11 @@ class Studies(StoreBase):
         ]
         for chunk in _chunks(rows, 2000):
             s.execute(insert(Trial), list(chunk))
-        cells = [{"study_id": study.id, "cell_key": k, "version": 0}
-                 for k in dict.fromkeys(t.cell_key for t in trials)]  # fmt: skip
+        stored = set(s.scalars(select(StudyCell.cell_key).where(StudyCell.study_id == study_id)))
+        cells = [{"study_id": study_id, "cell_key": k, "version": 0}
+                 for k in dict.fromkeys(t.cell_key for t in trials) if k not in stored]  # fmt: skip
         for chunk in _chunks(cells, 2000):
             s.execute(insert(StudyCell), list(chunk))
-        return study
 
     def _progress(self, s: Session, study_ids: Sequence[int]) -> dict[int, Progress]:
         out = {sid: Progress() for sid in study_ids}
@@ -311,8 +324,8 @@ class Studies(StoreBase):
             study.updated_at = now
             if new != study.status:
                 study.status = new
-                if new in STUDY_FINISHED:
-                    study.finished_at = now
+                # finished now, or running again (trials added or requeued)
+                study.finished_at = now if new in STUDY_FINISHED else None
         s.flush()
         for sid in sorted(cells):
             self._touch_cells(s, sid, cells[sid])
