@@ -93,6 +93,20 @@ class _PackedOptimizer(torch.optim.Optimizer):
         self.base_lr = lr.clone()
         self.active = torch.ones(self.packs, dtype=torch.bool, device=lr.device)
 
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict plus the per-member learning rates and active mask (a
+        checkpoint's: ``load_state_dict`` restores them exactly)."""
+        out = super().state_dict()
+        out["member_lr"], out["active"] = self.member_lr.clone(), self.active.clone()
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        member_lr, active = state.pop("member_lr"), state.pop("active")
+        super().load_state_dict(state)
+        self.member_lr = member_lr.to(self.member_lr.device)
+        self.active.copy_(active)  # in place: the trainer holds this tensor
+
     def set_scale(self, scale: float) -> None:
         """Scale every member's base LR (LR schedules)."""
         self.member_lr = self.base_lr * scale
@@ -262,3 +276,61 @@ def build_packed_optimizer(
     if o.name == "sgd":
         return PackedSGD(params, lr=lr, momentum=o.momentum, nesterov=o.nesterov)
     return PackedAdam(params, lr=lr, betas=o.betas, decoupled=o.name == "adamw")
+
+
+# ---------------------------------------------------------------- the trainer's interface
+
+
+class SingleOptimizer:
+    """The torch optimizer of a single trial behind the pack optimizer's small interface."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, lr: float) -> None:
+        self.optimizer, self.base_lr = optimizer, lr
+        self.active = torch.ones(1, dtype=torch.bool)
+
+    def set_scale(self, scale: float) -> None:
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.base_lr * scale
+
+    def lr(self, i: int) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state (its groups carry the scheduled LR) and the active flag."""
+        return {"optimizer": self.optimizer.state_dict(), "active": self.active.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.active.copy_(state["active"])
+
+
+class PackOptimizer:
+    """A pack's ``PackedSGD`` / ``PackedAdam`` behind the same interface."""
+
+    def __init__(self, optimizer: _PackedOptimizer) -> None:
+        self.optimizer = optimizer
+        self.active = optimizer.active
+
+    def set_scale(self, scale: float) -> None:
+        self.optimizer.set_scale(scale)
+
+    def lr(self, i: int) -> float:
+        return float(self.optimizer.member_lr[i])
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)

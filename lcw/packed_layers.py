@@ -102,4 +102,15 @@ class LCWPackedLinear(_ZeroSumMixin, PackedLinear):
         self._setup_constraint(impl)
 
 
-__all__ = ["LCWPackedLinear", "PackedLinear", "packed_linear"]
+@torch.no_grad()
+def member_state(model: nn.Module, k: int, packs: int) -> list[tuple[Tensor, Tensor]]:
+    """(live view, copy) of member `k`'s slice of every member-major parameter and buffer."""
+    out = []
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.dim() and t.shape[0] % packs == 0 and t.is_contiguous():
+            live = t.data.view(packs, -1)[k]
+            out.append((live, live.clone()))
+    return out
+
+
+__all__ = ["LCWPackedLinear", "PackedLinear", "member_state", "packed_linear"]

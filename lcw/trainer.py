@@ -15,6 +15,9 @@ Config in, per-epoch metrics out through the callback, a result at the end. No d
   as it was when it diverged (non-finite logits count as wrong).
 * Determinism: the same config gives bitwise-identical metrics on CPU (single thread default).
 * ``on_epoch`` may return True to stop the trial after that epoch (status ``stopped_early``).
+* Checkpoints (``checkpoint=``, a ``lcw.checkpoint.CheckpointPlan``): the loop's state is saved
+  at epoch ends and a later call resumes from it (``lcw.resume``); the callback then sees only
+  the epochs after the saved one, the result holds every epoch and ``resumed_from_epoch``.
 
 One loop serves both paths: a single trial trains its ``Net`` with the torch optimizer, a pack
 of K trials (``lcw.packed``) trains one fused model with a per-member optimizer; members that
@@ -36,11 +39,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lcw.augment import augment_generator, crop_flip
+from lcw.checkpoint import CheckpointPlan
 from lcw.config import TrialConfig, pack_key
 from lcw.data import Dataset, load_dataset
 from lcw.diagnostics import measure_layers
 from lcw.models import build_model
-from lcw.optim import build_optimizer
+from lcw.optim import PackOptimizer, SingleOptimizer, build_optimizer
+from lcw.packed_layers import member_state
+from lcw.resume import Checkpointer
 
 ORDER_SEED_OFFSET = 1_000_003  # data-order generator seed = seed + this
 EVAL_BATCH = 2048  # evaluation batch size (memory bound only; results do not depend on it)
@@ -67,6 +73,8 @@ class TrialResult:
     diverged_epoch: int | None = None
     message: str | None = None
     env: dict[str, Any] = field(default_factory=dict)
+    resumed_from_epoch: int | None = None  # the checkpoint's epoch this run continued from
+    resume_note: str | None = None  # why a checkpoint found was not resumed (started over)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,56 +116,6 @@ class _Single(nn.Module):
         return logits.unsqueeze(0)
 
 
-class _TorchOptimizer:
-    """The torch optimizer of a single trial behind the pack optimizer's small interface."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, lr: float) -> None:
-        self.optimizer, self.base_lr = optimizer, lr
-        self.active = torch.ones(1, dtype=torch.bool)
-
-    def set_scale(self, scale: float) -> None:
-        for g in self.optimizer.param_groups:
-            g["lr"] = self.base_lr * scale
-
-    def lr(self, i: int) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        self.optimizer.step()
-
-
-class _PackOptimizer:
-    def __init__(self, optimizer: Any) -> None:
-        self.optimizer = optimizer
-        self.active = optimizer.active
-
-    def set_scale(self, scale: float) -> None:
-        self.optimizer.set_scale(scale)
-
-    def lr(self, i: int) -> float:
-        return float(self.optimizer.member_lr[i])
-
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        self.optimizer.step()
-
-
-@torch.no_grad()
-def _member_state(model: nn.Module, k: int, packs: int) -> list[tuple[Tensor, Tensor]]:
-    """(live view, copy) of member `k`'s slice of every member-major parameter and buffer."""
-    out = []
-    for t in [*model.parameters(), *model.buffers()]:
-        if t.dim() and t.shape[0] % packs == 0 and t.is_contiguous():
-            live = t.data.view(packs, -1)[k]
-            out.append((live, live.clone()))
-    return out
-
-
 @torch.no_grad()
 def evaluate(
     model: nn.Module, x: Tensor, y: Tensor, *, packs: int = 1
@@ -195,11 +153,16 @@ def train(
     on_epoch: EpochCallback | None = None,
     dataset: Dataset | None = None,
     on_step: StepCallback | None = None,
+    checkpoint: CheckpointPlan | None = None,
 ) -> TrialResult:
-    """Train one trial to completion, divergence or an early stop asked for by `on_epoch`."""
+    """Train one trial to completion, divergence or an early stop asked for by `on_epoch`;
+    with `checkpoint`, save its state as the plan says and resume from a saved one."""
     cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     callback = None if on_epoch is None else (lambda _i, m: on_epoch(m))
-    return _run([cfg], on_epoch=callback, dataset=dataset, on_step=on_step, packed=False)[0]
+    return _run(
+        [cfg], on_epoch=callback, dataset=dataset, on_step=on_step, packed=False,
+        checkpoint=checkpoint,
+    )[0]  # fmt: skip
 
 
 def train_pack(
@@ -208,10 +171,12 @@ def train_pack(
     on_epoch: PackEpochCallback | None = None,
     dataset: Dataset | None = None,
     on_step: StepCallback | None = None,
+    checkpoint: CheckpointPlan | None = None,
 ) -> list[TrialResult]:
     """Train trials that differ only in `lr` and `seed` as one fused model (``lcw.packed``).
 
     On CPU an MLP member's result equals its trial run alone bit for bit (``lcw.packed``).
+    `checkpoint`: as ``train``'s, for the whole pack (it resumes only the same member set).
     """
     cfgs = [c if isinstance(c, TrialConfig) else TrialConfig.from_dict(c) for c in configs]
     if not cfgs:
@@ -219,7 +184,10 @@ def train_pack(
     keys = {pack_key(c) for c in cfgs}
     if len(keys) > 1:
         raise ValueError("configs: a pack's trials may differ only in 'lr' and 'seed'")
-    return _run(cfgs, on_epoch=on_epoch, dataset=dataset, on_step=on_step, packed=True)
+    return _run(
+        cfgs, on_epoch=on_epoch, dataset=dataset, on_step=on_step, packed=True,
+        checkpoint=checkpoint,
+    )  # fmt: skip
 
 
 def _run(
@@ -229,6 +197,7 @@ def _run(
     dataset: Dataset | None,
     on_step: StepCallback | None,
     packed: bool,
+    checkpoint: CheckpointPlan | None = None,
 ) -> list[TrialResult]:
     cfg, packs = cfgs[0], len(cfgs)
     device = resolve_device(cfg.device)
@@ -241,18 +210,18 @@ def _run(
     else:
         data = dataset.limit_train(cfg.train_limit).to(device)
     model: nn.Module
-    opt: _TorchOptimizer | _PackOptimizer
+    opt: SingleOptimizer | PackOptimizer
     if packed:
         from lcw.packed import build_packed_model, build_packed_optimizer
 
         model = build_packed_model(
             cfgs, input_shape=data.input_shape, num_classes=data.num_classes
         ).to(device)
-        opt = _PackOptimizer(build_packed_optimizer(cfgs, model, device))
+        opt = PackOptimizer(build_packed_optimizer(cfgs, model, device))
     else:
         net = build_model(cfg, input_shape=data.input_shape, num_classes=data.num_classes)
         model = _Single(net.to(device), channels_last=cfg.channels_last)
-        opt = _TorchOptimizer(build_optimizer(cfg, model), cfg.lr)
+        opt = SingleOptimizer(build_optimizer(cfg, model), cfg.lr)
     conv = cfg.model != "mlp"
     if cfg.channels_last and conv:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -315,11 +284,19 @@ def _run(
     # which still re-projects its rows and moves its norm statistics in the forward pass.
     frozen: dict[int, list[tuple[Tensor, Tensor]]] = {}
     stopped_lr: dict[int, float] = {}  # a diverged member's LR at its last step, as alone
+    saver = None if checkpoint is None else Checkpointer(
+        checkpoint, [c.to_dict() for c in cfgs], model=model, optimizer=opt, orders=orders,
+        augmenters=augmenters, results=results, running=running, stopped_lr=stopped_lr,
+        frozen=frozen, device=device,
+    )  # fmt: skip
     model.train()
-    for k, m in enumerate(eval_metrics(0)):
-        emit(k, {**m, "train_loss": None, "train_acc": None, "seconds": 0.0, "samples_per_s": None})
-    step_no = 0
-    for epoch in range(1, cfg.epochs + 1):
+    resumed = None if saver is None else saver.resume()
+    first, step_no = (1, 0) if resumed is None else (resumed[0] + 1, resumed[1])
+    if resumed is None:
+        for k, m in enumerate(eval_metrics(0)):
+            emit(k, {**m, "train_loss": None, "train_acc": None, "seconds": 0.0,
+                     "samples_per_s": None})  # fmt: skip
+    for epoch in range(first, cfg.epochs + 1):
         if not any(running):
             break
         for k in range(packs):
@@ -377,7 +354,7 @@ def _run(
                         opt.active[k] = False
                         stopped_lr[k] = opt.lr(k)
                         if packs > 1:
-                            frozen[k] = _member_state(model, k, packs)
+                            frozen[k] = member_state(model, k, packs)
                         results[k].status, results[k].diverged_epoch = "diverged", epoch
                         results[k].message = (
                             f"training loss {mean:.4g} is non-finite or above the divergence "
@@ -406,6 +383,8 @@ def _run(
                 samples_per_s=seen / seconds if seconds > 0 else None,
             )
             emit(k, metrics[k])
+        if saver is not None:
+            saver.after_epoch(epoch, step_no, last=epoch == cfg.epochs)
     for r in results:
         last = r.epochs[-1]
         r.val_loss, r.val_acc = last["val_loss"], last["val_acc"]

@@ -6,7 +6,7 @@ included, at any pack size. Two paths differed: the CPU's elementwise kernels co
 last (numel mod SIMD block) elements with scalar code that rounds exp / tanh / erf differently,
 and a trial alone and packed holds its activations at different places of tensors of other
 sizes (``lcw.activations.ALIGN``); and a member frozen by divergence went on counting training loss
-and being re-projected while its pack-mates trained (``lcw.trainer._member_state``). Adam,
+and being re-projected while its pack-mates trained (``lcw.packed_layers.member_state``). Adam,
 batch/layer norm and weight normalization still differ in the last bits when packed; they are
 not asserted here.
 """
