@@ -31,7 +31,9 @@ from service import vocabulary
 from service.schemas import (
     HealthPublic,
     StudiesPublic,
+    StudyExtended,
     StudyPublic,
+    StudyRetried,
     SummaryPublic,
     TrialDetailPublic,
     TrialPublic,
@@ -303,6 +305,32 @@ class Client:
         return StudyPublic.model_validate(
             self._request("POST", f"/api/studies/{study_id}/cancel").json()
         )
+
+    def extend(
+        self, study_id: int, *, idempotency_key: str | None = None, **changes: Any
+    ) -> StudyExtended:
+        """POST /api/studies/{id}/extend: add to a study's axes (``seeds`` is the new total;
+        ``learning_rates``, ``methods``, ... list values to add; ``lr_search={"trials_per_cell":
+        N}``). Only the new trials run; ``added_trials`` says how many there are.
+
+        Example: ``client.extend(3, seeds=6, learning_rates=[0.3])``"""
+        headers = {"Idempotency-Key": idempotency_key or f"lcw-client-{uuid.uuid4()}"}
+        response = self._request(
+            "POST", f"/api/studies/{study_id}/extend", json=changes, headers=headers
+        )
+        return StudyExtended.model_validate(response.json())
+
+    def retry(self, study_id: int) -> StudyRetried:
+        """POST /api/studies/{id}/retry: requeue failed and cancelled trials (a cancelled
+        study resumes) with a fresh attempt budget."""
+        return StudyRetried.model_validate(
+            self._request("POST", f"/api/studies/{study_id}/retry").json()
+        )
+
+    def first_error(self, study_id: int) -> TrialPublic | None:
+        """The study's first failed trial (its ``error`` says why), None when none failed."""
+        failed = self.trials(study_id, limit=1, status="failed").data
+        return failed[0] if failed else None
 
     def delete(self, study_id: int) -> None:
         """DELETE /api/studies/{id} (finished or cancelled studies only)."""

@@ -85,8 +85,14 @@ def paired_t_p(diffs: Sequence[float]) -> tuple[float | None, str | None]:
     return _paired_t_p(tuple(diffs))
 
 
+NO_PAIRS = "no paired result yet: no seed has a finished trial of both methods"
+
+
 def _untestable(diffs: tuple[float, ...]) -> str | None:
-    """Why neither test gives a p for `diffs` (too few pairs, or no difference at all)."""
+    """Why neither test gives a p for `diffs` (no pairs, too few, or no difference at all);
+    more seeds are advised only when there are pairs and too few of them."""
+    if not diffs:
+        return NO_PAIRS
     if len(diffs) < MIN_PAIRS:
         return not_testable_note(len(diffs))
     if all(d == 0 for d in diffs):
@@ -242,6 +248,8 @@ def adjust_family(comparisons: list[dict[str, Any]], method: str = "holm") -> di
     floor = signed_rank_floor(m, n_max, method) if m else None
     if not comparisons:
         note = "no comparisons yet"
+    elif not n_max:
+        note = f"nothing is testable yet: {NO_PAIRS}"
     elif not m:
         note = (
             f"nothing is testable yet: a comparison needs >= {MIN_PAIRS} paired seeds "

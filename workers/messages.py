@@ -103,15 +103,37 @@ class TrialSkipped:
     runner: RunnerInfo | None = None
 
 
+class Permanent(StrEnum):
+    """An error no retry can fix, and how far it reaches (``TrialError.permanent``)."""
+
+    TRIAL = "trial"  # this trial's config (invalid, or a model that does not fit the data)
+    STUDY = "study"  # what every trial of the study needs (its dataset's files)
+
+
+def permanence(exc: BaseException) -> Permanent | None:
+    """Whether an exception from lcw is one a retry cannot fix (None: it may be transient)."""
+    from lcw.config import ConfigError
+    from lcw.data import DatasetNotFoundError
+
+    if isinstance(exc, DatasetNotFoundError):
+        return Permanent.STUDY
+    if isinstance(exc, ConfigError):
+        return Permanent.TRIAL
+    return None
+
+
 @dataclass(frozen=True)
 class TrialError:
-    """The run (a whole pack: `token` None) raised: type, message and traceback in `error`."""
+    """The run (a whole pack: `token` None) raised: type, message and traceback in `error`;
+    `permanent` when no retry can fix it (the trial fails at once; ``Permanent.STUDY``: so do
+    the study's pending trials)."""
 
     outcome: ClassVar[Outcome] = Outcome.ERROR
     error: str
     compute_seconds: float
     runner: RunnerInfo
     token: str | None = None
+    permanent: Permanent | None = None
 
 
 Member = TrialResult | TrialSkipped
@@ -138,6 +160,7 @@ __all__ = [
     "Outcome",
     "PackReply",
     "PackRunReply",
+    "Permanent",
     "Report",
     "RunReply",
     "RunnerInfo",
@@ -146,4 +169,5 @@ __all__ = [
     "TrialError",
     "TrialResult",
     "TrialSkipped",
+    "permanence",
 ]

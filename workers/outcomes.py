@@ -115,7 +115,7 @@ class Outcomes:
             self.held.forget(t)
             return
         if isinstance(reply, TrialError):
-            self.writes.fail(t, reply.error)
+            self.writes.fail(t, reply.error, permanent=reply.permanent)
             return
         if isinstance(reply, TrialSkipped) or (
             reply.status == "stopped_early" and not t.asha_stopped

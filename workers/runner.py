@@ -44,6 +44,7 @@ from workers.messages import (
     TrialError,
     TrialResult,
     TrialSkipped,
+    permanence,
 )
 
 TRAIN_GROUP = "train"
@@ -182,6 +183,7 @@ class TrialRunner:
             compute_seconds=time.perf_counter() - start,
             runner=self._static,
             token=token,
+            permanent=permanence(exc),
         )
 
     @staticmethod

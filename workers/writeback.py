@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import NotFoundError, StoreError
 from service.store import ClaimedTrial, Store
+from workers.messages import Permanent
 from workers.state import Held, Trial, first_line
 
 log = logging.getLogger("lcw.workers")
@@ -35,9 +36,10 @@ DB_BACKOFF_MAX_S = 10.0
 
 @dataclass(frozen=True)
 class Op:
-    """One store operation on finished trials (complete and fail: one trial)."""
+    """One store operation on finished trials (complete and fail: one trial; fail_pending:
+    none, the study's pending ones)."""
 
-    kind: Literal["complete", "fail", "release"]
+    kind: Literal["complete", "fail", "release", "fail_pending"]
     trial_ids: tuple[int, ...]
     args: dict[str, Any] = field(default_factory=dict)
 
@@ -82,9 +84,19 @@ class WriteBack:
         t.phase = "finishing"
         self.ops.append(op)
 
-    def fail(self, t: Trial, error: str) -> None:
-        """A failed attempt of `t` (retried while its max_retries allows)."""
-        self.finish(t, Op("fail", (t.id,), {"error": error}))
+    def fail(self, t: Trial, error: str, *, permanent: Permanent | None = None) -> None:
+        """A failed attempt of `t`: retried while its max_retries allows, unless the error is
+        `permanent` (no retry can fix it). ``Permanent.STUDY`` (a missing dataset) fails the
+        study's other trials too: those waiting here for an actor, and its pending ones."""
+        if permanent is None:
+            self.finish(t, Op("fail", (t.id,), {"error": error}))
+            return
+        self.finish(t, Op("fail", (t.id,), {"error": error, "retry": False}))
+        if permanent is Permanent.STUDY:
+            study = t.claim.study_id
+            for other in [w for w in self.held.backlog if w.claim.study_id == study]:
+                self.finish(other, Op("fail", (other.id,), {"error": error, "retry": False}))
+            self.ops.append(Op("fail_pending", (), {"study_id": study, "error": error}))
 
     def release(self, t: Trial) -> None:
         """Give `t` back to the queue unused (it never ran, or we stopped it)."""
@@ -154,6 +166,14 @@ class WriteBack:
                     "trial %d attempt failed (%s): %s",
                     op.trial_ids[0],
                     status,
+                    first_line(op.args["error"]),
+                )
+            elif op.kind == "fail_pending":
+                n = self.store.fail_pending(op.args["study_id"], op.args["error"])
+                log.info(
+                    "study %d: %d pending trials failed without running: %s",
+                    op.args["study_id"],
+                    n,
                     first_line(op.args["error"]),
                 )
             else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import client, server, train, worker
+from service.cli import client, lifecycle, server, train, worker
 
 app = typer.Typer(
     name="lcw-sweep",
@@ -13,5 +13,5 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (train, server, worker, client):
+for module in (train, server, worker, client, lifecycle):
     module.register(app)

@@ -12,133 +12,25 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.cli.tables import print_summary, rows_table
-from service.client import (
+from service.cli.common import (
     DEFAULT_URL,
-    TRIAL_STATES,
-    Client,
-    ClientError,
-    cell_rows,
-    comparison_rows,
+    STUDY_STYLE,
+    StudyIdArg,
+    TokenOption,
+    UrlOption,
+    api_client,
+    console,
 )
-from service.schemas import StudyPublic
+from service.cli.study_view import ProgressView, finished_count, print_failures, study_table
+from service.cli.tables import print_summary, rows_table
+from service.client import cell_rows, comparison_rows
 from service.vocabulary import StudyStatus
-
-UrlOption = Annotated[
-    str,
-    typer.Option("--url", envvar="LCW_URL", help="Base URL of the lcw-sweep server."),
-]
-TokenOption = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        envvar="LCW_TOKEN",
-        help="Bearer token for writes (one of the server's LCW_API_TOKENS).",
-        show_default=False,
-    ),
-]
-StudyIdArg = Annotated[int, typer.Argument(min=1, help="Study id (see `lcw-sweep status`).")]
-
-# Colours of the trial states in the progress view.
-_STATE_STYLE = {
-    "pending": "bright_black",
-    "running": "cyan",
-    "completed": "green",
-    "diverged": "yellow",
-    "stopped_early": "blue",
-    "failed": "red",
-    "cancelled": "magenta",
-}
-_STUDY_STYLE = {
-    "queued": "bright_black",
-    "running": "cyan",
-    "completed": "green",
-    "failed": "red",
-    "cancelled": "magenta",
-}
-
-
-def _console(*, stderr: bool = False) -> Console:
-    # Made per call, not at import: the width (COLUMNS) and streams are the invocation's.
-    return Console(stderr=stderr, highlight=False)
-
-
-@contextmanager
-def _client(url: str, token: str | None) -> Iterator[Client]:
-    """A Client whose errors end the command with one line on stderr and exit code 1."""
-    try:
-        with Client(url, token=token) as api:
-            yield api
-    except ClientError as exc:
-        _console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _study_table(study: StudyPublic) -> Table:
-    table = Table(title=f"Study {study.id}: {study.name}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    style = _STUDY_STYLE.get(study.status, "")
-    table.add_row("status", f"[{style}]{study.status}[/]" if style else study.status)
-    table.add_row("dataset / model", f"{study.dataset} / {study.model}")
-    table.add_row("trials", str(study.trial_count))
-    for state in TRIAL_STATES:
-        count = getattr(study.progress, state)
-        if count:
-            table.add_row(f"  {state}", f"[{_STATE_STYLE[state]}]{count}[/]")
-    table.add_row("created", study.created_at.isoformat(timespec="seconds"))
-    if study.started_at:
-        table.add_row("started", study.started_at.isoformat(timespec="seconds"))
-    if study.finished_at:
-        table.add_row("finished", study.finished_at.isoformat(timespec="seconds"))
-    if study.description:
-        table.add_row("description", study.description)
-    return table
-
-
-def _finished(study: StudyPublic) -> int:
-    p = study.progress
-    return p.completed + p.diverged + p.stopped_early + p.failed + p.cancelled
-
-
-class _ProgressView:
-    """A rich live view: one bar per trial state, plus the finished count over the total."""
-
-    def __init__(self, study: StudyPublic, *, console: Console) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description:>14}"),
-            BarColumn(bar_width=40),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        total = max(study.trial_count, 1)
-        self.done = self.progress.add_task("[bold]finished[/]", total=total)
-        self.tasks = {
-            state: self.progress.add_task(
-                f"[{_STATE_STYLE[state]}]{state}[/]", total=total, visible=False
-            )
-            for state in TRIAL_STATES
-        }
-
-    def update(self, study: StudyPublic) -> None:
-        self.progress.update(self.done, completed=_finished(study))
-        for state, task in self.tasks.items():
-            count = getattr(study.progress, state)
-            # States that never occurred stay hidden; once seen, a state keeps its row.
-            visible = count > 0 or self.progress.tasks[task].visible
-            self.progress.update(task, completed=count, visible=visible)
 
 
 def submit_command(
@@ -170,8 +62,8 @@ def submit_command(
     Exit code 0 when submitted (with --wait: when the study completed), 1 on an error, a
     failed or cancelled study, or a --timeout.
     """
-    out = _console()
-    with _client(url, token) as api:
+    out = console()
+    with api_client(url, token) as api:
         study = api.submit(spec)
         out.print(
             f"submitted study [bold]{study.id}[/] ({study.name}): {study.trial_count} trials, "
@@ -181,19 +73,21 @@ def submit_command(
         if not wait:
             out.print(f"follow it with: lcw-sweep status {study.id}")
             return
-        view = _ProgressView(study, console=out)
+        view = ProgressView(study, console=out)
         try:
             with view.progress:
                 study = api.wait(study.id, poll_s=poll, timeout_s=timeout, on_progress=view.update)
         except KeyboardInterrupt:
-            _console(stderr=True).print(
+            console(stderr=True).print(
                 f"stopped waiting; study {study.id} keeps running "
                 f"(lcw-sweep status {study.id}, lcw-sweep cancel {study.id})"
             )
             raise typer.Exit(130) from None
-        style = _STUDY_STYLE.get(study.status, "")
+        style = STUDY_STYLE.get(study.status, "")
         out.print(f"study {study.id} [{style}]{study.status}[/]")
-        print_summary(out, api.summary(study.id))
+        if study.status != "failed":
+            print_summary(out, api.summary(study.id))
+        print_failures(out, api, study)
     if study.status != "completed":
         raise typer.Exit(1)
 
@@ -215,14 +109,15 @@ def status_command(
 
     Example: lcw-sweep status 3     (or: lcw-sweep status --status running)
     """
-    out = _console()
-    with _client(url, token) as api:
+    out = console()
+    with api_client(url, token) as api:
         if study_id is not None:
             study = api.study(study_id)
             if as_json:
                 typer.echo(study.model_dump_json(indent=2))
             else:
-                out.print(_study_table(study))
+                out.print(study_table(study))
+                print_failures(out, api, study)
             return
         studies = api.studies(limit=limit, status=only)
     if as_json:
@@ -235,13 +130,13 @@ def status_command(
     for name in ("id", "name", "status", "dataset", "done", "created"):
         table.add_column(name, justify="right" if name in ("id", "done") else "left")
     for s in studies.data:
-        style = _STUDY_STYLE.get(s.status, "")
+        style = STUDY_STYLE.get(s.status, "")
         table.add_row(
             str(s.id),
             s.name,
             f"[{style}]{s.status}[/]" if style else s.status,
             s.dataset,
-            f"{_finished(s)}/{s.trial_count}",
+            f"{finished_count(s)}/{s.trial_count}",
             s.created_at.isoformat(timespec="seconds"),
         )
     out.print(table)
@@ -285,11 +180,11 @@ def results_command(
     the adjustment); otherwise json is a list of the rows that csv prints. A comparison's star
     follows its p-value adjusted across the study (p_adj), never the raw p.
     """
-    with _client(url, token) as api:
+    with api_client(url, token) as api:
         if per == "comparison":
             summary = api.summary(study_id)
             if format == "table":
-                print_summary(_console(), summary, cells=False)
+                print_summary(console(), summary, cells=False)
             elif format == "json":
                 typer.echo(json.dumps(comparison_rows(summary), indent=2))
             else:
@@ -298,7 +193,13 @@ def results_command(
         if per == "cell":
             summary = api.summary(study_id)
             if format == "table":
-                print_summary(_console(), summary)
+                out = console()
+                study = api.study(study_id)
+                if study.status == "failed":  # no result to show: say why instead
+                    print_failures(out, api, study)
+                    raise typer.Exit(1)
+                print_summary(out, summary)
+                print_failures(out, api, study)
             elif format == "json":
                 typer.echo(summary.model_dump_json(indent=2))
             else:
@@ -318,7 +219,7 @@ def results_command(
     elif format == "csv":
         sys.stdout.write(_write_csv(rows))
     else:
-        _console().print(rows_table(rows, title=f"Study {study_id}: {len(rows)} {per} rows"))
+        console().print(rows_table(rows, title=f"Study {study_id}: {len(rows)} {per} rows"))
 
 
 def cancel_command(
@@ -328,9 +229,9 @@ def cancel_command(
 
     Example: lcw-sweep cancel 3 --token "$LCW_TOKEN"
     """
-    with _client(url, token) as api:
+    with api_client(url, token) as api:
         study = api.cancel(study_id)
-    out = _console()
+    out = console()
     p = study.progress
     out.print(
         f"study {study.id} {study.status}: {p.cancelled} trials cancelled, "

@@ -46,8 +46,10 @@ def adjustment_line(summary: Summary) -> str:
             f"p_adj: {name} over {a.family_size} comparison{'s' if a.family_size != 1 else ''}"
             f" ({significant} significant, * = p_adj < {a.alpha:g})"
         )
-    else:
+    elif any(c.n for c in summary.comparisons):
         head = f"p_adj: none (a comparison needs >= {a.min_pairs} paired seeds to be tested)"
+    else:  # nothing finished: more seeds would not help
+        head = "p_adj: none"
     floor = "-" if a.signed_rank_floor_adjusted is None else f"{a.signed_rank_floor_adjusted:.3g}"
     return (
         f"{head}; primary test: {_TEST_NAMES.get(a.primary_test, a.primary_test)}; "

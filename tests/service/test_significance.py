@@ -10,6 +10,7 @@ from scipy import stats as st
 
 from service.significance import (
     MIN_PAIRS,
+    NO_PAIRS,
     adjust,
     adjust_family,
     benjamini_hochberg,
@@ -31,13 +32,20 @@ def test_paired_t_p_is_scipys_one_sample_t_test() -> None:
 
 
 def test_below_six_pairs_nothing_is_testable_and_the_note_says_what_is_reachable() -> None:
-    for n in range(MIN_PAIRS):
+    for n in range(1, MIN_PAIRS):
         p, note = paired_t_p([0.5] * n)
         assert p is None and note is not None
         assert note.startswith(f"not testable (n < {MIN_PAIRS})")
         assert "0.0312" in note  # 2/2^6: the signed-rank floor at six seeds
         assert wilcoxon_p([0.5] * n)[0] is None
     assert compare([0.9] * 5, [0.1] * 5)["testable"] is False
+
+
+def test_no_pairs_at_all_is_not_advice_to_add_seeds() -> None:
+    # A study whose trials all failed has comparisons with n = 0: more seeds are not the fix.
+    p, note = paired_t_p([])
+    assert p is None and note == NO_PAIRS and "seeds (" not in note
+    assert wilcoxon_p([])[0] is None
 
 
 def test_zero_spread_has_no_t_p() -> None:

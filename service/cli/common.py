@@ -1,0 +1,74 @@
+"""What every client command of `lcw-sweep` shares: the server options, the console, the
+client whose errors end the command with one line, and the colours of statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from service.client import DEFAULT_URL, Client, ClientError
+
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="LCW_URL", help="Base URL of the lcw-sweep server."),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="LCW_TOKEN",
+        help="Bearer token for writes (one of the server's LCW_API_TOKENS).",
+        show_default=False,
+    ),
+]
+StudyIdArg = Annotated[int, typer.Argument(min=1, help="Study id (see `lcw-sweep status`).")]
+
+# Colours of the trial states in the progress view.
+STATE_STYLE = {
+    "pending": "bright_black",
+    "running": "cyan",
+    "completed": "green",
+    "diverged": "yellow",
+    "stopped_early": "blue",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+STUDY_STYLE = {
+    "queued": "bright_black",
+    "running": "cyan",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+def console(*, stderr: bool = False) -> Console:
+    # Made per call, not at import: the width (COLUMNS) and streams are the invocation's.
+    return Console(stderr=stderr, highlight=False)
+
+
+@contextmanager
+def api_client(url: str, token: str | None) -> Iterator[Client]:
+    """A Client whose errors end the command with one line on stderr and exit code 1."""
+    try:
+        with Client(url, token=token) as api:
+            yield api
+    except ClientError as exc:
+        console(stderr=True).print(f"[red]error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+__all__ = [
+    "DEFAULT_URL",
+    "STATE_STYLE",
+    "STUDY_STYLE",
+    "StudyIdArg",
+    "TokenOption",
+    "UrlOption",
+    "api_client",
+    "console",
+]
