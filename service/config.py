@@ -53,11 +53,28 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     # Upgrade the schema to the newest Alembic revision when the API starts.
     migrate_on_start: bool = True
+    # Where trials save their checkpoints (lcw.checkpoint): a path every Ray node sees (a shared
+    # filesystem on a cluster) or an fsspec URL (s3://bucket/prefix); None: <data_home>/checkpoints.
+    checkpoint_dir: str | None = None
 
     @field_validator("api_tokens", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("checkpoint_dir")
+    @classmethod
+    def _checkpoint_location(cls, value: str | None) -> str | None:
+        from lcw.checkpoint import check_location
+
+        if value is not None and (problem := check_location(value)):
+            raise ValueError(f"LCW_CHECKPOINT_DIR: {problem}")
+        return value or None
+
+    @property
+    def effective_checkpoint_dir(self) -> str:
+        """Where checkpoints go: ``checkpoint_dir``, else ``<data_home>/checkpoints``."""
+        return self.checkpoint_dir or str(self.data_home / "checkpoints")
 
     @property
     def effective_database_url(self) -> str:

@@ -248,6 +248,10 @@ class StudyCreate(_Spec):
     # Trials that differ only in lr and seed may train as one fused model (workers.packing);
     # false: every trial trains alone (e.g. to time trials one by one).
     packing: bool = True
+    # Save each trial's training state every this many epochs, so that an attempt after a
+    # crash, timeout or preemption resumes from it (lcw.checkpoint); None: automatic, about
+    # every 5 minutes of training (a trial that finishes sooner never writes one).
+    checkpoint_every: int | None = Field(default=None, ge=1, le=10_000)
 
     # How the summary adjusts p-values across the study's comparisons (service.significance).
     adjustment: Literal["holm", "bh"] = "holm"

@@ -101,6 +101,7 @@ class Dispatcher:
         tick_s: float = TICK_S,
         stop_grace_s: float = STOP_GRACE_S,
         pack_size: int | None = None,
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.store = store
         self.owner = owner or make_owner()
@@ -113,9 +114,12 @@ class Dispatcher:
         self._writes = WriteBack(store, self.owner, self._held, self.stats)
         self._resolver = Resolver(store, self._writes, pack_size=pack_size)
         self._writes.on_final = self._resolver.observe  # a searcher learns from its slots
+        # checkpoint_dir: where trials save and resume their state (LCW_CHECKPOINT_DIR); None:
+        # each actor's own default (workers.checkpoints).
         self._pool = Pool(
-            self._held, self._writes, self.stats, slots=slots or 1, stop_grace_s=stop_grace_s
-        )
+            self._held, self._writes, self.stats, slots=slots or 1, stop_grace_s=stop_grace_s,
+            checkpoint_dir=checkpoint_dir,
+        )  # fmt: skip
         self._placement = Placement(self._pool, pack_size=pack_size)
         self._outcomes = Outcomes(self.owner, self._pool, self._resolver, self._placement)
         self._leases = Leases(
@@ -324,6 +328,7 @@ def dispatcher_from_settings(settings: Settings, *, slots: int | None = None) ->
         lease_seconds=settings.lease_seconds,
         slots=slots or settings.worker_slots,
         pack_size=settings.pack_size,
+        checkpoint_dir=settings.effective_checkpoint_dir,
     )
 
 

@@ -85,7 +85,11 @@ class Leases:
         room = per_actor * sum(w.ready for w in self.pool.workers) - len(self.held.trials)
         if room <= 0 or now < self._next_claim:
             return
-        claimed = self.store.claim_trials(self.owner, limit=room, lease_seconds=self.lease_seconds)
+        # Metrics of earlier attempts stay: an attempt that resumes from a checkpoint re-runs
+        # only the epochs after it, and its first row replaces the rest (workers.checkpoints).
+        claimed = self.store.claim_trials(
+            self.owner, limit=room, lease_seconds=self.lease_seconds, keep_metrics=True
+        )
         self.stats["claimed"] += len(claimed)
         for c in claimed:
             self.pool.want = self.held.add(c).shape  # the pool grows with the latest shape

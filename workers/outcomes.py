@@ -176,6 +176,10 @@ class Outcomes:
             "resources": {"cpu": t.shape.cpu, "gpu": t.shape.gpu},
             "compute_seconds": reply.compute_seconds,
             "dispatcher": self.owner,
+            # The checkpoint epoch this attempt resumed from (None: it started fresh), and why
+            # a checkpoint it found was not used (lcw.checkpoint).
+            "resumed_from_epoch": reply.result.get("resumed_from_epoch"),
+            **({"resume_note": note} if (note := reply.result.get("resume_note")) else {}),
         }
 
 

@@ -21,6 +21,7 @@ import math
 import time
 from typing import Any
 
+from workers import checkpoints
 from workers.messages import ActorInfo
 from workers.state import EPS, Held, Shape, Trial, Worker
 from workers.writeback import WriteBack
@@ -46,8 +47,10 @@ class Pool:
         *,
         slots: int,
         stop_grace_s: float,
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.held = held
+        self.checkpoint_dir = checkpoint_dir  # None: each actor's default (workers.checkpoints)
         self.writes = writes
         self.stats = stats
         self.slots = slots
@@ -198,11 +201,22 @@ class Pool:
             self._seq += 1
             t.token = f"{t.id}.{t.claim.attempt}.{self._seq}"
         lead = pack[0]
+        checkpoint = checkpoints.spec(
+            self.checkpoint_dir,
+            [checkpoints.member_name(t.claim.study_id, t.id) for t in pack],
+            lead.claim.checkpoint_every,
+            final=all(t.claim.attempt > t.claim.max_retries for t in pack),
+        )
         if len(pack) == 1:
-            ref = w.handle.run.remote(lead.token, lead.config, rungs=lead.rungs)
+            ref = w.handle.run.remote(
+                lead.token, lead.config, rungs=lead.rungs, checkpoint=checkpoint
+            )
         else:
             ref = w.handle.run_pack.remote(
-                [t.token for t in pack], [t.config for t in pack], rungs=lead.rungs
+                [t.token for t in pack],
+                [t.config for t in pack],
+                rungs=lead.rungs,
+                checkpoint=checkpoint,
             )
         self.refs[ref] = ("run", pack)
         if w.trials:

@@ -13,6 +13,10 @@ Two concurrency groups make that possible while a trial trains: ``train`` (one t
 at a rung) from other threads. Each run (each pack member) is named by a token the dispatcher
 makes up, so messages about an earlier run of the same trial can never be mistaken for the
 current one. What it sends back is typed (``workers.messages``).
+
+Each run gets a checkpoint spec (``workers.checkpoints``): lcw saves the run's state to it and a
+later attempt of the same trial (or the same pack) resumes from it; the runner flags the first
+epoch each run reports (``attempt_start``) and deletes the checkpoint once the trials are final.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import Any
 
 import ray
 
+from workers import checkpoints
+from workers.checkpoints import CheckpointSpec
 from workers.messages import (
     ActorInfo,
     EpochReport,
@@ -133,15 +139,19 @@ class TrialRunner:
         return ActorInfo(runner=self._static, free_bytes=free_memory_bytes())
 
     def _on_epoch(self, token: str, rungs: set[int]) -> Callable[[dict[str, Any]], bool]:
-        """The epoch callback of run `token`: buffer its metrics, wait at rungs, obey stops."""
+        """The epoch callback of run `token`: buffer its metrics, wait at rungs, obey stops.
+        The first epoch it reports is flagged ``attempt_start`` (``workers.checkpoints``)."""
+        first = [True]
 
         def on_epoch(metrics: dict[str, Any]) -> bool:
             rung = metrics["epoch"] in rungs
             wait = _Rung() if rung else None
+            report = {**metrics, checkpoints.ATTEMPT_START: True} if first[0] else metrics
+            first[0] = False
             with self._cond:
                 if wait is not None:
                     self._rungs[token] = wait
-                self._buffer.append(EpochReport(token, metrics, rung))
+                self._buffer.append(EpochReport(token, report, rung))
                 self._cond.notify_all()
             if wait is not None:
                 wait.event.wait(RUNG_WAIT_S)
@@ -170,6 +180,12 @@ class TrialRunner:
             self._cond.notify_all()
         return live
 
+    def _asked_to_stop(self, tokens: Sequence[str]) -> bool:
+        """Some run of `tokens` was asked to stop (a shutdown, a cancel, a lost lease): its
+        result is not final, so its checkpoint stays."""
+        with self._cond:
+            return any(t in self._stops for t in tokens)
+
     def _end(self, tokens: Sequence[str]) -> None:
         with self._cond:
             self._stops.difference_update(tokens)
@@ -195,25 +211,42 @@ class TrialRunner:
     ) -> TrialResult:
         """lcw's result of run `token` (a pack member's: without compute seconds and runner)."""
         out = result.to_dict()
-        epochs = out.pop("epochs")
+        epochs = checkpoints.mark_start(out.pop("epochs"), result.resumed_from_epoch)
         return TrialResult(token, result.status, out, epochs, compute_seconds, runner)
 
     @ray.method(concurrency_group=TRAIN_GROUP)
-    def run(self, token: str, config: dict[str, Any], *, rungs: Sequence[int] = ()) -> RunReply:
+    def run(
+        self,
+        token: str,
+        config: dict[str, Any],
+        *,
+        rungs: Sequence[int] = (),
+        checkpoint: CheckpointSpec | None = None,
+    ) -> RunReply:
         """Train `config`; returns a TrialResult, a TrialSkipped or a TrialError.
 
         An exception from lcw (a missing dataset, a bad config) comes back as a TrialError
-        with its type, message and traceback: the actor survives it.
+        with its type, message and traceback: the actor survives it. `checkpoint`: where and
+        how often to save its state, and resume from (``workers.checkpoints``).
         """
         if not self._begin([token]):  # stopped before it started (cancelled while queued)
             return TrialSkipped(token=token, runner=self._static)
         start = time.perf_counter()
+        plan = None
         try:
-            result = self._train(config, on_epoch=self._on_epoch(token, set(rungs)))
+            plan = checkpoints.plan(checkpoint)
+            result = self._train(
+                config, on_epoch=self._on_epoch(token, set(rungs)), checkpoint=plan
+            )
+            final = not self._asked_to_stop([token])
         except Exception as exc:
+            if checkpoint is not None and checkpoint.get("final"):
+                checkpoints.discard(plan, [config])
             return self._error(exc, start, token)
         finally:
             self._end([token])
+        if final:
+            checkpoints.discard(plan, [config])
         return self._member(
             token, result, compute_seconds=time.perf_counter() - start, runner=self._static
         )
@@ -225,27 +258,39 @@ class TrialRunner:
         configs: Sequence[dict[str, Any]],
         *,
         rungs: Sequence[int] = (),
+        checkpoint: CheckpointSpec | None = None,
     ) -> PackRunReply:
         """Train `configs` as one pack (``lcw.train_pack``), each member named by its token.
 
         Returns a PackReply: each member's TrialResult (without compute seconds and runner:
         the reply's are the pack's) or TrialSkipped (stopped before the start); an exception
-        fails the whole pack (a TrialError, as ``run``'s).
+        fails the whole pack (a TrialError, as ``run``'s). `checkpoint`: as ``run``'s, its
+        ``members`` in the order of `tokens` (the members that start form the checkpoint's set).
         """
         live = self._begin(tokens)
         members: dict[str, TrialResult | TrialSkipped] = {t: TrialSkipped(t) for t in tokens}
         start = time.perf_counter()
         if live:
             by_token = dict(zip(tokens, configs, strict=True))
+            live_configs = [by_token[t] for t in live]
             callbacks = [self._on_epoch(t, set(rungs)) for t in live]
+            plan = None
             try:
+                if checkpoint is not None:
+                    names = dict(zip(tokens, checkpoint["members"], strict=True))
+                    plan = checkpoints.plan(checkpoint, [names[t] for t in live])
                 results = self._train_pack(
-                    [by_token[t] for t in live], on_epoch=lambda k, m: callbacks[k](m)
+                    live_configs, on_epoch=lambda k, m: callbacks[k](m), checkpoint=plan
                 )
+                final = not self._asked_to_stop(live)
             except Exception as exc:
+                if checkpoint is not None and checkpoint.get("final"):
+                    checkpoints.discard(plan, live_configs)
                 return self._error(exc, start)
             finally:
                 self._end(tokens)
+            if final:
+                checkpoints.discard(plan, live_configs)
             members.update({t: self._member(t, r) for t, r in zip(live, results, strict=True)})
         return PackReply(
             members=members, compute_seconds=time.perf_counter() - start, runner=self._static

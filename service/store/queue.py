@@ -47,6 +47,7 @@ class ClaimedTrial:
     scheduler: dict[str, Any] | None  # the study's scheduler block
     packing: bool = True  # the study's packing switch: False, every trial trains alone
     seeds: int = 1  # the study's seeds per setting (ASHA judges a setting over all of them)
+    checkpoint_every: int | None = None  # the study's checkpoint interval in epochs (None: auto)
 
 
 def _held_by(owner: str) -> tuple[Any, ...]:
@@ -57,13 +58,18 @@ def _held_by(owner: str) -> tuple[Any, ...]:
 class Queue(Studies):
     """Leases on trials: every write is fenced by the lease owner."""
 
-    def claim_trials(self, owner: str, *, limit: int, lease_seconds: float) -> list[ClaimedTrial]:
+    def claim_trials(
+        self, owner: str, *, limit: int, lease_seconds: float, keep_metrics: bool = False
+    ) -> list[ClaimedTrial]:
         """Lease up to `limit` pending trials to `owner`: oldest study first, then index.
 
         Atomic: two claimers never get the same trial (PostgreSQL: FOR UPDATE SKIP LOCKED;
         SQLite: the whole claim runs under BEGIN IMMEDIATE). Each claimed trial is `running`
         with attempt + 1, started now, and any metrics of a previous attempt are deleted (a
-        re-run starts over). Trials of cancelled studies are never claimed.
+        re-run starts over), unless `keep_metrics`: a worker whose attempts may resume from a
+        checkpoint keeps them, and its first row of each attempt says from which epoch on they
+        are replaced (``write_metrics``'s ``attempt_start``). Trials of cancelled studies are
+        never claimed.
         """
         if limit <= 0:
             return []
@@ -115,11 +121,12 @@ class Queue(Studies):
                 )
                 .execution_options(synchronize_session=False)
             ).all()
-            s.execute(
-                delete(TrialMetric)
-                .where(TrialMetric.trial_id.in_(ids))
-                .execution_options(synchronize_session=False)
-            )
+            if not keep_metrics:
+                s.execute(
+                    delete(TrialMetric)
+                    .where(TrialMetric.trial_id.in_(ids))
+                    .execution_options(synchronize_session=False)
+                )
             study_ids = sorted({row.study_id for row in claimed})
             specs = dict(
                 s.execute(select(Study.id, Study.spec).where(Study.id.in_(study_ids)))
@@ -150,6 +157,7 @@ class Queue(Studies):
                     scheduler=specs[row.study_id].get("scheduler"),
                     packing=specs[row.study_id].get("packing", True),
                     seeds=int(specs[row.study_id].get("seeds", 1)),
+                    checkpoint_every=specs[row.study_id].get("checkpoint_every"),
                 )
                 for row in claimed
             ]
@@ -184,7 +192,10 @@ class Queue(Studies):
         """Insert epoch metrics ``(trial_id, metrics)`` for trials `owner` holds; returns rows
         written. A (trial, epoch) already stored is ignored (written once), and so are rows of
         trials the owner no longer holds. Keys: epoch, train_loss ... test_acc, seconds,
-        samples_per_s, lr, diagnostics."""
+        samples_per_s, lr, diagnostics; and ``attempt_start`` True on the first epoch an
+        attempt ran (0, or the one after the checkpoint it resumed from): the trial's stored
+        rows from that epoch on are an earlier attempt's and are deleted first (rows of that
+        trial before it in `rows` too), so an attempt replaces exactly the epochs it re-runs."""
         if not rows:
             return 0
         with self._write() as s:
@@ -200,10 +211,15 @@ class Queue(Studies):
                     )
                 )
             values: dict[tuple[int, int], dict[str, Any]] = {}
+            restarts: dict[int, int] = {}  # trial id -> first epoch of its new attempt
             for tid, metrics in rows:
                 epoch = metrics.get("epoch")
                 if tid not in held or isinstance(epoch, bool) or not isinstance(epoch, int):
                     continue
+                if metrics.get("attempt_start") is True:
+                    restarts[tid] = epoch
+                    for key in [k for k in values if k[0] == tid and k[1] >= epoch]:
+                        del values[key]
                 diag = metrics.get("diagnostics")
                 values.setdefault(
                     (tid, epoch),
@@ -213,6 +229,12 @@ class Queue(Studies):
                         **{m: _num(metrics.get(m)) for m in EPOCH_METRICS},
                         "diagnostics": clean_json(diag) if diag is not None else None,
                     },
+                )
+            for tid, epoch in sorted(restarts.items()):
+                s.execute(
+                    delete(TrialMetric)
+                    .where(TrialMetric.trial_id == tid, TrialMetric.epoch >= epoch)
+                    .execution_options(synchronize_session=False)
                 )
             if not values:
                 return 0

@@ -103,6 +103,8 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[Any], list[str]]] = [
     ("negative cpu", _with(resources={"cpu": -1}), ["resources", "cpu"], ["greater than 0"]),
     ("seeds over 100", _with(seeds=101), ["seeds"], ["100"]),
     ("packing not a bool", _with(packing="no"), ["packing"], ["packing", "bool"]),
+    ("checkpoint_every 0", _with(checkpoint_every=0), ["checkpoint_every"], ["greater than"]),
+    ("checkpoint_every 1.5", _with(checkpoint_every=1.5), ["checkpoint_every"], ["integer"]),
     (
         "grace period over epochs",
         _with(scheduler={"name": "asha", "grace_period": 9}),
