@@ -35,9 +35,10 @@ from service import vocabulary
 from service.api.deps import SettingsDep, StoreDep
 from service.api.public import study_public, trial_public
 from service.errors import NotFoundError
+from service.failures import describe
 from service.models import utcnow
 from service.store import Store
-from service.vocabulary import STUDY_FINISHED, TRIAL_STATUSES
+from service.vocabulary import STUDY_FINISHED, TRIAL_RETRIABLE, TRIAL_STATUSES
 from service.web import views
 
 router = APIRouter(include_in_schema=False)
@@ -317,6 +318,13 @@ def study_page(
         "activations": study.spec.get("activations") or [],
         "statuses": TRIAL_STATUSES,
         "finished": study.status in STUDY_FINISHED,
+        "uses_depth": catalog.MODELS[study.model].uses_depth,
+        "failure": describe(first_failed.error) if first_failed else None,
+        "retriable": sum(getattr(p, status) for status in TRIAL_RETRIABLE),
+        "other_methods": [m for m in catalog.METHODS if m not in study.spec.get("methods", [])],
+        "other_activations": [
+            a for a in catalog.ACTIVATIONS if a not in study.spec.get("activations", [])
+        ],
         **table,
     }
     return _render(request, "study.html", context)

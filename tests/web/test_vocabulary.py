@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service import vocabulary
-from service.cli import client as cli
+from service.cli import common as cli
 from service.client import STUDY_FINISHED, TRIAL_STATES
 from service.config import Settings
 from service.main import create_app
@@ -52,11 +52,12 @@ def test_the_api_client_cli_and_schema_use_the_module() -> None:
     assert tuple(TRIAL_STATES) == vocabulary.TRIAL_STATUSES
     assert set(STUDY_FINISHED) == vocabulary.STUDY_FINISHED
     assert [f for f in Progress.model_fields if f != "total"] == list(vocabulary.TRIAL_STATUSES)
-    assert set(cli._STATE_STYLE) == set(vocabulary.TRIAL_STATUSES)
-    assert set(cli._STUDY_STYLE) == set(vocabulary.STUDY_STATUSES)
+    assert set(cli.STATE_STYLE) == set(vocabulary.TRIAL_STATUSES)
+    assert set(cli.STUDY_STYLE) == set(vocabulary.STUDY_STATUSES)
     assert typing.get_args(vocabulary.TrialStatus) == vocabulary.TRIAL_STATUSES
     assert set(vocabulary.TRIAL_STATUSES) == vocabulary.TRIAL_TERMINAL | vocabulary.TRIAL_UNFINISHED
     assert vocabulary.TRIAL_SCORED | {vocabulary.TRIAL_STOPPED} == vocabulary.TRIAL_RESULT
+    assert vocabulary.TRIAL_RETRIABLE <= vocabulary.TRIAL_TERMINAL - vocabulary.TRIAL_RESULT
 
 
 def test_with_result_counts_the_result_statuses() -> None:

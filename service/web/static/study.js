@@ -3,8 +3,7 @@
 "use strict";
 
 (function () {
-  const { data, el, request, authHeaders, errorText, duration, poll, setProgress, withResult,
-    studyFinished } = window.LCW;
+  const { data, el, request, duration, poll, setProgress, withResult, studyFinished } = window.LCW;
   const C = window.LCWCharts;
   const T = window.LCWTables;
   const config = data("page-config");
@@ -565,57 +564,42 @@
   }
 
   track(async () => { renderHeader(); drawAll(); });
-  const clock = studyFinished(study.status) ? null : setInterval(renderHeader, 1000);
 
-  if (!studyFinished(study.status)) {
+  // Polls the study while it runs; started again when an action (extend, retry: the page's
+  // study_actions.js announces the study it got back) makes a finished study run again.
+  let clock = null;
+  let polling = false;
+
+  function startPolling() {
+    if (polling || studyFinished(study.status)) return;
+    polling = true;
+    clock = setInterval(renderHeader, 1000);
     poll(async () => {
       const res = await request("/api/studies/" + sid);
       if (!res.ok) return true;
       study = res.body;
       renderHeader();
+      document.dispatchEvent(new CustomEvent("lcw:progress", { detail: study }));
       const scored = withResult(study.progress);
       const finished = studyFinished(study.status);
       if (scored !== lastScored || finished) pendingRefresh = true;
       lastScored = scored;
       // Redraw the charts at most every 5 s while trials finish, and once at the end.
       if (pendingRefresh && (finished || Date.now() - lastRefresh > 5000)) await track(refreshResults);
-      if (finished && clock) clearInterval(clock);
+      if (finished) {
+        clearInterval(clock);
+        polling = false;
+      }
       return !finished;
     }, 1500);
   }
 
-  // -- cancel (two clicks; the token, when the server needs one, goes in the header) ------------
+  startPolling();
 
-  const cancelForm = document.getElementById("cancel-form");
-  const cancelBtn = document.getElementById("cancel-btn");
-  const cancelMsg = document.getElementById("cancel-msg");
-  let armed = null;
-  cancelForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    if (!armed) {
-      cancelBtn.textContent = "Confirm cancel";
-      cancelBtn.classList.add("armed");
-      armed = setTimeout(() => { armed = null; cancelBtn.textContent = "Cancel study"; cancelBtn.classList.remove("armed"); }, 4000);
-      return;
-    }
-    clearTimeout(armed);
-    armed = null;
-    cancelBtn.disabled = true;
-    const res = await request("/api/studies/" + sid + "/cancel", {
-      method: "POST", headers: authHeaders(document.getElementById("cancel-token")),
-    });
-    cancelBtn.disabled = false;
-    cancelBtn.textContent = "Cancel study";
-    cancelBtn.classList.remove("armed");
-    if (res.ok) {
-      study = res.body;
-      renderHeader();
-      cancelMsg.textContent = "Cancelled: pending and running trials stop.";
-      cancelMsg.className = "form-msg ok";
-    } else {
-      cancelMsg.textContent = (res.status === 401 ? "Cancel needs a valid API token: " : "Could not cancel: ") +
-        errorText(res.body, res.status);
-      cancelMsg.className = "form-msg bad";
-    }
+  document.addEventListener("lcw:study", (event) => {
+    study = event.detail;
+    renderHeader();
+    track(refreshResults); // new trials and cells show at once
+    startPolling();
   });
 })();
