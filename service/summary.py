@@ -8,6 +8,8 @@ field below is what a reader of the comparison sees.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 
@@ -87,3 +89,51 @@ class Summary(BaseModel):
     cells: list[CellSummary]
     comparisons: list[Comparison]
     adjustment: Adjustment
+
+
+# -- the summary as rows (the CLI's csv/json, the client's DataFrames) ----------------------------
+
+CELL_COLUMNS = (
+    "method", "depth", "width", "activation", "best_lr", "best_init_scale", "val_acc_mean",
+    "test_acc_mean", "test_acc_std", "test_acc_ci95_low", "test_acc_ci95_high", "n",
+    "diverged", "stopped_early",
+)  # fmt: skip
+COMPARISON_COLUMNS = (
+    "method", "baseline", "depth", "width", "activation", "method_lr", "method_init_scale",
+    "baseline_lr", "baseline_init_scale", "n", "mean_diff", "ci95_low", "ci95_high", "p_value",
+    "p_adjusted", "p_signed_rank", "p_signed_rank_adjusted", "significant", "star", "testable",
+    "method_diverged", "baseline_diverged", "p_value_note",
+)  # fmt: skip
+
+
+def _flat(item: Any, columns: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    """`item`'s `columns` as one flat row, a CI field split into its low and high ends."""
+    row: dict[str, Any] = {}
+    for column in columns:
+        if column in extra:
+            row[column] = extra[column]
+        elif column.endswith(("_low", "_high")):
+            field, end = column.rsplit("_", 1)
+            ci = getattr(item, field) or (None, None)
+            row[column] = ci[0] if end == "low" else ci[1]
+        else:
+            row[column] = getattr(item, column)
+    return row
+
+
+def cell_rows(summary: Summary) -> list[dict[str, Any]]:
+    """One flat row per cell of a summary (ci95 split into low/high), for tables and CSV."""
+    return [_flat(cell, CELL_COLUMNS) for cell in summary.cells]
+
+
+def star(comparison: Comparison) -> str:
+    """A comparison's star: "*" when it is significant after the study's adjustment (its
+    adjusted p is below alpha), else "". Never from the raw p."""
+    return "*" if comparison.significant else ""
+
+
+def comparison_rows(summary: Summary) -> list[dict[str, Any]]:
+    """One flat row per paired comparison (lcw / bn_lcw minus a baseline): the raw paired-t p,
+    its adjusted p across the study, the exact signed-rank p (raw and adjusted) and the star,
+    which follows the adjusted p."""
+    return [_flat(c, COMPARISON_COLUMNS, star=star(c)) for c in summary.comparisons]
