@@ -52,6 +52,12 @@ IdempotencyKey = Annotated[
 ]
 
 
+def _body_of(schema: dict[str, str]) -> dict[str, Any]:
+    """OpenAPI for a body the route parses itself (JSON or YAML, by Content-Type)."""
+    content = {kind: {"schema": schema} for kind in ("application/json", "application/yaml")}
+    return {"requestBody": {"required": True, "content": content}}
+
+
 def _validation(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
 
@@ -82,15 +88,7 @@ def _create(
             "created (then the header Idempotent-Replayed: true is set)"
         },
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _SPEC_SCHEMA},
-                "application/yaml": {"schema": _SPEC_SCHEMA},
-            },
-        }
-    },
+    openapi_extra=_body_of(_SPEC_SCHEMA),
 )
 async def create_study(
     request: Request,
@@ -197,15 +195,7 @@ def _extend(
     response_model=StudyExtended,
     dependencies=[WriterDep],
     responses={**_NOT_FOUND, **_WRITE, 409: {"model": ErrorPublic}, 415: {"model": ErrorPublic}},
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": _EXTEND_SCHEMA},
-                "application/yaml": {"schema": _EXTEND_SCHEMA},
-            },
-        }
-    },
+    openapi_extra=_body_of(_EXTEND_SCHEMA),
 )
 async def extend_study(
     request: Request,
