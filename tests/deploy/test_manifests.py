@@ -386,3 +386,38 @@ def test_manifests_are_plain_yaml_documents() -> None:
     for path in [COMPOSE_PATH, *K8S.glob("*.yaml")]:
         for doc in yaml.safe_load_all(Path(path).read_text()):
             assert doc is None or isinstance(doc, dict), path
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+def test_compose_ray_nodes_share_a_checkpoint_volume(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    """Trials save to LCW_CHECKPOINT_DIR on whichever Ray node runs them, and resume on any:
+    one named volume under that path on every Ray node; the dispatcher sends the same path."""
+    where = {_environment(services[n]).get("LCW_CHECKPOINT_DIR") for n in ("ray-head",
+             "ray-worker", "dispatcher")}  # fmt: skip
+    (path,) = where
+    assert path and path.startswith("/")
+    for name in ("ray-head", "ray-worker"):
+        mounts = [m.split(":") for m in services[name]["volumes"]]
+        (volume,) = [src for src, dst, *_ in mounts if path.startswith(dst.rstrip("/") + "/")]
+        assert volume in compose["volumes"], name
+
+
+def test_k8s_ray_pods_mount_a_shared_checkpoint_volume(
+    k8s: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    path = k8s[("ConfigMap", "lcw-config")]["data"]["LCW_CHECKPOINT_DIR"]
+    claim = k8s[("PersistentVolumeClaim", "lcw-checkpoints")]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # a trial resumes on any node
+    ray_pods = {n: pod for n, pod in _pod_specs(k8s).items() if n.startswith("lcw-ray")}
+    assert len(ray_pods) >= 2  # the head and the GPU workers
+    for name, pod in ray_pods.items():
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (container,) = pod["containers"]
+        mounts = [m for m in container["volumeMounts"] if m["mountPath"] == path]
+        assert mounts and not mounts[0].get("readOnly"), name
+        source = volumes[mounts[0]["name"]]["persistentVolumeClaim"]["claimName"]
+        assert source == "lcw-checkpoints", name

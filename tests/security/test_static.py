@@ -47,6 +47,9 @@ ALLOWED = {
     ("lcw/data.py", "import pickle"): "CIFAR pickles from the local data directory",
     ("lcw/data.py", "pickle.load"): "CIFAR pickles from the local data directory",
     ("lcw/__init__.py", "importlib.import_module"): "lazy import of lcw's own modules",
+    ("lcw/checkpoint.py", "torch.load"): (
+        "a trial's own checkpoint from LCW_CHECKPOINT_DIR (operator-set), weights_only=True"
+    ),
 }
 
 
