@@ -91,9 +91,16 @@ def normalized(spec: StudyCreate) -> dict[str, Any]:
     return spec.model_dump(mode="json")
 
 
+# Fields added to the spec after studies were stored, with their defaults: left out of the hash
+# while at the default, so an Idempotency-Key replays across the upgrade that added them.
+_LATER_FIELDS: dict[str, Any] = {"checkpoint_every": None}
+
+
 def spec_hash(spec: StudyCreate) -> str:
     """A stable hash of the normalized spec: JSON and YAML of the same spec hash alike."""
-    text = json.dumps(normalized(spec), sort_keys=True, separators=(",", ":"))
+    data = {k: v for k, v in normalized(spec).items()
+            if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}  # fmt: skip
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

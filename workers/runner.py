@@ -100,6 +100,11 @@ def free_memory_bytes() -> int | None:
         return None
 
 
+def _ends_trials(checkpoint: CheckpointSpec | None, exc: Exception) -> bool:
+    """An error that leaves no attempt to resume: the trial's last, or one no retry fixes."""
+    return checkpoint is not None and (bool(checkpoint.get("final")) or permanence(exc) is not None)
+
+
 @dataclass
 class _Rung:
     """A trial waiting at an ASHA rung for the dispatcher's verdict."""
@@ -240,7 +245,7 @@ class TrialRunner:
             )
             final = not self._asked_to_stop([token])
         except Exception as exc:
-            if checkpoint is not None and checkpoint.get("final"):
+            if _ends_trials(checkpoint, exc):
                 checkpoints.discard(plan, [config])
             return self._error(exc, start, token)
         finally:
@@ -284,7 +289,7 @@ class TrialRunner:
                 )
                 final = not self._asked_to_stop(live)
             except Exception as exc:
-                if checkpoint is not None and checkpoint.get("final"):
+                if _ends_trials(checkpoint, exc):
                     checkpoints.discard(plan, live_configs)
                 return self._error(exc, start)
             finally:

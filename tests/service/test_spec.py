@@ -213,6 +213,20 @@ def test_spec_hash_ignores_spelling_of_defaults() -> None:
     assert spec_hash(parse_spec(SMALL)) != spec_hash(parse_spec({**SMALL, "seeds": 3}))
 
 
+def test_spec_hash_of_a_stored_study_survives_fields_added_later() -> None:
+    # A study stored before checkpoint_every existed was hashed without it: an Idempotency-Key
+    # sent again after the upgrade must still match while the new field is at its default.
+    import hashlib
+    import json
+
+    from service.spec import normalized
+
+    before = {k: v for k, v in normalized(parse_spec(SMALL)).items() if k != "checkpoint_every"}
+    old = hashlib.sha256(json.dumps(before, sort_keys=True, separators=(",", ":")).encode())
+    assert spec_hash(parse_spec(SMALL)) == old.hexdigest()
+    assert spec_hash(parse_spec({**SMALL, "checkpoint_every": 2})) != old.hexdigest()
+
+
 def test_spec_error_formats_paths() -> None:
     err = SpecError(("methods", 2), "bad")
     assert err.message == "methods[2]: bad"
