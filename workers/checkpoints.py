@@ -12,11 +12,11 @@ The dispatcher (``workers.pool``) sends every run a small plain dict, ``Checkpoi
 
 The runner (``workers.runner``) turns it into an ``lcw.checkpoint.CheckpointPlan`` (``plan``)
 and deletes the checkpoint when its trials reach a final state (``discard``): after a result
-(completed, diverged, or stopped by ASHA), or after an error on the last attempt. A run stopped
-by a request keeps it (a shutdown or a lost lease: another attempt resumes it). What is not
-deleted: the checkpoint of a trial whose study was cancelled mid-run, of one whose last
-attempt's process died (its actor cannot clean up), and of one failed by an error no retry
-fixes; they stay in the directory until removed by hand.
+(completed, diverged, or stopped by ASHA), or after an error on the last attempt or one no
+retry fixes (``workers.messages.permanence``). A run stopped by a request keeps it (a shutdown
+or a lost lease: another attempt resumes it). What is not deleted: the checkpoint of a trial
+whose study was cancelled mid-run, and of one whose last attempt's process died (its actor
+cannot clean up); they stay in the directory until removed by hand.
 
 ``mark_start`` flags the first epoch a run reports (0, or the one after the checkpoint it
 resumed from) with ``attempt_start``: the store then replaces the trial's rows from that epoch
