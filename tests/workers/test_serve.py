@@ -119,7 +119,7 @@ def test_lcw_trains_a_depth_50_sigmoid_mlp_that_plain_cannot(
         assert info["hostname"] and info["node_id"] and info["device"] == "cpu"
 
 
-def test_a_raising_trial_is_retried_then_failed_and_a_huge_lr_diverges(
+def test_a_missing_dataset_fails_without_retries_and_a_huge_lr_diverges(
     server: tuple[httpx.Client, Path],
 ) -> None:
     client, _ = server
@@ -135,7 +135,7 @@ def test_a_raising_trial_is_retried_then_failed_and_a_huge_lr_diverges(
     assert failed["status"] == "failed"
     (trial,) = _trials(client, missing)
     assert trial["status"] == "failed"
-    assert trial["attempt"] == 2  # the first try and one retry
+    assert trial["attempt"] == 1  # no retry can bring the files: max_retries is not used
     assert "DatasetNotFoundError" in trial["error"]
     assert "mnist" in trial["error"]
 
