@@ -97,6 +97,12 @@ class Study(Base):
     # submission with the same key and spec returns this study instead of creating another.
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # Who submitted it: the name of the API token used (``name:token`` in LCW_API_TOKENS);
+    # None when auth is off or the token has no name.
+    owner: Mapped[str | None] = mapped_column(String(100), index=True)
+    # Higher runs first; within a priority, claims share the workers across owners, then
+    # across each owner's studies (``service.store.queue``).
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

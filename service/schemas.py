@@ -200,6 +200,19 @@ _ONE_LR_AXIS: JsonDict = {
 }
 
 
+def _web_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL (e.g. https://hooks.example.org/lcw)")
+    return value
+
+
+class NotifySpec(_Spec):
+    webhook: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_web_url)]
+
+
 class StudyCreate(_Spec):
     """A study spec: the grid of trials to run and the settings they share."""
 
@@ -255,6 +268,11 @@ class StudyCreate(_Spec):
 
     # How the summary adjusts p-values across the study's comparisons (service.significance).
     adjustment: Literal["holm", "bh"] = "holm"
+    # Higher runs first; within one priority the workers are shared fairly across owners, then
+    # across each owner's studies (service.store.queue).
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    # Where to say that the study finished (completed, failed or cancelled): a JSON POST.
+    notify: NotifySpec | None = None
 
     @field_validator("methods", "depths", "widths", "activations", "learning_rates", "init_scales")
     @classmethod

@@ -93,7 +93,7 @@ def normalized(spec: StudyCreate) -> dict[str, Any]:
 
 # Fields added to the spec after studies were stored, with their defaults: left out of the hash
 # while at the default, so an Idempotency-Key replays across the upgrade that added them.
-_LATER_FIELDS: dict[str, Any] = {"checkpoint_every": None}
+_LATER_FIELDS: dict[str, Any] = {"checkpoint_every": None, "priority": 0, "notify": None}
 
 
 def spec_hash(spec: StudyCreate) -> str:

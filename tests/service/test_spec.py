@@ -221,10 +221,12 @@ def test_spec_hash_of_a_stored_study_survives_fields_added_later() -> None:
 
     from service.spec import normalized
 
-    before = {k: v for k, v in normalized(parse_spec(SMALL)).items() if k != "checkpoint_every"}
+    later = {"checkpoint_every", "priority", "notify"}  # fields added after studies were stored
+    before = {k: v for k, v in normalized(parse_spec(SMALL)).items() if k not in later}
     old = hashlib.sha256(json.dumps(before, sort_keys=True, separators=(",", ":")).encode())
     assert spec_hash(parse_spec(SMALL)) == old.hexdigest()
     assert spec_hash(parse_spec({**SMALL, "checkpoint_every": 2})) != old.hexdigest()
+    assert spec_hash(parse_spec({**SMALL, "priority": 1})) != old.hexdigest()
 
 
 def test_spec_error_formats_paths() -> None:
