@@ -231,3 +231,30 @@ class TrialMetric(_FinalMetrics, Base):
     # {"layers": [{"layer", "shift", "abs_mean", "grad_norm", "saturated"}, ...]} or None
     diagnostics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StudyNotification(Base):
+    """A webhook call owed for a study that finished (completed, failed or cancelled): the
+    outbox ``service.notify`` delivers from.
+
+    Written by the store in the transaction that finishes the study, so a finish is never
+    lost nor told twice by the writer; the API process's deliverer POSTs it, retries with a
+    backoff until ``LCW_WEBHOOK_RETRY_S`` after ``created_at``, and records the outcome.
+    ``url`` is the study's ``notify.webhook``, or None: the deliverer's ``LCW_WEBHOOK_URL``.
+    """
+
+    __tablename__ = "study_notifications"
+    __table_args__ = (Index("ix_study_notifications_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str | None] = mapped_column(String(2000))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the event, less the URLs
+    # pending -> delivered | gave_up | skipped (no URL: neither the spec's nor the server's)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # POSTs started so far
+    # When a deliverer may next take it: due now, after a backoff, or after a claim's lease.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -34,7 +34,7 @@ def test_empty_database_upgraded_to_head_matches_models(empty_db_url: str) -> No
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
-            assert context.get_current_revision() == "0007"
+            assert context.get_current_revision() == "0008"
         tables = set(inspect(engine).get_table_names())
         assert {"studies", "trials", "trial_metrics", "study_cells", "alembic_version"} <= tables
     finally:
