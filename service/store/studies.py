@@ -22,14 +22,16 @@ from service.models import Study, StudyCell, Trial, utcnow
 from service.records import Page, Progress, StudyRecord, field_names
 from service.schemas import StudyCreate
 from service.spec import PlannedTrial, normalized, spec_hash
-from service.store.base import _IN_BATCH, StoreBase, _chunks
+from service.store.base import _IN_BATCH, _chunks
+from service.store.notifications import Notifications
 from service.vocabulary import STUDY_FINISHED, TRIAL_RESULT
 
 _STUDY_COLUMNS = [name for name in field_names(StudyRecord) if name != "progress"]
 
 
-class Studies(StoreBase):
-    """Study rows and the derived state every trial change updates in its transaction."""
+class Studies(Notifications):
+    """Study rows and the derived state every trial change updates in its transaction (a
+    study that finishes also queues its webhook call: ``service.store.notifications``)."""
 
     def create_study(
         self,
@@ -207,6 +209,7 @@ class Studies(StoreBase):
             study.status = "cancelled"
             study.finished_at = now
             study.updated_at = now
+            self._notify_finished(s, study, now)
             self._touch_cells(s, study_id, None)
             s.flush()
             return self._study_record(s, study)
@@ -326,6 +329,8 @@ class Studies(StoreBase):
                 study.status = new
                 # finished now, or running again (trials added or requeued)
                 study.finished_at = now if new in STUDY_FINISHED else None
+                if new in STUDY_FINISHED:
+                    self._notify_finished(s, study, now)
         s.flush()
         for sid in sorted(cells):
             self._touch_cells(s, sid, cells[sid])
