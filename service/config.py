@@ -10,13 +10,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _http_url(value: str, setting: str) -> str:
+    """`value` when it is an http(s) URL with a host; ValueError naming `setting` else."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"{setting}: {value!r} is not an http(s) URL (e.g. https://hooks.example.org/lcw)"
+        )
     return value
 
 
@@ -56,11 +68,35 @@ class Settings(BaseSettings):
     # Where trials save their checkpoints (lcw.checkpoint): a path every Ray node sees (a shared
     # filesystem on a cluster) or an fsspec URL (s3://bucket/prefix); None: <data_home>/checkpoints.
     checkpoint_dir: str | None = None
+    # Webhooks (service.notify, sent by the API process): where to POST when a study finishes,
+    # for studies whose spec names no notify.webhook; None: only those studies are told.
+    webhook_url: str | None = None
+    # Signs every call: X-LCW-Signature, the HMAC-SHA256 of "<X-LCW-Timestamp>.<body>" with
+    # this key; None: calls go unsigned.
+    webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    # How long after the finish a failing call is retried (backoff 1 s doubling to 5 min).
+    webhook_retry_s: float = Field(default=3600.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)  # each call's timeout
+    # Where clients reach this API: a webhook's summary_url and page_url start with it.
+    public_url: str = "http://127.0.0.1:8000"
 
     @field_validator("api_tokens", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
+
+    @field_validator("webhook_url", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("webhook_url", "public_url")
+    @classmethod
+    def _http_urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        url = _http_url(value, f"LCW_{(info.field_name or '').upper()}")
+        return url.rstrip("/") if info.field_name == "public_url" else url
 
     @field_validator("checkpoint_dir")
     @classmethod
