@@ -6,6 +6,7 @@ Reach them through :func:`get_settings` (cached; tests pass their own ``Settings
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,14 +36,16 @@ def _http_url(value: str, setting: str) -> str:
 class Settings(BaseSettings):
     """Configuration of one service process (API server, `db upgrade`, embedded dispatcher)."""
 
-    model_config = SettingsConfigDict(env_prefix="LCW_", extra="ignore")
+    # hide_input_in_errors: an error about LCW_API_TOKENS must never print the tokens.
+    model_config = SettingsConfigDict(env_prefix="LCW_", extra="ignore", hide_input_in_errors=True)
 
     # Where the default SQLite file lives; unused when database_url names another database.
     data_home: Path = Path("./data")
     # None: sqlite:///<data_home>/lcw.db. PostgreSQL: postgresql+psycopg://user@host/db
     # (a plain postgresql:// URL is read as psycopg 3).
     database_url: str | None = None
-    # Bearer tokens allowed to write (comma-separated in LCW_API_TOKENS). Empty: writes are open.
+    # Bearer tokens allowed to write (comma-separated in LCW_API_TOKENS), each a plain token or
+    # ``name:token`` (the studies it submits record the owner `name`). Empty: writes are open.
     # SecretStr so that a logged or printed Settings never shows them.
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, repr=False)
     max_trials_per_study: int = Field(default=5000, ge=1)
@@ -85,6 +88,13 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: Any) -> Any:
         return _split_commas(value)
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _token_entries(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for i, entry in enumerate(value):
+            _owner_token(entry.get_secret_value(), position=i + 1)
+        return value
+
     @field_validator("webhook_url", "webhook_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -119,7 +129,32 @@ class Settings(BaseSettings):
 
     def token_values(self) -> list[str]:
         """The configured API tokens as plain strings (for comparison only; never log them)."""
-        return [t.get_secret_value() for t in self.api_tokens]
+        return [token for _name, token in self.token_owners()]
+
+    def token_owners(self) -> list[tuple[str | None, str]]:
+        """(owner name or None, token) of each LCW_API_TOKENS entry (``name:token`` or a plain
+        token)."""
+        return [_owner_token(t.get_secret_value()) for t in self.api_tokens]
+
+
+OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+
+
+def _owner_token(entry: str, *, position: int | None = None) -> tuple[str | None, str]:
+    """An LCW_API_TOKENS entry as (owner, token): ``alice:s3cret`` names its owner, a plain
+    token has none. ValueError naming the setting (never the token) when malformed."""
+    name, sep, token = entry.partition(":")
+    if not sep:
+        return None, entry
+    where = f"LCW_API_TOKENS entry {position}" if position else "LCW_API_TOKENS entry"
+    if not OWNER_NAME.match(name):
+        raise ValueError(
+            f"{where}: the owner name before ':' must be 1-100 letters, digits or _.@- "
+            "(starting with a letter or digit); give name:token or a token without ':'"
+        )
+    if not token:
+        raise ValueError(f"{where}: '{name}:' has no token after the ':'")
+    return name, token
 
 
 def normalize_database_url(url: str) -> str:

@@ -317,6 +317,8 @@ class StudyPublic(BaseModel):
     status: str
     dataset: str
     model: str
+    owner: str | None  # the API token's name that submitted it (None: auth off or no name)
+    priority: int
     trial_count: int
     spec: dict[str, Any]
     progress: Progress

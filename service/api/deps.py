@@ -33,26 +33,32 @@ StoreDep = Annotated[Store, Depends(get_store)]
 _bearer = HTTPBearer(auto_error=False, description="An LCW_API_TOKENS token (writes only)")
 
 
-def token_matches(token: str, allowed: list[str]) -> bool:
-    """Constant-time check of `token` against every allowed token (no early exit)."""
-    ok = False
-    for candidate in allowed:
-        ok |= hmac.compare_digest(token.encode(), candidate.encode())
-    return ok
-
-
 def require_writer(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Refuse a write without a valid bearer token when LCW_API_TOKENS is set."""
-    allowed = settings.token_values()
-    if not allowed:
-        return
+) -> str | None:
+    """Refuse a write without a valid bearer token when LCW_API_TOKENS is set; returns the
+    token's owner name (None: auth is off, or the token has no name)."""
+    entries = settings.token_owners()
+    if not entries:
+        return None
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UnauthorizedError("this write needs 'Authorization: Bearer <token>'")
-    if not token_matches(credentials.credentials, allowed):
+    matched, owner = token_owner(credentials.credentials, entries)
+    if not matched:
         raise UnauthorizedError("the bearer token is not valid")
+    return owner
+
+
+def token_owner(token: str, entries: list[tuple[str | None, str]]) -> tuple[bool, str | None]:
+    """(whether `token` is one of `entries`, its owner name or None); every entry is compared
+    in constant time, with no early exit."""
+    matched, owner = False, None
+    for name, candidate in entries:
+        if hmac.compare_digest(token.encode(), candidate.encode()) and not matched:
+            matched, owner = True, name
+    return matched, owner
 
 
 WriterDep = Depends(require_writer)
+OwnerDep = Annotated[str | None, Depends(require_writer)]

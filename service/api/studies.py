@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from lcw import catalog
-from service.api.deps import SettingsDep, StoreDep, WriterDep
+from service.api.deps import OwnerDep, SettingsDep, StoreDep, WriterDep
 from service.api.public import studies_public, study_public, trials_public
 from service.config import Settings
 from service.extend import plan_extension, request_hash
@@ -63,14 +63,19 @@ def _validation(exc: ValidationError) -> RequestValidationError:
 
 
 def _create(
-    store: Store, settings: Settings, raw: bytes, media_type: str, key: str | None
+    store: Store,
+    settings: Settings,
+    raw: bytes,
+    media_type: str,
+    key: str | None,
+    owner: str | None,
 ) -> tuple[StudyPublic, bool]:
     data = load_document(raw, media_type)
     try:
         spec, trials = plan_study(data, max_trials=settings.max_trials_per_study)
     except ValidationError as exc:
         raise _validation(exc) from exc
-    study, created = store.create_study(spec, trials, idempotency_key=key)
+    study, created = store.create_study(spec, trials, idempotency_key=key, owner=owner)
     return study_public(study), created
 
 
@@ -95,13 +100,15 @@ async def create_study(
     response: Response,
     store: StoreDep,
     settings: SettingsDep,
+    owner: OwnerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StudyPublic:
-    """Submit a study spec (JSON or YAML) and queue its trials."""
+    """Submit a study spec (JSON or YAML) and queue its trials; the study records its owner
+    (the name of the API token used, when it has one)."""
     raw = await request.body()
     media_type = request.headers.get("content-type", "application/json")
     study, created = await run_in_threadpool(
-        _create, store, settings, raw, media_type, idempotency_key
+        _create, store, settings, raw, media_type, idempotency_key, owner
     )
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -114,9 +121,11 @@ def list_studies(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     status: StudyStatus | None = None,
+    owner: Annotated[str | None, Query(max_length=100)] = None,
 ) -> StudiesPublic:
-    """List studies, newest first."""
-    return studies_public(store.list_studies(limit=limit, offset=offset, status=status))
+    """List studies, newest first (optionally of one status, of one owner)."""
+    page = store.list_studies(limit=limit, offset=offset, status=status, owner=owner)
+    return studies_public(page)
 
 
 @router.get("/{study_id}", response_model=StudyPublic, responses=_NOT_FOUND)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.errors import NotFoundError
 from service.models import EPOCH_METRICS, FINAL_METRICS, Study, Trial, TrialMetric, utcnow
 from service.store.base import _IN_BATCH, _chunks, _num, clean_json
+from service.store.fair_share import pick_trials
 from service.store.studies import Studies
 from service.vocabulary import TRIAL_RESULT
 
@@ -61,7 +62,9 @@ class Queue(Studies):
     def claim_trials(
         self, owner: str, *, limit: int, lease_seconds: float, keep_metrics: bool = False
     ) -> list[ClaimedTrial]:
-        """Lease up to `limit` pending trials to `owner`: oldest study first, then index.
+        """Lease up to `limit` pending trials to `owner`: the highest priority first, the workers
+        shared fairly across owners and then their studies, each study's trials in index order
+        (``service.store.fair_share``); returned in the order the slots were given.
 
         Atomic: two claimers never get the same trial (PostgreSQL: FOR UPDATE SKIP LOCKED;
         SQLite: the whole claim runs under BEGIN IMMEDIATE). Each claimed trial is `running`
@@ -76,19 +79,7 @@ class Queue(Studies):
         now = utcnow()
         expires = now + timedelta(seconds=lease_seconds)
         with self._write() as s:
-            live = (
-                select(Study.id)
-                .where(Study.id == Trial.study_id, Study.status != "cancelled")
-                .exists()
-            )
-            pick = (
-                select(Trial.id)
-                .where(Trial.status == "pending", live)
-                .order_by(Trial.study_id, Trial.index)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            ids = list(s.scalars(pick))
+            ids = pick_trials(s, limit)
             if not ids:
                 return []
             claimed = s.execute(
@@ -161,7 +152,8 @@ class Queue(Studies):
                 )
                 for row in claimed
             ]
-            return sorted(out, key=lambda c: (c.study_id, c.index))
+            position = {tid: i for i, tid in enumerate(ids)}
+            return sorted(out, key=lambda c: position[c.id])  # the order slots were given
 
     def renew_leases(self, owner: str, trial_ids: list[int], *, lease_seconds: float) -> set[int]:
         """Extend `owner`'s leases; returns the ids it still holds and that are still running.

@@ -39,6 +39,7 @@ class Studies(Notifications):
         trials: Sequence[PlannedTrial],
         *,
         idempotency_key: str | None = None,
+        owner: str | None = None,
     ) -> tuple[StudyRecord, bool]:
         """Store a validated spec and its expanded trials; returns (study, created).
 
@@ -57,7 +58,7 @@ class Studies(Notifications):
                             if existing.request_hash != digest:
                                 raise IdempotencyKeyReusedError(idempotency_key)
                             return self._study_record(s, existing), False
-                    study = self._insert_study(s, spec, trials, idempotency_key, digest)
+                    study = self._insert_study(s, spec, trials, idempotency_key, digest, owner)
                     return self._study_record(s, study), True
             except IntegrityError:
                 # Another request with the same key committed first: read its study.
@@ -72,9 +73,12 @@ class Studies(Notifications):
         trials: Sequence[PlannedTrial],
         key: str | None,
         digest: str,
+        owner: str | None = None,
     ) -> Study:
         now = utcnow()
         study = Study(
+            owner=owner,
+            priority=spec.priority,
             name=spec.name,
             description=spec.description,
             status="queued",
@@ -169,11 +173,19 @@ class Studies(Notifications):
             return self._study_record(s, self._get_study(s, study_id))
 
     def list_studies(
-        self, *, limit: int = 50, offset: int = 0, status: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        status: str | None = None,
+        owner: str | None = None,
     ) -> Page[StudyRecord]:
-        """A page of studies, newest first, optionally of one status; count is of all matches."""
+        """A page of studies, newest first, optionally of one status and one owner; count is
+        of all matches."""
         with self._read() as s:
             where = [] if status is None else [Study.status == status]
+            if owner is not None:
+                where.append(Study.owner == owner)
             count = s.scalar(select(func.count()).select_from(Study).where(*where)) or 0
             studies = list(
                 s.scalars(

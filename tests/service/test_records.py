@@ -63,6 +63,7 @@ def test_the_api_maps_a_record_to_its_public_model() -> None:
     now = datetime(2026, 1, 2, tzinfo=UTC)
     study = StudyRecord(
         id=3, name="n", description=None, status="running", dataset="digits", model="mlp",
+        owner="alice", priority=2,
         trial_count=2, spec={"seeds": 2}, progress=Progress(total=2, running=2),
         created_at=now, updated_at=now, started_at=now, finished_at=None,
     )  # fmt: skip

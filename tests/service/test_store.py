@@ -15,16 +15,18 @@ from service.store import ClaimedTrial, SlotHistory, Store
 RUN_INFO = {"versions": {"lcw": "0.1.0"}, "device": "cpu", "node": "test"}
 
 
-def test_claim_takes_oldest_study_first_in_index_order(store: Store) -> None:
+def test_claim_shares_the_workers_across_studies_in_index_order(store: Store) -> None:
     first = make_study(store)
     second = make_study(store, name="second")
     claimed = store.claim_trials("w1", limit=5, lease_seconds=60)
+    # One owner (none), two studies: the slots alternate, the older study first; each
+    # study's trials in index order.
     assert [(c.study_id, c.index) for c in claimed] == [
         (first, 0),
-        (first, 1),
-        (first, 2),
-        (first, 3),
         (second, 0),
+        (first, 1),
+        (second, 1),
+        (first, 2),
     ]
     c = claimed[0]
     assert isinstance(c, ClaimedTrial)
@@ -33,8 +35,8 @@ def test_claim_takes_oldest_study_first_in_index_order(store: Store) -> None:
     assert c.max_retries == 2 and c.resources == {"cpu": 1.0, "gpu": 0.0}
     assert c.lr_search is None and c.scheduler is None
     assert store.get_study(first).status == "running"
-    assert store.get_study(first).progress.running == 4
-    assert store.get_study(second).progress.pending == 3
+    assert store.get_study(first).progress.running == 3
+    assert store.get_study(second).progress.pending == 2
     assert store.get_study(first).started_at is not None
 
 
