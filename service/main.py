@@ -3,7 +3,8 @@
 Run it with ``lcw-sweep serve`` (uvicorn, factory mode). The app upgrades the schema on
 startup, caps request bodies (``LCW_MAX_BODY_BYTES``: Content-Length and the streamed size),
 times every request for Prometheus, and maps ``service.errors`` to HTTP codes. CORS stays
-closed unless ``LCW_CORS_ORIGINS`` names origins. Nothing here imports torch.
+closed unless ``LCW_CORS_ORIGINS`` names origins. While it serves, it sends the webhooks of
+finished studies (``service.notify``). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from service.api import health, studies, trials
 from service.config import Settings, get_settings
 from service.db import make_engine, upgrade_database
 from service.errors import install_handlers
+from service.notify import Notifier
 from service.schemas import StudyCreate, StudyExtend
 from service.store import Store
 from service.vocabulary import STUDY_STATUSES, TRIAL_STATUSES
@@ -216,7 +218,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             await run_in_threadpool(upgrade_database, engine)
         threading.Thread(target=_settle, name="lcw-warm-up", daemon=True).start()
+        # Webhooks of finished studies (service.notify): sent from here, not the dispatcher.
+        notifier = Notifier.from_settings(store, settings)
+        notifier.start()
+        _app.state.notifier = notifier
         yield
+        await run_in_threadpool(notifier.stop)
         engine.dispose()
 
     app = FastAPI(
