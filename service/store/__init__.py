@@ -16,6 +16,8 @@ module per concept, each a layer of the class (``Store`` inherits them all):
 ``summary_sql.py``        the summary's aggregate queries over the covering index
 ``summary_cache.py``      the incremental summary: per-study LRU, per-cell reuse, stored
                           cell results written by a background thread
+``notifications.py``      the webhook outbox: a row per study finish, claimed and settled by
+                          ``service.notify``
 ========================  ==================================================================
 
 The contract
@@ -53,7 +55,9 @@ the owner: from a worker that no longer holds the lease it changes nothing.
 
 *Derived state.* Every call that changes trials updates their study's status and moves the
 versions of the cells it touched, in the same transaction; ``summary`` recomputes exactly the
-cells whose version moved, and equals a full recomputation (tested on both databases).
+cells whose version moved, and equals a full recomputation (tested on both databases). A
+change that finishes a study (completed, failed, cancelled) also writes its webhook call to
+the outbox (``study_notifications``) in that transaction.
 
 *What it returns.* Records (``service.records``: ``StudyRecord``, ``TrialRecord``,
 ``TrialDetail``, ``Page``) and the summary's value types (``service.summary``), never an HTTP
