@@ -36,6 +36,7 @@ from service.schemas import StudyCreate, StudyExtend
 from service.store import Store
 from service.vocabulary import STUDY_STATUSES, TRIAL_STATUSES
 from service.web import pages
+from workers.metrics import EMBEDDED
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -234,6 +235,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     registry = CollectorRegistry()
     registry.register(StateCollector(store))
+    registry.register(EMBEDDED)  # `serve`'s embedded dispatcher's lcw_dispatcher_* metrics
     latency = Histogram(
         "lcw_http_request_duration_seconds",
         "HTTP request latency",

@@ -31,7 +31,9 @@ The loop is this module; each of its jobs is a part of its own, all sharing one
   with a backoff while the database is down;
 * ``workers.resolve``: each claimed trial's setting (its lr_search slot's LR, device, threads,
   ASHA rungs) and the ASHA verdicts;
-* ``workers.ray_connect``: joining a Ray cluster or starting a local one.
+* ``workers.ray_connect``: joining a Ray cluster or starting a local one;
+* ``workers.metrics``: its Prometheus metrics (``Dispatcher.metrics``), recorded by the parts
+  above where each event happens.
 
 Trials never touch the database; their metrics travel over Ray. Failures: an exception in a
 trial, a dead actor (a SIGKILLed Ray worker) and a timeout are a failed attempt (retried while
@@ -57,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from service.store import Store
 from workers.leases import Leases
+from workers.metrics import DispatcherMetrics, embed
 from workers.outcomes import Outcomes
 from workers.placement import Placement
 from workers.pool import Pool
@@ -107,17 +110,17 @@ class Dispatcher:
         self.owner = owner or make_owner()
         self.tick_s = tick_s
         self._slots_setting = slots
-        # Counters for logs and tests: trials completed, attempts failed, claims, actors that
-        # died under a trial, actors we killed (timeouts, stop requests ignored, shutdown).
-        self.stats = {"completed": 0, "failed_attempts": 0, "claimed": 0, "died": 0, "killed": 0}
+        # Its Prometheus metrics (workers.metrics), on a registry of its own; the parts
+        # record what happens as it happens.
+        self.metrics = DispatcherMetrics()
         self._held = Held()
-        self._writes = WriteBack(store, self.owner, self._held, self.stats)
+        self._writes = WriteBack(store, self.owner, self._held, self.metrics)
         self._resolver = Resolver(store, self._writes, pack_size=pack_size)
         self._writes.on_final = self._resolver.observe  # a searcher learns from its slots
         # checkpoint_dir: where trials save and resume their state (LCW_CHECKPOINT_DIR); None:
         # each actor's own default (workers.checkpoints).
         self._pool = Pool(
-            self._held, self._writes, self.stats, slots=slots or 1, stop_grace_s=stop_grace_s,
+            self._held, self._writes, self.metrics, slots=slots or 1, stop_grace_s=stop_grace_s,
             checkpoint_dir=checkpoint_dir,
         )  # fmt: skip
         self._placement = Placement(self._pool, pack_size=pack_size)
@@ -127,8 +130,13 @@ class Dispatcher:
             self.owner,
             self._pool,
             self._placement,
-            self.stats,
+            self.metrics,
             lease_seconds=lease_seconds,
+        )
+        self.metrics.watch(
+            running=lambda: len(self.running_trial_ids()),
+            held=lambda: len(self._held.trials),
+            actors=lambda: len(self._pool.workers),
         )
         self._started = False
         self._draining = False
@@ -228,6 +236,12 @@ class Dispatcher:
         log.info("dispatcher %s stopped", self.owner)
 
     # -- what tests and the CLI look at -------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counts for logs and tests, read from its metrics: trials completed (with a result),
+        attempts failed, claims, actors that died under a trial, actors it killed."""
+        return self.metrics.stats()
 
     def running_trial_ids(self) -> set[int]:
         """Trials on an actor right now (each member of a pack)."""
@@ -348,6 +362,7 @@ def run_embedded(settings: Settings) -> None:
             failure_signal_handler=False,
         )
         dispatcher = dispatcher_from_settings(settings)
+        embed(dispatcher.metrics)  # on the API's /metrics
     except Exception:
         log.exception("the embedded dispatcher could not start; serving the API only")
         return

@@ -14,10 +14,15 @@ nothing and hoards no trials.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
+from service.models import utcnow
 from service.store import Store
+from workers.metrics import DispatcherMetrics
 from workers.placement import Placement
 from workers.pool import Pool
+from workers.state import first_line
+from workers.writeback import database_error
 
 log = logging.getLogger("lcw.workers")
 
@@ -35,7 +40,7 @@ class Leases:
         owner: str,
         pool: Pool,
         placement: Placement,
-        stats: dict[str, int],
+        metrics: DispatcherMetrics,
         *,
         lease_seconds: float,
     ) -> None:
@@ -44,7 +49,7 @@ class Leases:
         self.pool = pool
         self.held = pool.held
         self.placement = placement
-        self.stats = stats
+        self.prom = metrics
         self.lease_seconds = lease_seconds
         self._next_claim = 0.0
         self._next_renew = 0.0
@@ -59,14 +64,20 @@ class Leases:
         if now >= self._next_renew:
             self._renew(now)
         if now >= self._next_release:
-            self.store.release_expired()
+            with self.prom.timed("release_expired"):
+                expired = self.store.release_expired()
+            self.prom.lease_expiries.inc(expired)
             self._next_release = now + RELEASE_EXPIRED_S
         if claim:
             self._claim(now)
 
     def _renew(self, now: float) -> None:
         ids = list(self.held.trials)
-        held = self.store.renew_leases(self.owner, ids, lease_seconds=self.lease_seconds)
+        if ids:  # the store answers an empty renewal without a query: nothing to time
+            with self.prom.timed("renew_leases"):
+                held = self.store.renew_leases(self.owner, ids, lease_seconds=self.lease_seconds)
+        else:
+            held = set()
         self._next_renew = now + self.renew_s
         for tid in set(ids) - held:
             t = self.held.trials.get(tid)
@@ -74,8 +85,10 @@ class Leases:
                 continue
             # Cancelled, deleted, or our lease lapsed and someone else runs it now.
             if t.phase == "backlog":
+                self.prom.leases_lost.inc()
                 self.held.forget(t)
             elif t.phase == "running" and t.stopping is None:
+                self.prom.leases_lost.inc()
                 log.info("trial %d is no longer ours (cancelled or reclaimed): stopping it", tid)
                 self.pool.stop(t, "lost", now)
 
@@ -87,10 +100,12 @@ class Leases:
             return
         # Metrics of earlier attempts stay: an attempt that resumes from a checkpoint re-runs
         # only the epochs after it, and its first row replaces the rest (workers.checkpoints).
-        claimed = self.store.claim_trials(
-            self.owner, limit=room, lease_seconds=self.lease_seconds, keep_metrics=True
-        )
-        self.stats["claimed"] += len(claimed)
+        claimed_at = utcnow()
+        with self.prom.timed("claim_trials"):
+            claimed = self.store.claim_trials(
+                self.owner, limit=room, lease_seconds=self.lease_seconds, keep_metrics=True
+            )
+        self.prom.claimed([c.attempt for c in claimed])
         for c in claimed:
             self.pool.want = self.held.add(c).shape  # the pool grows with the latest shape
         placement.queue_more = len(claimed) >= room
@@ -98,6 +113,22 @@ class Leases:
             self._next_claim = now + IDLE_CLAIM_S
         if claimed:
             self._next_renew = min(self._next_renew, now + self.renew_s)
+            self._waited([c.id for c in claimed if c.attempt == 1], claimed_at)
+
+    def _waited(self, first: list[int], claimed_at: datetime) -> None:
+        """Queue wait of first claims: from each trial's creation (the queue keeps no time of
+        a requeue, so later attempts are not measured). A small read, after the claim; a
+        database error here only skips the observation."""
+        if not first:
+            return
+        try:
+            created = self.store.trials_created_at(first)
+        except Exception as exc:
+            if not database_error(exc):
+                raise
+            log.debug("queue wait not measured: %s", first_line(exc))
+            return
+        self.prom.waited(list(created.values()), claimed_at)
 
 
 __all__ = ["IDLE_CLAIM_S", "RELEASE_EXPIRED_S", "RENEW_MAX_S", "Leases"]

@@ -44,6 +44,7 @@ class Outcomes:
         self.pool = pool
         self.held: Held = pool.held
         self.writes: WriteBack = pool.writes
+        self.prom = pool.prom
         self.resolver = resolver
         # Placement sizes packs by it: packing.config_key -> seconds per member.
         self.member_seconds = placement.member_seconds
@@ -115,6 +116,7 @@ class Outcomes:
             self.held.forget(t)
             return
         if isinstance(reply, TrialError):
+            self.prom.duration.observe(reply.compute_seconds)
             self.writes.fail(t, reply.error, permanent=reply.permanent)
             return
         if isinstance(reply, TrialSkipped) or (
@@ -123,6 +125,9 @@ class Outcomes:
             self.writes.release(t)
             return
         seconds = reply.compute_seconds  # a pack member's: its share, filled in by on_run
+        ran = pack_seconds if pack_seconds is not None else seconds
+        if ran is not None:
+            self.prom.duration.observe(ran)
         if t.config is not None and reply.status == "completed" and seconds is not None:
             self.member_seconds[packing.config_key(t.config)] = seconds
         for metrics in reply.epochs:

@@ -23,6 +23,7 @@ from typing import Any
 
 from workers import checkpoints
 from workers.messages import ActorInfo
+from workers.metrics import DispatcherMetrics
 from workers.state import EPS, Held, Shape, Trial, Worker
 from workers.writeback import WriteBack
 
@@ -43,7 +44,7 @@ class Pool:
         self,
         held: Held,
         writes: WriteBack,
-        stats: dict[str, int],
+        metrics: DispatcherMetrics,
         *,
         slots: int,
         stop_grace_s: float,
@@ -52,7 +53,7 @@ class Pool:
         self.held = held
         self.checkpoint_dir = checkpoint_dir  # None: each actor's default (workers.checkpoints)
         self.writes = writes
-        self.stats = stats
+        self.prom = metrics
         self.slots = slots
         self.stop_grace_s = stop_grace_s
         self.workers: list[Worker] = []
@@ -147,7 +148,7 @@ class Pool:
         import ray
 
         if not died:
-            self.stats["killed"] += 1
+            self.prom.kills.inc()
         try:
             ray.kill(w.handle, no_restart=True)
         except Exception as exc:  # already dead: nothing to kill
@@ -173,7 +174,7 @@ class Pool:
         for ref in [r for r, (_, obj) in self.refs.items() if obj is w or obj in runs]:
             del self.refs[ref]
         if any(t.stopping is None for t in pack):
-            self.stats["died"] += 1
+            self.prom.deaths.inc()
         where = f" (one of a pack of {len(pack)})" if len(pack) > 1 else ""
         for t in pack + queued:
             t.worker, t.ref = None, None
@@ -219,6 +220,7 @@ class Pool:
                 checkpoint=checkpoint,
             )
         self.refs[ref] = ("run", pack)
+        self.prom.pack_size.observe(len(pack))
         if w.trials:
             w.next = pack
         else:

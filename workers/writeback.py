@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.errors import NotFoundError, StoreError
 from service.store import ClaimedTrial, Store
 from workers.messages import Permanent
+from workers.metrics import DispatcherMetrics
 from workers.state import Held, Trial, first_line
 
 log = logging.getLogger("lcw.workers")
@@ -57,11 +58,11 @@ def _nothing(claim: ClaimedTrial) -> None:
 class WriteBack:
     """The queued metrics and trial outcomes of one dispatcher (see the module docstring)."""
 
-    def __init__(self, store: Store, owner: str, held: Held, stats: dict[str, int]) -> None:
+    def __init__(self, store: Store, owner: str, held: Held, metrics: DispatcherMetrics) -> None:
         self.store = store
         self.owner = owner
         self.held = held
-        self.stats = stats
+        self.prom = metrics
         self.rows: list[tuple[int, dict[str, Any]]] = []
         self.ops: deque[Op] = deque()
         self.retry_at = 0.0  # no database work before this (monotonic time)
@@ -145,7 +146,9 @@ class WriteBack:
 
     def _flush_now(self) -> None:
         if self.rows:
-            self.store.write_metrics(self.owner, self.rows)
+            with self.prom.timed("write_metrics"):
+                written = self.store.write_metrics(self.owner, self.rows)
+            self.prom.rows_written.inc(written)
             self.rows = []
         while self.ops:
             self._apply(self.ops[0])
@@ -154,14 +157,19 @@ class WriteBack:
     def _apply(self, op: Op) -> None:
         trials = [self.held.trials.get(tid) for tid in op.trial_ids]
         final = False
+        counts = self.prom.trials
         try:
             if op.kind == "complete":
-                final = self.store.complete_trial(self.owner, op.trial_ids[0], **op.args)
-                self.stats["completed"] += int(final)
+                with self.prom.timed("complete_trial"):
+                    final = self.store.complete_trial(self.owner, op.trial_ids[0], **op.args)
+                if final:
+                    counts[op.args["status"]].inc()
             elif op.kind == "fail":
-                status = self.store.fail_trial_attempt(self.owner, op.trial_ids[0], **op.args)
-                self.stats["failed_attempts"] += 1
+                with self.prom.timed("fail_trial_attempt"):
+                    status = self.store.fail_trial_attempt(self.owner, op.trial_ids[0], **op.args)
                 final = status == "failed"
+                if final or status == "pending":  # else: not ours any more, nothing stored
+                    counts["failed" if final else "failed_attempt"].inc()
                 log.info(
                     "trial %d attempt failed (%s): %s",
                     op.trial_ids[0],
@@ -169,7 +177,8 @@ class WriteBack:
                     first_line(op.args["error"]),
                 )
             elif op.kind == "fail_pending":
-                n = self.store.fail_pending(op.args["study_id"], op.args["error"])
+                with self.prom.timed("fail_pending"):
+                    n = self.store.fail_pending(op.args["study_id"], op.args["error"])
                 log.info(
                     "study %d: %d pending trials failed without running: %s",
                     op.args["study_id"],
@@ -177,7 +186,9 @@ class WriteBack:
                     first_line(op.args["error"]),
                 )
             else:
-                self.store.release_trials(self.owner, list(op.trial_ids))
+                with self.prom.timed("release_trials"):
+                    n = self.store.release_trials(self.owner, list(op.trial_ids))
+                counts["released"].inc(n)
         except NotFoundError:  # deleted meanwhile
             final = False
         for t in trials:

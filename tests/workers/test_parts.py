@@ -29,6 +29,7 @@ from workers.messages import (
     TrialResult,
     TrialSkipped,
 )
+from workers.metrics import DispatcherMetrics
 from workers.outcomes import Outcomes
 from workers.placement import Placement
 from workers.pool import Pool
@@ -90,8 +91,9 @@ class _Store:
             raise self.down
         self.calls.append(what)
 
-    def write_metrics(self, owner: str, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    def write_metrics(self, owner: str, rows: list[tuple[int, dict[str, Any]]]) -> int:
         self._call("metrics", [(tid, m["epoch"]) for tid, m in rows])
+        return len(rows)
 
     def complete_trial(self, owner: str, trial_id: int, **args: Any) -> bool:
         self._call("complete", trial_id, args["status"])
@@ -101,16 +103,17 @@ class _Store:
         self._call("fail", trial_id, error)
         return "pending"
 
-    def release_trials(self, owner: str, trial_ids: list[int]) -> None:
+    def release_trials(self, owner: str, trial_ids: list[int]) -> int:
         self._call("release", trial_ids)
+        return len(trial_ids)
 
 
 def _parts(n: int) -> tuple[_Store, Held, WriteBack, Pool, Outcomes, list[Trial]]:
     store = _Store()
     held = Held()
-    stats = dict.fromkeys(("completed", "failed_attempts", "claimed", "died", "killed"), 0)
-    writes = WriteBack(cast(Store, store), "me", held, stats)
-    pool = Pool(held, writes, stats, slots=2, stop_grace_s=3.0)
+    metrics = DispatcherMetrics()
+    writes = WriteBack(cast(Store, store), "me", held, metrics)
+    pool = Pool(held, writes, metrics, slots=2, stop_grace_s=3.0)
     resolver = Resolver(cast(Store, store), writes, pack_size=None)
     outcomes = Outcomes("me", pool, resolver, Placement(pool, pack_size=None))
     trials = [held.add(_claim(i)) for i in range(1, n + 1)]
