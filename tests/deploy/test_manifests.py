@@ -167,7 +167,7 @@ def test_compose_dependencies_and_healthchecks(services: dict[str, Any]) -> None
         test = services[name]["healthcheck"]["test"]
         assert test[0] in ("CMD", "CMD-SHELL"), name
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
-    assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
     head_check = services["ray-head"]["healthcheck"]["test"][1:]
     assert parse_argv(head_check)[1] == "status"
 
@@ -359,7 +359,7 @@ def test_k8s_environment_is_what_the_code_reads(
             assert has_db == (not pod_name.startswith("lcw-ray")), where
 
 
-def test_k8s_services_select_their_pods_and_probes_use_healthz(
+def test_k8s_services_select_their_pods_and_probes_use_livez_and_readyz(
     k8s: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
     for service_name in ("lcw-api", "lcw-dispatcher"):
@@ -376,8 +376,8 @@ def test_k8s_services_select_their_pods_and_probes_use_healthz(
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in port_names, service_name
     api = k8s[("Deployment", "lcw-api")]["spec"]["template"]["spec"]["containers"][0]
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert api[probe]["httpGet"]["path"] == "/healthz"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/livez"  # never the database
     for pod in _pod_specs(k8s).values():
         assert pod["securityContext"]["runAsNonRoot"] is True
 

@@ -334,9 +334,9 @@ def test_a_sigkilled_dispatcher_restarted_finishes_the_study_unchanged(fleet: Fl
             assert t.attempt == 2
 
 
-def _healthz(base: str) -> int:
+def _healthz(base: str, probe: str = "/healthz") -> int:
     try:
-        return httpx.get(f"{base}/healthz", timeout=5).status_code
+        return httpx.get(f"{base}{probe}", timeout=5).status_code
     except httpx.HTTPError:
         return 0
 
@@ -361,9 +361,12 @@ def _restart_scenario(fleet: Fleet, pg: PrivatePostgres) -> None:
         pg.stop()
         down = time.monotonic()
         assert _healthz(base) == 503  # the API says so instead of hanging or crashing
+        assert _healthz(base, "/readyz") == 503  # no traffic to this pod...
+        assert _healthz(base, "/livez") == 200  # ...but no restart: the process is fine
         time.sleep(max(0.0, 5.0 - (time.monotonic() - down)))  # longer than a lease (3 s)
         pg.start()
         wait_until(lambda: _healthz(base) == 200, timeout=30, what="the API to reconnect")
+        assert _healthz(base, "/readyz") == 200
         assert httpx.get(f"{base}/api/studies/{sid}").status_code == 200
         assert wait_study(store, sid, timeout=180).status == "completed", own.tail()
         _assert_complete_and_equal(fleet, store, sid)

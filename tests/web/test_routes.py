@@ -130,4 +130,6 @@ def test_cell_view_means_over_seeds_at_the_best_lr(client: TestClient) -> None:
 
 def test_web_routes_stay_out_of_the_openapi_document(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    assert all(p.startswith("/api/") or p in ("/healthz", "/metrics", "/readyz") for p in paths)
+    assert all(
+        p.startswith("/api/") or p in ("/healthz", "/livez", "/readyz", "/metrics") for p in paths
+    )
