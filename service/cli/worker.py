@@ -4,6 +4,7 @@ It connects to Ray (a local instance by default; ``--ray-address`` / ``RAY_ADDRE
 ``LCW_RAY_ADDRESS`` for a cluster), prints what it connected to, and runs queued trials until
 SIGTERM or SIGINT: then it stops claiming, lets running trials finish for ``--grace`` seconds,
 and gives back whatever it still holds so that another dispatcher picks it up at once.
+``--metrics-port`` serves its Prometheus metrics (``workers.metrics``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ def worker_command(
         float,
         typer.Option(min=0.0, help="Seconds running trials get to finish on SIGTERM/SIGINT."),
     ] = 10.0,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve the dispatcher's Prometheus metrics at http://0.0.0.0:PORT/metrics; "
+            "0: off.",
+        ),
+    ] = 0,
 ) -> None:
     """Run queued trials on Ray until SIGTERM or SIGINT."""
     from sqlalchemy.engine import make_url
@@ -50,6 +61,10 @@ def worker_command(
         num_cpus=num_cpus or settings.ray_num_cpus,
     )
     dispatcher = dispatcher_from_settings(settings, slots=slots)
+    if metrics_port:
+        from workers.metrics import serve_metrics
+
+        serve_metrics(metrics_port, dispatcher.metrics.registry)
     dispatcher.start()
     database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
     where = "local Ray" if info["local"] else "Ray cluster"
@@ -57,6 +72,7 @@ def worker_command(
         f"lcw-sweep worker {dispatcher.owner}: {where} at {info['address']} "
         f"({info['nodes']} node(s), {info['cpus']:g} CPU, {info['gpus']:g} GPU), "
         f"{dispatcher.slots} slot(s), database {database}"
+        + (f", metrics on :{metrics_port}/metrics" if metrics_port else "")
     )
 
     stop = threading.Event()
