@@ -1,9 +1,10 @@
 """`lcw-sweep worker` against a Ray cluster started apart (`ray start --head` on loopback).
 
 The cluster topology of a real deployment, on one machine: a Ray head with 2 CPUs, and the
-dispatcher as its own process that joins it by address. The same cluster serves the recovery
-test: the dispatcher is SIGKILLed mid-study and started again, and the study still completes
-with exactly one metrics row per epoch of every trial.
+dispatcher as its own process that joins it by address (and serves its Prometheus metrics on
+``--metrics-port``). The same cluster serves the recovery test: the dispatcher is SIGKILLed
+mid-study and started again, and the study still completes with exactly one metrics row per
+epoch of every trial.
 
 The head runs with a private ``--temp-dir`` and its own ports; teardown ends exactly the
 processes under that temp dir (by pid), never someone else's Ray (`ray stop` would).
@@ -16,9 +17,11 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from wk_helpers import (
     assert_one_row_per_epoch,
+    free_port,
     start,
     stop_process,
     study_spec,
@@ -55,10 +58,16 @@ def db(tmp_path: Path) -> Iterator[tuple[str, Store]]:
 
 
 def _worker(
-    address: str, url: str, log: Path, *, lease_seconds: float = 10.0, **extra: str
+    address: str,
+    url: str,
+    log: Path,
+    *,
+    lease_seconds: float = 10.0,
+    args: tuple[str, ...] = (),
+    **extra: str,
 ) -> subprocess.Popen[bytes]:
     env = subprocess_env(LCW_DATABASE_URL=url, LCW_LEASE_SECONDS=str(lease_seconds), **extra)
-    proc = start(["lcw-sweep", "worker", "--ray-address", address], env=env, log=log)
+    proc = start(["lcw-sweep", "worker", "--ray-address", address, *args], env=env, log=log)
 
     def connected() -> bool:
         if proc.poll() is not None:
@@ -77,17 +86,28 @@ def test_worker_joins_a_cluster_by_address_and_runs_a_study(
 ) -> None:
     url, store = db
     log = tmp_path / "worker.log"
-    proc = _worker(ray_head, url, log)
+    port = free_port()
+    proc = _worker(ray_head, url, log, args=("--metrics-port", str(port)))
     try:
         banner = log.read_text()
         assert "Ray cluster at" in banner and f":{ray_head.rsplit(':', 1)[1]}" in banner
         assert "1 node(s), 2 CPU, 0 GPU" in banner and "2 slot(s)" in banner
+        assert f"metrics on :{port}/metrics" in banner
         study = wait_study(store, submit(store, SMALL), timeout=120)
         assert study.status == "completed"
         trials = trials_of(store, study.id)
         assert [t.status for t in trials] == ["completed"] * 4
         assert len({t.run_info["node_id"] for t in trials}) == 1  # the head node
         assert all(t.run_info["dispatcher"].split(":")[1] == str(proc.pid) for t in trials)
+
+        # Its Prometheus metrics (--metrics-port): the study's trials, each claimed once.
+        def scraped() -> str | None:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            return text if 'lcw_dispatcher_trials_total{outcome="completed"} 4.0' in text else None
+
+        text = wait_until(scraped, timeout=10, what="the metrics to count the study's trials")
+        assert "lcw_dispatcher_attempts_total 4.0" in text
+        assert "lcw_dispatcher_metric_rows_written_total 12.0" in text  # epochs 0-2 each
     finally:
         code = stop_process(proc)
     assert code == 0, log.read_text()[-3000:]
