@@ -212,12 +212,19 @@ class Client:
         return StudyPublic.model_validate(self._request("GET", f"/api/studies/{study_id}").json())
 
     def studies(
-        self, *, limit: int = 50, offset: int = 0, status: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        status: str | None = None,
+        owner: str | None = None,
     ) -> StudiesPublic:
-        """GET /api/studies, newest first."""
+        """GET /api/studies, newest first (optionally of one status, of one owner)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if status:
             params["status"] = status
+        if owner:
+            params["owner"] = owner
         return StudiesPublic.model_validate(
             self._request("GET", "/api/studies", params=params).json()
         )

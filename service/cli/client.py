@@ -101,6 +101,9 @@ def status_command(
         StudyStatus | None,
         typer.Option("--status", help="List only studies in this state."),
     ] = None,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="List only studies of this owner.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
@@ -119,7 +122,7 @@ def status_command(
                 out.print(study_table(study))
                 print_failures(out, api, study)
             return
-        studies = api.studies(limit=limit, status=only)
+        studies = api.studies(limit=limit, status=only, owner=owner)
     if as_json:
         typer.echo(studies.model_dump_json(indent=2))
         return
@@ -127,13 +130,14 @@ def status_command(
         out.print("no studies yet: lcw-sweep submit examples/quick-demo.yaml")
         return
     table = Table(title=f"Studies ({len(studies.data)} of {studies.count}, newest first)")
-    for name in ("id", "name", "status", "dataset", "done", "created"):
+    for name in ("id", "name", "owner", "status", "dataset", "done", "created"):
         table.add_column(name, justify="right" if name in ("id", "done") else "left")
     for s in studies.data:
         style = STUDY_STYLE.get(s.status, "")
         table.add_row(
             str(s.id),
             s.name,
+            s.owner or "-",
             f"[{style}]{s.status}[/]" if style else s.status,
             s.dataset,
             f"{finished_count(s)}/{s.trial_count}",

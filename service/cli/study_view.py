@@ -19,6 +19,10 @@ def study_table(study: StudyPublic) -> Table:
     style = STUDY_STYLE.get(study.status, "")
     table.add_row("status", f"[{style}]{study.status}[/]" if style else study.status)
     table.add_row("dataset / model", f"{study.dataset} / {study.model}")
+    if study.owner:
+        table.add_row("owner", study.owner)
+    if study.priority:
+        table.add_row("priority", str(study.priority))
     table.add_row("trials", str(study.trial_count))
     for state in TRIAL_STATES:
         count = getattr(study.progress, state)

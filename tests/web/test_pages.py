@@ -28,7 +28,7 @@ def test_list_page_shows_the_studies(site: Served, page: Any, page_log: PageLog)
     assert row.locator("a.study-link").inner_text() == "deep-sigmoid-vs-relu"
     assert row.locator(".badge").inner_text() == "completed"
     cells = row.locator("td").all_inner_texts()
-    assert cells[4:7] == ["144", "143", "1"]  # trials, done, failed
+    assert cells[5:8] == ["144", "143", "1"]  # trials, done, failed (after the owner)
     bar = row.locator(".progress")
     assert bar.get_attribute("aria-valuenow") == "144"
     failed = page.locator(f'tr[data-study-id="{site.seeded.failed_study}"] .badge')

@@ -132,3 +132,20 @@ def test_extend_and_retry_need_the_token(tmp_path: Path, page: Any) -> None:
         assert TOKEN not in page.content()
     finally:
         _stop(served)
+
+
+def test_pages_show_whose_study_it_is(tmp_path: Path, page: Any) -> None:
+    served = _site(tmp_path, ["alice:tok-alice", TOKEN])
+    try:
+        spec, trials = plan_study({**SPEC, "priority": 7}, max_trials=100)
+        sid = int(served.store.create_study(spec, trials, owner="alice")[0].id)
+        anon = _study(served)
+        page.goto(served.url + "/")
+        row = page.locator(f'tr[data-study-id="{sid}"]')
+        assert "alice" in row.inner_text()
+        assert "—" in page.locator(f'tr[data-study-id="{anon}"]').inner_text()
+        page.goto(f"{served.url}/studies/{sid}")
+        facts = page.locator(".facts").inner_text()
+        assert "owner alice" in facts and "priority 7" in facts
+    finally:
+        _stop(served)
