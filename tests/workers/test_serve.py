@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from wk_helpers import (
     FINISHED,
     free_port,
@@ -145,3 +146,22 @@ def test_a_missing_dataset_fails_without_retries_and_a_huge_lr_diverges(
     assert trial["status"] == "diverged"
     assert trial["attempt"] == 1  # an outcome, not retried
     assert trial["result"]["diverged_epoch"] == 1
+
+
+def test_the_api_metrics_carry_the_embedded_dispatcher(server: tuple[httpx.Client, Path]) -> None:
+    """`/metrics` has the embedded dispatcher's lcw_dispatcher_* next to the API's own: its
+    trials by outcome are the stored trials by status (it ran every trial of this database)."""
+    client, _ = server
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    samples = {
+        (s.name, tuple(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+    for status in ("completed", "diverged", "failed"):
+        stored = samples[("lcw_trials", (("status", status),))]
+        ran = samples[("lcw_dispatcher_trials_total", (("outcome", status),))]
+        assert ran == stored, (status, ran, stored)
+    assert ("lcw_dispatcher_trials_running", ()) in samples
+    assert any(name == "lcw_http_request_duration_seconds_count" for name, _ in samples)
