@@ -9,8 +9,9 @@ packable trial its ``packing.group_key``. A slot's searcher learns from the slot
 seed of it has finished (``observe``); ASHA judges a setting over all its seeds at a rung
 (``asha_stops``).
 
-The searchers and the ASHA brackets live in this dispatcher's memory only: a restarted one
-rebuilds the searchers from ``Store.lr_history``.
+The searchers and the ASHA brackets live in this dispatcher's memory: a restarted one rebuilds
+the searchers from ``Store.lr_history`` and each cell's brackets from the rung values stored
+in the trials' metrics (``Store.rung_history``), replayed in the order they were written.
 """
 
 from __future__ import annotations
@@ -86,9 +87,7 @@ class Resolver:
             key = (c.study_id, c.cell_key)
             asha = self.ashas.get(key)
             if asha is None:
-                asha = self.ashas[key] = Asha.from_spec(
-                    c.scheduler, max_epochs=int(config.get("epochs", 1))
-                )
+                asha = self.ashas[key] = self._rebuilt_asha(c, int(config.get("epochs", 1)))
             t.rungs = asha.rungs
         t.config = config
         # ASHA's early stops save nothing inside a pack (a stopped member is only masked until
@@ -96,6 +95,15 @@ class Resolver:
         # switched packing off.
         if not t.rungs and self.pack_size != 1 and c.packing:
             t.key = packing.group_key(c.study_id, config)
+
+    def _rebuilt_asha(self, c: ClaimedTrial, max_epochs: int) -> Asha:
+        """The cell's ASHA brackets, replayed from the rung values already stored (a restarted
+        dispatcher, or one that took over a study, judges as the one before it would)."""
+        assert c.scheduler is not None
+        asha = Asha.from_spec(c.scheduler, max_epochs=max_epochs)
+        for row in self.store.rung_history(c.study_id, c.cell_key, asha.rungs):
+            asha.on_rung(row.setting, row.seed, row.epoch, row.val_acc, seeds=c.seeds)
+        return asha
 
     def _search(self, c: ClaimedTrial) -> CellSearch:
         key = (c.study_id, c.cell_key)

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from service.models import Trial, utcnow
+from service.models import Trial, TrialMetric, utcnow
 from service.store.studies import Studies
 from service.vocabulary import TRIAL_RESULT, TRIAL_TERMINAL
 
@@ -52,6 +52,16 @@ class SlotHistory:
     def finished(self) -> bool:
         """Every seed of the slot is in a terminal status."""
         return bool(self.statuses) and all(s in TRIAL_TERMINAL for s in self.statuses)
+
+
+@dataclass(frozen=True)
+class RungValue:
+    """A trial's val_acc at an ASHA rung epoch, as stored (``Store.rung_history``)."""
+
+    setting: Any  # the lr_search slot, or the grid (lr, init_scale): ``workers.resolve.slot_of``
+    seed: int
+    epoch: int
+    val_acc: float | None
 
 
 class Slots(Studies):
@@ -144,3 +154,28 @@ class Slots(Studies):
             statuses = dict(sorted(entry["statuses"].items()))
             out.append(SlotHistory(slot, entry["lr"], entry["scale"], mean, statuses))
         return out
+
+    def rung_history(self, study_id: int, cell_key: str, epochs: list[int]) -> list[RungValue]:
+        """Every stored val_acc of the cell's trials at the rung `epochs`, in the order the
+        rows were written (the order the rungs were reported), so a restarted dispatcher
+        replays its ASHA brackets (``workers.resolve``)."""
+        if not epochs:
+            return []
+        with self._read() as s:
+            rows = s.execute(
+                select(
+                    Trial.slot, Trial.lr, Trial.init_scale, Trial.seed,
+                    TrialMetric.epoch, TrialMetric.val_acc,
+                )
+                .join(TrialMetric, TrialMetric.trial_id == Trial.id)
+                .where(
+                    Trial.study_id == study_id,
+                    Trial.cell_key == cell_key,
+                    TrialMetric.epoch.in_(sorted(set(epochs))),
+                )
+                .order_by(TrialMetric.id)
+            ).all()  # fmt: skip
+        return [
+            RungValue(slot if slot is not None else (lr, scale), seed, epoch, val_acc)
+            for slot, lr, scale, seed, epoch, val_acc in rows
+        ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,53 @@ def test_a_missing_value_ranks_last() -> None:
     assert not asha.on_rung("a", 0, 1, 0.1, seeds=1)
     assert asha.on_rung("b", 0, 1, None, seeds=1)
     assert asha.on_rung("c", 0, 1, float("nan"), seeds=1)
+
+
+def test_a_restarted_dispatcher_replays_the_stored_rungs(store: Any) -> None:
+    """ASHA's brackets after a dispatcher restart: rebuilt from the rung values stored in the
+    trials' metrics, they equal the brackets the first dispatcher built live."""
+    from service.spec import plan_study
+    from service.store import Store
+    from workers.metrics import DispatcherMetrics
+    from workers.resolve import Resolver, slot_of
+    from workers.state import Held
+    from workers.writeback import WriteBack
+
+    spec = {"name": "asha", "dataset": "digits", "methods": ["plain"], "depths": [2],
+            "learning_rates": [0.01, 0.03, 0.1, 0.3, 1.0], "seeds": 2, "epochs": 9,
+            "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3}}  # fmt: skip
+    parsed, trials = plan_study(spec, max_trials=100)
+    store.create_study(parsed, trials)
+
+    def resolver() -> Resolver:
+        held = Held()
+        writes = WriteBack(cast(Store, store), "d", held, DispatcherMetrics())
+        return Resolver(cast(Store, store), writes, pack_size=None), held
+
+    first, held = resolver()
+    claims = store.claim_trials("d", limit=100, lease_seconds=60)
+    live = {c.id: held.add(c) for c in claims}
+    for t in live.values():
+        first.resolve(t)
+    # Rung 1 (epoch 1) for every trial, rung 3 for those that go on: the accuracy falls with
+    # the LR index downwards, so the later (worse) LRs are stopped. Each report is stored as
+    # it is judged.
+    acc = {lr: 0.9 - 0.1 * i for i, lr in enumerate(spec["learning_rates"])}
+    decisions = {}
+    for epoch in (1, 3):
+        for c in claims:
+            if decisions.get(c.id):
+                continue
+            value = acc[c.config["lr"]] + 0.01 * c.seed + 0.001 * epoch
+            store.write_metrics("d", [(c.id, {"epoch": epoch, "val_acc": value})])
+            decisions[c.id] = first.asha_stops(live[c.id], epoch, value)
+    stopped = {slot_of(live[tid]) for tid, stop in decisions.items() if stop}
+    assert stopped and len(stopped) < 5  # some settings stopped, the best one goes on
+
+    again, held2 = resolver()  # a new dispatcher on the same database
+    t = held2.add(claims[0])
+    again.resolve(t)
+    key = (claims[0].study_id, claims[0].cell_key)
+    rebuilt, original = again.ashas[key], first.ashas[key]
+    assert rebuilt._recorded == original._recorded
+    assert rebuilt._stopped == original._stopped == stopped
