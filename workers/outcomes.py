@@ -77,6 +77,7 @@ class Outcomes:
         if t.stopping != "lost":
             self.writes.metrics(t, metrics)
         if item.rung:
+            self.writes.flush(now=True)  # rung values first: ASHA judges on the stored ones
             stop = t.stopping is not None or self.resolver.asha_stops(
                 t, epoch, metrics.get("val_acc")
             )

@@ -143,9 +143,22 @@ class Resolver:
             search.observe(self.store.lr_history(c.study_id, c.cell_key))
 
     def asha_stops(self, t: Trial, epoch: int, val_acc: float | None) -> bool:
-        """ASHA's verdict for `t` at its rung `epoch`: True when its setting stops here."""
-        asha = self.ashas.get((t.claim.study_id, t.claim.cell_key))
-        return asha is not None and asha.on_rung(
+        """ASHA's verdict for `t` at its rung `epoch`: True when its setting stops here.
+
+        The cell's brackets are replayed from the database first (the caller stores this
+        dispatcher's rung values before asking), so every dispatcher on one database judges
+        on the same rows in the same order: two of them cooperate on one study's cells."""
+        key = (t.claim.study_id, t.claim.cell_key)
+        asha = self.ashas.get(key)
+        if asha is None:
+            return False
+        max_epochs = asha.max_epochs
+
+        def replay() -> None:
+            self.ashas[key] = self._rebuilt_asha(t.claim, max_epochs)
+
+        self.writes.db(replay)  # the database failing: judge from memory (and back off)
+        return self.ashas[key].on_rung(
             slot_of(t), t.claim.seed, epoch, val_acc, seeds=t.claim.seeds
         )
 

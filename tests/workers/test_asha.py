@@ -119,3 +119,60 @@ def test_a_restarted_dispatcher_replays_the_stored_rungs(store: Any) -> None:
     rebuilt, original = again.ashas[key], first.ashas[key]
     assert rebuilt._recorded == original._recorded
     assert rebuilt._stopped == original._stopped == stopped
+
+
+def test_two_dispatchers_on_one_database_judge_as_one(store: Any, tmp_path: Any) -> None:
+    """Two dispatchers each hold half of an ASHA study's trials: asking at each rung after
+    storing its value, each judges on the same stored rows, so together they stop exactly
+    the settings one dispatcher alone stops."""
+    from service.db import make_engine, upgrade_database
+    from service.spec import plan_study
+    from service.store import Store
+    from workers.metrics import DispatcherMetrics
+    from workers.resolve import Resolver, slot_of
+    from workers.state import Held
+    from workers.writeback import WriteBack
+
+    spec = {"name": "asha", "dataset": "digits", "methods": ["plain"], "depths": [2],
+            "learning_rates": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "seeds": 2, "epochs": 9,
+            "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 3}}  # fmt: skip
+    acc = [0.6, 0.9, 0.5, 0.8, 0.4, 0.7]  # by LR: neither order nor reverse
+
+    def run(db: Store, dispatchers: int) -> set[Any]:
+        parsed, trials = plan_study(spec, max_trials=100)
+        db.create_study(parsed, trials)
+        claims = db.claim_trials("d", limit=100, lease_seconds=60)
+        parts = []
+        for _ in range(dispatchers):
+            held = Held()
+            writes = WriteBack(cast(Store, db), "d", held, DispatcherMetrics())
+            parts.append((Resolver(cast(Store, db), writes, pack_size=None), held))
+        stopped: set[Any] = set()
+        decided: dict[int, bool] = {}
+        tracked = {}
+        for i, c in enumerate(claims):  # trial i belongs to dispatcher i % n
+            resolver, held = parts[i % dispatchers]
+            tracked[c.id] = (resolver, held.add(c))
+            resolver.resolve(tracked[c.id][1])
+        for epoch in (1, 3):
+            for c in claims:
+                if decided.get(c.id):
+                    continue
+                resolver, t = tracked[c.id]
+                lr_index = spec["learning_rates"].index(c.config["lr"])
+                value = acc[lr_index] + 0.01 * c.seed + 0.001 * epoch
+                db.write_metrics("d", [(c.id, {"epoch": epoch, "val_acc": value})])
+                decided[c.id] = resolver.asha_stops(t, epoch, value)
+                if decided[c.id]:
+                    stopped.add(slot_of(t))
+        return stopped
+
+    alone = run(store, 1)
+    engine = make_engine(f"sqlite:///{tmp_path / 'two.db'}")
+    upgrade_database(engine)
+    try:
+        together = run(Store(engine), 2)
+    finally:
+        engine.dispose()
+    assert alone and len(alone) < 6
+    assert together == alone
