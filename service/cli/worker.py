@@ -41,6 +41,7 @@ def worker_command(
         int,
         typer.Option(
             "--metrics-port",
+            envvar="LCW_METRICS_PORT",
             min=0,
             max=65535,
             help="Serve the dispatcher's Prometheus metrics at http://0.0.0.0:PORT/metrics; "

@@ -92,6 +92,7 @@ def test_every_compose_command_is_a_real_cli_command(services: dict[str, Any]) -
     assert join["address"] == f"ray-head:{head['port']}"
     assert (program, command) == ("lcw-sweep", "worker")
     assert dispatcher["ray_address"] == f"ray-head:{head['port']}"
+    assert dispatcher["metrics_port"] == 9100  # lcw_dispatcher_* for Prometheus
 
 
 def test_compose_commands_with_unknown_options_would_fail() -> None:
@@ -325,6 +326,10 @@ def test_every_k8s_command_is_a_real_cli_command(
     head = f"{cluster_name}-head-svc:6379"
     assert join["address"] == head
     assert (program, command, worker["ray_address"]) == ("lcw-sweep", "worker", head)
+    # The dispatcher's metrics port is the one its container and Service name "dispatcher".
+    pod = k8s[("Deployment", "lcw-dispatcher")]["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in pod["ports"]}
+    assert ports["dispatcher"] == worker["metrics_port"] == 9100
 
 
 def test_k8s_images_are_one_image(k8s: dict[tuple[str, str], dict[str, Any]]) -> None:
