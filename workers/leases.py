@@ -17,12 +17,10 @@ import logging
 from datetime import datetime
 
 from service.models import utcnow
-from service.store import Store
+from service.store import ClaimedTrial, Store
 from workers.metrics import DispatcherMetrics
 from workers.placement import Placement
 from workers.pool import Pool
-from workers.state import first_line
-from workers.writeback import database_error
 
 log = logging.getLogger("lcw.workers")
 
@@ -113,22 +111,14 @@ class Leases:
             self._next_claim = now + IDLE_CLAIM_S
         if claimed:
             self._next_renew = min(self._next_renew, now + self.renew_s)
-            self._waited([c.id for c in claimed if c.attempt == 1], claimed_at)
+            self._waited([c for c in claimed if c.attempt == 1], claimed_at)
 
-    def _waited(self, first: list[int], claimed_at: datetime) -> None:
+    def _waited(self, first: list[ClaimedTrial], claimed_at: datetime) -> None:
         """Queue wait of first claims: from each trial's creation (the queue keeps no time of
-        a requeue, so later attempts are not measured). A small read, after the claim; a
-        database error here only skips the observation."""
-        if not first:
-            return
-        try:
-            created = self.store.trials_created_at(first)
-        except Exception as exc:
-            if not database_error(exc):
-                raise
-            log.debug("queue wait not measured: %s", first_line(exc))
-            return
-        self.prom.waited(list(created.values()), claimed_at)
+        a requeue, so later attempts are not measured); the claim returns the creation time."""
+        created = [c.created_at for c in first if c.created_at is not None]
+        if created:
+            self.prom.waited(created, claimed_at)
 
 
 __all__ = ["IDLE_CLAIM_S", "RELEASE_EXPIRED_S", "RENEW_MAX_S", "Leases"]

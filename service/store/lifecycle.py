@@ -22,6 +22,7 @@ from service.models import Study, StudyChange, Trial, utcnow
 from service.records import StudyRecord
 from service.schemas import StudyCreate
 from service.spec import PlannedTrial, normalized
+from service.store.slots import _assigned, _slot
 from service.store.studies import Studies
 from service.vocabulary import TRIAL_RETRIABLE
 
@@ -106,13 +107,11 @@ class Lifecycle(Studies):
         """New seeds of an lr_search slot that already has its setting train with it."""
         slots = {(t.cell_key, t.slot) for t in trials if t.slot is not None}
         for cell_key, slot in sorted(slots):
-            where = (Trial.study_id == study_id, Trial.cell_key == cell_key, Trial.slot == slot)
-            row = s.execute(
-                select(Trial.lr, Trial.init_scale).where(*where, Trial.lr.is_not(None)).limit(1)
-            ).first()
-            if row is None:
+            assigned = _assigned(s, study_id, cell_key, slot)
+            if assigned is None:
                 continue
-            lr, scale = row
+            lr, scale = assigned
+            where = _slot(study_id, cell_key, slot)
             pending = s.execute(select(Trial.id, Trial.config).where(*where, Trial.lr.is_(None)))
             s.execute(
                 update(Trial),

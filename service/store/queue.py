@@ -49,6 +49,7 @@ class ClaimedTrial:
     packing: bool = True  # the study's packing switch: False, every trial trains alone
     seeds: int = 1  # the study's seeds per setting (ASHA judges a setting over all of them)
     checkpoint_every: int | None = None  # the study's checkpoint interval in epochs (None: auto)
+    created_at: datetime | None = None  # when the trial was created (the queue-wait metric)
 
 
 def _held_by(owner: str) -> tuple[Any, ...]:
@@ -109,6 +110,7 @@ class Queue(Studies):
                     Trial.max_retries,
                     Trial.timeout_s,
                     Trial.resources,
+                    Trial.created_at,
                 )
                 .execution_options(synchronize_session=False)
             ).all()
@@ -149,6 +151,7 @@ class Queue(Studies):
                     packing=specs[row.study_id].get("packing", True),
                     seeds=int(specs[row.study_id].get("seeds", 1)),
                     checkpoint_every=specs[row.study_id].get("checkpoint_every"),
+                    created_at=row.created_at,
                 )
                 for row in claimed
             ]

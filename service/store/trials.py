@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -18,7 +17,7 @@ from sqlalchemy import (
 from service.errors import NotFoundError
 from service.models import EPOCH_METRICS, FINAL_METRICS, Trial, TrialMetric
 from service.records import EpochRecord, Page, TrialDetail, TrialRecord, field_names
-from service.store.base import _IN_BATCH, _chunks, _is, _num
+from service.store.base import _is, _num
 from service.store.studies import Studies
 from service.vocabulary import TRIAL_RESULT
 
@@ -78,19 +77,6 @@ class Trials(Studies):
                 select(Trial).where(*where).order_by(*order).limit(limit).offset(offset)
             )
             return Page([_trial_record(t) for t in trials], count)
-
-    def trials_created_at(self, trial_ids: list[int]) -> dict[int, datetime]:
-        """When each of `trial_ids` was created (submitted, or added by an extend); ids of
-        trials that no longer exist are left out. The dispatcher's queue-wait metric."""
-        created: dict[int, datetime] = {}
-        with self._read() as s:
-            for chunk in _chunks(sorted(set(trial_ids)), _IN_BATCH):
-                created.update(
-                    s.execute(select(Trial.id, Trial.created_at).where(Trial.id.in_(chunk)))
-                    .tuples()
-                    .all()
-                )
-        return created
 
     def get_trial(self, trial_id: int) -> TrialDetail:
         """One trial with its run info and every epoch's metrics; NotFoundError when missing."""
