@@ -141,8 +141,8 @@ def _message(error: dict[str, Any]) -> str:
         match = _LITERAL.match(msg)
         if match:
             msg = f"{shown(error.get('input'))} is not one of {match.group(1)}"
-    elif error.get("type") == "extra_forbidden":
-        msg = "unknown field (not part of the spec)"
+    elif error.get("type") == "extra_forbidden" and not msg.startswith("unknown field"):
+        msg = "unknown field (not part of the spec)"  # kept when a "did you mean" follows
     elif str(error.get("type", "")).endswith(("_type", "_parsing")) and "input" in error:
         msg = f"{msg}, got {shown(error['input'])}"
     return msg

@@ -17,13 +17,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from lcw import catalog
 from lcw.config import ConfigError, OptimizerConfig, TrialConfig
+from service.documents import DocumentError, decode_json, decode_yaml
 from service.errors import SpecError, UnsupportedMediaTypeError
 from service.schemas import StudyCreate
+from service.spec_hints import did_you_mean, with_suggestions
 
 JSON_TYPES = ("application/json",)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -61,29 +62,31 @@ def load_document(raw: bytes, media_type: str) -> Any:
     """Decode a request body as JSON or YAML (by media type) into plain Python data."""
     media_type = media_type.split(";", 1)[0].strip().lower() or "application/json"
     if media_type in JSON_TYPES or media_type.endswith("+json"):
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SpecError((), f"body is not valid JSON: {exc}", kind="json_invalid") from exc
-        except RecursionError as exc:  # "[[[[...": a small body that nests past the stack
-            raise SpecError((), "body is nested too deeply", kind="json_invalid") from exc
-    if media_type in YAML_TYPES:
-        try:
-            return yaml.safe_load(raw)  # safe_load: plain data only, never Python objects
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise SpecError((), f"body is not valid YAML: {exc}", kind="yaml_invalid") from exc
-        except RecursionError as exc:
-            raise SpecError((), "body is nested too deeply", kind="yaml_invalid") from exc
-    raise UnsupportedMediaTypeError(
-        f"Content-Type '{media_type}' is not supported; send application/json or application/yaml"
-    )
+        kind, decode = "JSON", decode_json
+    elif media_type in YAML_TYPES:
+        kind, decode = "YAML", decode_yaml  # safe_load: plain data only, never Python objects
+    else:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type '{media_type}' is not supported; send application/json or "
+            "application/yaml"
+        )
+    invalid = f"{kind.lower()}_invalid"
+    try:
+        return decode(raw)
+    except DocumentError as exc:  # "line 3, column 9: mapping values are not allowed here"
+        raise SpecError((), f"body is not valid {kind}: {exc}", kind=invalid) from exc
+    except RecursionError as exc:  # "[[[[...": a small body that nests past the stack
+        raise SpecError((), "body is nested too deeply", kind=invalid) from exc
 
 
 def parse_spec(data: Any) -> StudyCreate:
     """Validate decoded data as a StudyCreate; raises pydantic's ValidationError."""
     if not isinstance(data, dict):
         raise SpecError((), f"the spec must be an object, got {type(data).__name__}")
-    return StudyCreate.model_validate(data)
+    try:
+        return StudyCreate.model_validate(data)
+    except ValidationError as exc:
+        raise with_suggestions(exc, StudyCreate) from None
 
 
 def normalized(spec: StudyCreate) -> dict[str, Any]:
@@ -161,8 +164,11 @@ def check_spec(spec: StudyCreate, *, max_trials: int) -> None:
     if isinstance(spec.gain, dict):
         for method, gain in spec.gain.items():
             if method not in catalog.METHODS:
+                hint = did_you_mean(method, catalog.METHODS)
                 raise SpecError(
-                    ("gain", method), f"'{method}' is not one of {choices(list(catalog.METHODS))}"
+                    ("gain", method),
+                    f"'{method}' is not one of {choices(list(catalog.METHODS))}"
+                    + (f" ({hint})" if hint else ""),
                 )
             if method not in spec.methods:
                 raise SpecError(

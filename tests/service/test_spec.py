@@ -235,3 +235,69 @@ def test_spec_error_formats_paths() -> None:
     assert err.detail() == [
         {"loc": ["body", "methods", 2], "msg": "methods[2]: bad", "type": "value_error"}
     ]
+
+
+# (case, body, the message of its one error: the allowed values, then the closest one)
+DID_YOU_MEAN: list[tuple[str, dict[str, Any], str]] = [
+    ("method", _with(methods=["plain", "lwc"]), "methods[1]: 'lwc' is not one of"),
+    ("activation", _with(activations=["sigmod"]), "activations[0]: 'sigmod' is not one of"),
+    ("dataset", _with(dataset="digitz"), "dataset: 'digitz' is not one of"),
+    ("field", _with(learning_rate=[0.1]), "learning_rate: unknown field (not part of the spec)"),
+    (
+        "nested field",
+        _with(optimizer={"nmae": "sgd"}),
+        "optimizer.nmae: unknown field (not part of the spec)",
+    ),
+    ("case", _with(methods=["LCW"]), "methods[0]: 'LCW' is not one of"),
+    ("gain map", _with(methods=["lcw"], gain={"lwc": 2.0}), "gain.lwc: 'lwc' is not one of"),
+]
+_CLOSEST = {
+    "method": "lcw",
+    "activation": "sigmoid",
+    "dataset": "digits",
+    "field": "learning_rates",
+    "nested field": "name",
+    "case": "lcw",
+    "gain map": "lcw",
+}
+
+
+@pytest.mark.parametrize(("case", "body", "start"), DID_YOU_MEAN, ids=[c[0] for c in DID_YOU_MEAN])
+def test_a_misspelt_name_gets_the_closest_allowed_one(
+    client: TestClient, case: str, body: dict[str, Any], start: str
+) -> None:
+    r = client.post("/api/studies", json=body)
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert error["msg"].startswith(start), error
+    assert error["msg"].endswith(f" (did you mean '{_CLOSEST[case]}'?)"), error
+    if case in ("field", "nested field"):
+        assert error["type"] == "extra_forbidden"
+
+
+def test_no_suggestion_when_nothing_is_close(client: TestClient) -> None:
+    r = client.post("/api/studies", json=_with(methods=["zzz"], activations=["sigmod"]))
+    assert r.status_code == 422
+    by_loc = {tuple(e["loc"]): e["msg"] for e in r.json()["detail"]}
+    # Every error keeps its own message; only the close one gets a hint.
+    assert "did you mean" not in by_loc[("body", "methods", 0)]
+    assert by_loc[("body", "methods", 0)].startswith("methods[0]: 'zzz' is not one of 'plain'")
+    assert by_loc[("body", "activations", 0)].endswith("(did you mean 'sigmoid'?)")
+
+
+@pytest.mark.parametrize(
+    ("raw", "media", "where"),
+    [
+        (b"name: x\ndataset: digits\n  methods: [lcw]\n", "application/yaml", "line 3, column 10"),
+        (b"name: x\nmethods: [lcw, plain\n", "application/yaml", "line 3, column 1"),
+        (b'{"name": "x",\n "methods": }', "application/json", "line 2, column 13"),
+    ],
+)
+def test_a_body_that_does_not_parse_names_line_and_column(
+    client: TestClient, raw: bytes, media: str, where: str
+) -> None:
+    r = client.post("/api/studies", content=raw, headers={"Content-Type": media})
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert f"body is not valid {media.split('/')[1].upper()}: {where}: " in error["msg"], error
+    assert "<byte string>" not in error["msg"]
