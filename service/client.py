@@ -25,9 +25,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
-import yaml
 
 from service import vocabulary
+from service.client_errors import (
+    APIError,
+    ClientError,
+    ServerUnreachableError,
+    StudyTimeoutError,
+    describe_detail,
+    reason_of,
+)
+from service.documents import DocumentError, decode_json, decode_yaml
 from service.schemas import (
     HealthPublic,
     StudiesPublic,
@@ -49,74 +57,54 @@ TRIAL_STATES = TRIAL_STATUSES
 
 Per = Literal["cell", "comparison", "trial", "epoch"]
 ExportFormat = Literal["csv", "json"]
+ReportFormat = Literal["zip", "html"]
+# Seconds a report may take to build (its figures are drawn on the server).
+REPORT_TIMEOUT_S = 300.0
+# Seconds one poll of `wait` may take: a server that stops answering is noticed this soon.
+POLL_TIMEOUT_S = 5.0
 
 
-class ClientError(Exception):
-    """Base of every error this client raises; ``str()`` is one line."""
-
-
-class ServerUnreachableError(ClientError):
-    """No server answered at the URL (refused, DNS, timeout)."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(
-            f"cannot reach the lcw-sweep server at {url} ({reason}); start one with "
-            "`lcw-sweep serve` (or `make serve`), or point --url / LCW_URL at a running one"
+def normalize_url(url: str) -> str:
+    """The server's base URL: without a scheme, http:// ("127.0.0.1:8000" means
+    "http://127.0.0.1:8000"); only http and https are allowed."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in ("http", "https") or not url.split("://", 1)[1]:
+        raise ClientError(
+            f"--url {url!r}: give the server as http(s)://HOST:PORT (e.g. {DEFAULT_URL})"
         )
-        self.url = url
-        self.reason = reason
-
-
-class APIError(ClientError):
-    """The server answered with a 4xx/5xx; ``detail`` is the decoded ``detail`` of the body."""
-
-    def __init__(self, status_code: int, detail: Any, *, hint: str = "") -> None:
-        self.status_code = status_code
-        self.detail = detail
-        message = f"{status_code} {describe_detail(detail)}"
-        super().__init__(f"{message} ({hint})" if hint else message)
-
-
-class StudyTimeoutError(ClientError):
-    """`wait` gave up before the study finished (the study itself keeps running)."""
-
-
-def describe_detail(detail: Any) -> str:
-    """An API error body's ``detail`` as one line: 422 lists become 'loc: msg; loc: msg'."""
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                # The service's messages already start with the field path (service.errors).
-                parts.append(str(item.get("msg") or item))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts) or "invalid request"
-    if isinstance(detail, dict):
-        return json.dumps(detail, sort_keys=True)
-    return " ".join(str(detail).split()) or "error"
+    return url
 
 
 def _spec_body(spec: dict[str, Any] | str | Path) -> tuple[bytes, str]:
-    """A spec as (body, content type): dicts go as JSON, files by their suffix, text as YAML."""
+    """A spec as (body, content type): dicts go as JSON, files by their suffix, text as YAML.
+
+    A file is decoded here first, so that a syntax error names the file, line and column
+    (``study.yaml, line 3, column 9: mapping values are not allowed here``)."""
     if isinstance(spec, dict):
         return json.dumps(spec).encode(), "application/json"
     if isinstance(spec, Path) or ("\n" not in spec and Path(spec).is_file()):
         path = Path(spec)
         text = path.read_text(encoding="utf-8")
-        kind = "application/json" if path.suffix == ".json" else "application/yaml"
-        return text.encode(), kind
+        is_json = path.suffix == ".json"
+        try:
+            (decode_json if is_json else decode_yaml)(text)
+        except DocumentError as exc:
+            raise ClientError(exc.named(str(path))) from None
+        return text.encode(), "application/json" if is_json else "application/yaml"
     return spec.encode(), "application/yaml"
 
 
-# The columns of the flat rows, in order; "<field>_low"/"_high" split a (low, high) CI field.
 def _dataframe(rows: list[dict[str, Any]]) -> Any:
     try:
         import pandas as pd
-    except ModuleNotFoundError as exc:  # pragma: no cover - pandas is optional
+    except ModuleNotFoundError as exc:
         raise ClientError(
-            "as_dataframe=True needs pandas (pip install pandas); without it, "
-            "results() returns a list of dicts"
+            "as_dataframe=True needs pandas, which lcw-sweep installs only with its "
+            "'dataframe' extra: pip install 'lcw-sweep[dataframe]' (or leave as_dataframe "
+            "out: results() then returns a list of dicts)"
         ) from exc
     return pd.DataFrame.from_records(rows)
 
@@ -133,7 +121,7 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = normalize_url(url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
@@ -155,11 +143,11 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
-            raise ServerUnreachableError(self.url, _reason(exc)) from exc
+            raise ServerUnreachableError(self.url, reason_of(exc)) from exc
         except httpx.TimeoutException as exc:
             raise ServerUnreachableError(self.url, "timed out") from exc
         except httpx.TransportError as exc:
-            raise ServerUnreachableError(self.url, _reason(exc)) from exc
+            raise ServerUnreachableError(self.url, reason_of(exc)) from exc
         if response.is_error:
             raise self._error(response)
         return response
@@ -207,9 +195,12 @@ class Client:
                 time.sleep(0.5 * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def study(self, study_id: int) -> StudyPublic:
-        """GET /api/studies/{id}: status, spec and progress counts."""
-        return StudyPublic.model_validate(self._request("GET", f"/api/studies/{study_id}").json())
+    def study(self, study_id: int, *, timeout: float | None = None) -> StudyPublic:
+        """GET /api/studies/{id}: status, spec and progress counts (`timeout`: seconds for this
+        call, default the client's)."""
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        response = self._request("GET", f"/api/studies/{study_id}", **extra)
+        return StudyPublic.model_validate(response.json())
 
     def studies(
         self,
@@ -334,25 +325,39 @@ class Client:
         poll_s: float = 1.0,
         timeout_s: float | None = None,
         on_progress: Callable[[StudyPublic], None] | None = None,
+        on_outage: Callable[[ServerUnreachableError | None], None] | None = None,
         outage_s: float = 60.0,
     ) -> StudyPublic:
         """Poll a study until it is completed, failed or cancelled; returns it.
 
-        `on_progress` sees every poll. A server that stops answering for less than `outage_s`
-        (a restart) is waited out; `timeout_s` bounds the whole wait (StudyTimeoutError).
+        `on_progress` sees every poll. A server that stops answering (each poll gives up after
+        POLL_TIMEOUT_S) is waited out for `outage_s`; `on_outage` hears when it stops answering
+        (the error) and when it answers again (None). `timeout_s` bounds the whole wait
+        (StudyTimeoutError). Either error names the study and the command that follows it on.
         """
         start = time.monotonic()
         down_since: float | None = None
+        follow = f"lcw-sweep status {study_id} --wait"
         while True:
             try:
-                study = self.study(study_id)
-                down_since = None
-            except ServerUnreachableError:
+                study = self.study(study_id, timeout=POLL_TIMEOUT_S)
+            except ServerUnreachableError as exc:
                 now = time.monotonic()
-                down_since = down_since or now
+                if down_since is None:
+                    down_since = now
+                    if on_outage is not None:
+                        on_outage(exc)
                 if now - down_since > outage_s:
-                    raise
+                    raise ServerUnreachableError(
+                        self.url,
+                        f"{exc.reason} for {now - down_since:.0f} s; study {study_id} is stored "
+                        f"on the server: follow it again with `{follow}`",
+                    ) from exc
             else:
+                if down_since is not None:
+                    down_since = None
+                    if on_outage is not None:
+                        on_outage(None)
                 if on_progress is not None:
                     on_progress(study)
                 if study.status in STUDY_FINISHED:
@@ -360,23 +365,27 @@ class Client:
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 raise StudyTimeoutError(
                     f"study {study_id} did not finish within {timeout_s:g} s "
-                    f"(it keeps running: lcw-sweep status {study_id})"
+                    f"(it keeps running: {follow})"
                 )
             time.sleep(poll_s)
 
-
-def _reason(exc: httpx.TransportError) -> str:
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service" in text or "nodename" in text or "resolve" in text:
-        return "unknown host"
-    return str(exc).split("\n")[0] or type(exc).__name__
+    def report(self, study_id: int, *, format: ReportFormat = "zip") -> bytes:
+        """GET /api/studies/{id}/report: the offline report as a zip of report.html, report.md
+        and figures/*.png, or (format="html") the single self-contained HTML file."""
+        return self._request(
+            "GET",
+            f"/api/studies/{study_id}/report",
+            params={"format": format},
+            timeout=REPORT_TIMEOUT_S,
+        ).content
 
 
 def load_spec_file(path: Path) -> dict[str, Any]:
     """Read a YAML/JSON spec file into a dict (no validation: the server does that)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = decode_yaml(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    except DocumentError as exc:
+        raise ClientError(exc.named(str(path))) from None
     if not isinstance(data, dict):
         raise ClientError(f"{path}: a spec must be a mapping, got {type(data).__name__}")
     return data
@@ -397,5 +406,6 @@ __all__ = [
     "comparison_rows",
     "describe_detail",
     "load_spec_file",
+    "normalize_url",
     "star",
 ]

@@ -1,19 +1,19 @@
-"""Client commands of `lcw-sweep`: submit, status, results, cancel (over the REST API).
+"""Client commands of `lcw-sweep`: submit, status, cancel and delete (over the REST API);
+`results` lives in :mod:`service.cli.results`.
 
 They talk to a running server through :class:`service.client.Client` (``--url`` / ``LCW_URL``,
 ``--token`` / ``LCW_TOKEN``) and never touch the database or Ray themselves. A failure is one
-line on stderr (``error: 422 methods[2]: 'foo' is not one of ...``) and exit code 1; a server
-that does not answer says which URL was tried and how to start one.
+line on stderr (``error: 422 methods[2]: 'foo' is not one of ... (did you mean 'lcw'?)``) and
+exit code 1; a server that does not answer says which URL was tried and how to start one.
+``--format json`` prints the API's JSON object on stdout instead of text (``--json``: the
+older spelling).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -21,16 +21,39 @@ from rich.table import Table
 from service.cli.common import (
     DEFAULT_URL,
     STUDY_STYLE,
+    FormatOption,
+    JsonAliasOption,
     StudyIdArg,
     TokenOption,
     UrlOption,
     api_client,
     console,
+    output_format,
+    print_json,
 )
-from service.cli.study_view import ProgressView, finished_count, print_failures, study_table
-from service.cli.tables import print_summary, rows_table
-from service.client import cell_rows, comparison_rows
+from service.cli.study_view import (
+    finished_count,
+    follow,
+    print_failures,
+    print_outcome,
+    study_table,
+)
+from service.client import Client
+from service.schemas import StudyPublic
 from service.vocabulary import StudyStatus
+
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Show live progress by trial state until the study ends, then the summary table.",
+    ),
+]
+PollOption = Annotated[float, typer.Option(min=0.1, help="Seconds between polls (--wait).")]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(min=1.0, help="Give up waiting after this many seconds (exit code 1)."),
+]
 
 
 def submit_command(
@@ -40,18 +63,10 @@ def submit_command(
             exists=True, dir_okay=False, readable=True, help="Study spec (YAML or JSON file)."
         ),
     ],
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait",
-            help="Show live progress by trial state until the study ends, then the summary table.",
-        ),
-    ] = False,
-    poll: Annotated[float, typer.Option(min=0.1, help="Seconds between polls (--wait).")] = 1.0,
-    timeout: Annotated[
-        float | None,
-        typer.Option(min=1.0, help="Give up waiting after this many seconds (exit code 1)."),
-    ] = None,
+    wait: WaitOption = False,
+    poll: PollOption = 1.0,
+    timeout: TimeoutOption = None,
+    format: FormatOption = "text",
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
@@ -60,36 +75,40 @@ def submit_command(
     Example: lcw-sweep submit examples/quick-demo.yaml --wait
 
     Exit code 0 when submitted (with --wait: when the study completed), 1 on an error, a
-    failed or cancelled study, or a --timeout.
+    failed or cancelled study, or a --timeout. With --format json: the study's JSON once
+    submitted (with --wait: once finished).
     """
     out = console()
     with api_client(url, token) as api:
         study = api.submit(spec)
-        out.print(
-            f"submitted study [bold]{study.id}[/] ({study.name}): {study.trial_count} trials, "
-            f"status {study.status}"
-        )
-        out.print(f"page: {api.url}/studies/{study.id}")
-        if not wait:
-            out.print(f"follow it with: lcw-sweep status {study.id}")
-            return
-        view = ProgressView(study, console=out)
-        try:
-            with view.progress:
-                study = api.wait(study.id, poll_s=poll, timeout_s=timeout, on_progress=view.update)
-        except KeyboardInterrupt:
-            console(stderr=True).print(
-                f"stopped waiting; study {study.id} keeps running "
-                f"(lcw-sweep status {study.id}, lcw-sweep cancel {study.id})"
+        if format == "text":
+            out.print(
+                f"submitted study [bold]{study.id}[/] ({study.name}): {study.trial_count} "
+                f"trials, status {study.status}"
             )
-            raise typer.Exit(130) from None
-        style = STUDY_STYLE.get(study.status, "")
-        out.print(f"study {study.id} [{style}]{study.status}[/]")
-        if study.status != "failed":
-            print_summary(out, api.summary(study.id))
-        print_failures(out, api, study)
+            out.print(f"page: {api.url}/studies/{study.id}")
+        if not wait:
+            if format == "json":
+                print_json(study)
+            else:
+                out.print(f"follow it with: lcw-sweep status {study.id} --wait")
+            return
+        _follow_to_the_end(api, study, poll=poll, timeout=timeout, format=format)
+
+
+def _follow_to_the_end(
+    api: Client, study: StudyPublic, *, poll: float, timeout: float | None, format: str
+) -> StudyPublic:
+    """--wait: follow the study, then print its outcome; exit code 1 unless it completed."""
+    out = console()
+    study = follow(api, study, out=out, poll=poll, timeout=timeout, live=format == "text")
+    if format == "json":
+        print_json(study)
+    else:
+        print_outcome(out, api, study)
     if study.status != "completed":
         raise typer.Exit(1)
+    return study
 
 
 def status_command(
@@ -104,27 +123,44 @@ def status_command(
     owner: Annotated[
         str | None, typer.Option("--owner", help="List only studies of this owner.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="With a study id: follow it live until it ends, then show the summary table "
+            "(exit code 1 unless it completed).",
+        ),
+    ] = False,
+    poll: PollOption = 1.0,
+    timeout: TimeoutOption = None,
+    format: FormatOption = "text",
+    as_json: JsonAliasOption = False,
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
     """Show one study (status, trial counts by state) or list the newest studies.
 
-    Example: lcw-sweep status 3     (or: lcw-sweep status --status running)
+    Example: lcw-sweep status 3 --wait     (or: lcw-sweep status --status running)
     """
+    format = output_format(format, as_json)
     out = console()
+    if wait and study_id is None:
+        console(stderr=True).print("[red]error:[/] --wait follows one study: give its id")
+        raise typer.Exit(2)
     with api_client(url, token) as api:
         if study_id is not None:
             study = api.study(study_id)
-            if as_json:
-                typer.echo(study.model_dump_json(indent=2))
+            if wait:
+                _follow_to_the_end(api, study, poll=poll, timeout=timeout, format=format)
+            elif format == "json":
+                print_json(study)
             else:
                 out.print(study_table(study))
                 print_failures(out, api, study)
             return
         studies = api.studies(limit=limit, status=only, owner=owner)
-    if as_json:
-        typer.echo(studies.model_dump_json(indent=2))
+    if format == "json":
+        print_json(studies)
         return
     if not studies.data:
         out.print("no studies yet: lcw-sweep submit examples/quick-demo.yaml")
@@ -146,88 +182,11 @@ def status_command(
     out.print(table)
 
 
-def _write_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
-            )
-    return buffer.getvalue()
-
-
-def results_command(
+def cancel_command(
     study_id: StudyIdArg,
-    format: Annotated[
-        Literal["table", "csv", "json"],
-        typer.Option("--format", "-f", help="table: rich tables; csv / json: machine-readable."),
-    ] = "table",
-    per: Annotated[
-        Literal["cell", "comparison", "trial", "epoch"],
-        typer.Option(
-            help="Rows: cell (best setting per method x depth x width x activation, and the "
-            "paired comparisons: the summary), comparison (the paired comparisons only: p, "
-            "p_adj, p_signed_rank, star by p_adj), trial (final metrics of each trial), epoch "
-            "(every epoch of every trial)."
-        ),
-    ] = "cell",
+    format: FormatOption = "text",
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
-) -> None:
-    """Print a study's results: the summary (cells and paired comparisons), trials or epochs.
-
-    Example: lcw-sweep results 3 --format csv > study-3.csv
-
-    --format json with --per cell prints the API's summary object (cells, comparisons and
-    the adjustment); otherwise json is a list of the rows that csv prints. A comparison's star
-    follows its p-value adjusted across the study (p_adj), never the raw p.
-    """
-    with api_client(url, token) as api:
-        if per == "comparison":
-            summary = api.summary(study_id)
-            if format == "table":
-                print_summary(console(), summary, cells=False)
-            elif format == "json":
-                typer.echo(json.dumps(comparison_rows(summary), indent=2))
-            else:
-                sys.stdout.write(_write_csv(comparison_rows(summary)))
-            return
-        if per == "cell":
-            summary = api.summary(study_id)
-            if format == "table":
-                out = console()
-                study = api.study(study_id)
-                if study.status == "failed":  # no result to show: say why instead
-                    print_failures(out, api, study)
-                    raise typer.Exit(1)
-                print_summary(out, summary)
-                print_failures(out, api, study)
-            elif format == "json":
-                typer.echo(summary.model_dump_json(indent=2))
-            else:
-                sys.stdout.write(_write_csv(cell_rows(summary)))
-                if summary.comparisons:
-                    # Second block, separated by a blank line, so one file holds both.
-                    sys.stdout.write("\n" + _write_csv(comparison_rows(summary)))
-            return
-        if per == "epoch" and format in ("csv", "json"):
-            sys.stdout.write(api.export(study_id, format=format))  # as the API exports it
-            if format == "json":
-                sys.stdout.write("\n")
-            return
-        rows = api.results(study_id, per=per)
-    if format == "json":
-        typer.echo(json.dumps(rows, indent=2))
-    elif format == "csv":
-        sys.stdout.write(_write_csv(rows))
-    else:
-        console().print(rows_table(rows, title=f"Study {study_id}: {len(rows)} {per} rows"))
-
-
-def cancel_command(
-    study_id: StudyIdArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None
 ) -> None:
     """Cancel a study: pending trials never run, running ones are stopped.
 
@@ -235,17 +194,46 @@ def cancel_command(
     """
     with api_client(url, token) as api:
         study = api.cancel(study_id)
-    out = console()
+    if format == "json":
+        print_json(study)
+        return
     p = study.progress
-    out.print(
+    console().print(
         f"study {study.id} {study.status}: {p.cancelled} trials cancelled, "
         f"{p.completed + p.diverged + p.stopped_early} finished before, {p.failed} failed"
     )
 
 
+def delete_command(
+    study_id: StudyIdArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking first.")] = False,
+    format: FormatOption = "text",
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Delete a finished or cancelled study with its trials and results (asks first).
+
+    Example: lcw-sweep delete 3 --yes
+    """
+    with api_client(url, token) as api:
+        study = api.study(study_id)
+        if not yes:
+            typer.confirm(
+                f"Delete study {study.id} ({study.name}: {study.trial_count} trials, "
+                f"{study.status}) and every result of it?",
+                abort=True,
+                err=True,
+            )
+        api.delete(study_id)
+    if format == "json":
+        typer.echo(json.dumps({"id": study.id, "name": study.name, "deleted": True}, indent=2))
+    else:
+        console().print(f"deleted study {study.id} ({study.name}, {study.trial_count} trials)")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `submit`, `status`, `results` and `cancel` to the CLI."""
+    """Add `submit`, `status`, `cancel` and `delete` to the CLI."""
     app.command("submit")(submit_command)
     app.command("status")(status_command)
-    app.command("results")(results_command)
     app.command("cancel")(cancel_command)
+    app.command("delete")(delete_command)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 
 from service.client import DEFAULT_URL, Client, ClientError
@@ -26,6 +27,17 @@ TokenOption = Annotated[
     ),
 ]
 StudyIdArg = Annotated[int, typer.Argument(min=1, help="Study id (see `lcw-sweep status`).")]
+OutputFormat = Literal["text", "json"]
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format", "-f", help="text: for people; json: the API's JSON object, for scripts."
+    ),
+]
+# `--json`: the older spelling of `--format json` (status had it); hidden from --help.
+JsonAliasOption = Annotated[
+    bool, typer.Option("--json", hidden=True, help="Older spelling of --format json.")
+]
 
 # Colours of the trial states in the progress view.
 STATE_STYLE = {
@@ -51,6 +63,19 @@ def console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
+def output_format(format: OutputFormat, as_json: bool) -> OutputFormat:
+    """The chosen format; the older ``--json`` still works, with a note on stderr."""
+    if as_json:
+        console(stderr=True).print("note: --json is now --format json", style="dim")
+        return "json"
+    return format
+
+
+def print_json(model: BaseModel) -> None:
+    """An API object as indented JSON on stdout (nothing else goes there with --format json)."""
+    typer.echo(model.model_dump_json(indent=2))
+
+
 @contextmanager
 def api_client(url: str, token: str | None) -> Iterator[Client]:
     """A Client whose errors end the command with one line on stderr and exit code 1."""
@@ -66,9 +91,14 @@ __all__ = [
     "DEFAULT_URL",
     "STATE_STYLE",
     "STUDY_STYLE",
+    "FormatOption",
+    "JsonAliasOption",
+    "OutputFormat",
     "StudyIdArg",
     "TokenOption",
     "UrlOption",
     "api_client",
     "console",
+    "output_format",
+    "print_json",
 ]

@@ -10,11 +10,13 @@ import typer
 from service.cli.common import (
     DEFAULT_URL,
     STUDY_STYLE,
+    FormatOption,
     StudyIdArg,
     TokenOption,
     UrlOption,
     api_client,
     console,
+    print_json,
 )
 
 _ADD = "Repeat the option to add several values."
@@ -43,6 +45,7 @@ def extend_command(
         str | None,
         typer.Option(help="Idempotency-Key: running the command again with it adds nothing."),
     ] = None,
+    format: FormatOption = "text",
     url: UrlOption = DEFAULT_URL,
     token: TokenOption = None,
 ) -> None:
@@ -77,6 +80,9 @@ def extend_command(
     with api_client(url, token) as api:
         study = api.extend(study_id, idempotency_key=key, **changes)
         page = f"{api.url}/studies/{study.id}"
+    if format == "json":
+        print_json(study)
+        return
     style = STUDY_STYLE.get(study.status, "")
     console().print(
         f"study {study.id}: added {study.added_trials} trials ({study.trial_count} in all), "
@@ -85,7 +91,10 @@ def extend_command(
 
 
 def retry_command(
-    study_id: StudyIdArg, url: UrlOption = DEFAULT_URL, token: TokenOption = None
+    study_id: StudyIdArg,
+    format: FormatOption = "text",
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
 ) -> None:
     """Run a study's failed and cancelled trials again, each with a fresh attempt budget.
 
@@ -95,6 +104,9 @@ def retry_command(
     """
     with api_client(url, token) as api:
         study = api.retry(study_id)
+    if format == "json":
+        print_json(study)
+        return
     style = STUDY_STYLE.get(study.status, "")
     console().print(
         f"study {study.id}: requeued {study.requeued_trials} failed or cancelled trials, "

@@ -1,13 +1,16 @@
-"""How the CLI shows one study: its table, a live progress view, and why it failed."""
+"""How the CLI shows one study: its table, a live progress view while it runs (through a
+server outage), its outcome, and why it failed."""
 
 from __future__ import annotations
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.cli.common import STATE_STYLE, STUDY_STYLE
-from service.client import TRIAL_STATES, Client
+from service.cli.common import STATE_STYLE, STUDY_STYLE, console
+from service.cli.tables import print_summary
+from service.client import TRIAL_STATES, Client, ServerUnreachableError
 from service.failures import describe
 from service.schemas import StudyPublic
 
@@ -85,7 +88,7 @@ def print_failures(out: Console, api: Client, study: StudyPublic) -> bool:
     every = " (every trial)" if p.failed == p.total else ""
     out.print(
         f"[red]{p.failed} of {p.total} trials failed{every}.[/] The first error, trial "
-        f"{trial.index} ({trial.method}, attempt {trial.attempt}; {api.url}/trials/{trial.id}):",
+        f"{trial.id} ({trial.method}, attempt {trial.attempt}; {api.url}/trials/{trial.id}):",
         soft_wrap=True,
     )
     what, fix = describe(trial.error).lines(study.id)
@@ -94,4 +97,77 @@ def print_failures(out: Console, api: Client, study: StudyPublic) -> bool:
     return True
 
 
-__all__ = ["ProgressView", "finished_count", "print_failures", "study_table"]
+def follow(
+    api: Client,
+    study: StudyPublic,
+    *,
+    out: Console,
+    poll: float,
+    timeout: float | None,
+    live: bool = True,
+) -> StudyPublic:
+    """Wait for `study` to finish (with `live`: a progress bar per trial state); returns it.
+
+    When the server stops answering, a warning on stderr says so at the first failed poll (a
+    poll gives up after ``POLL_TIMEOUT_S``), stops the bars and names the command that
+    follows the study again; polling goes on, and the bars come back with the server.
+    Ctrl-C ends the wait with exit code 130; the study keeps running.
+    """
+    err = console(stderr=True)
+    view = ProgressView(study, console=out) if live else None
+
+    def on_outage(exc: ServerUnreachableError | None) -> None:
+        if exc is None:
+            err.print(f"the server at {api.url} answers again; following study {study.id}")
+            if view is not None:
+                view.progress.start()
+            return
+        if view is not None:
+            view.progress.stop()  # no frozen bars with a ticking timer meanwhile
+        err.print(
+            f"[yellow]warning:[/] the server at {api.url} stopped answering ({exc.reason}); "
+            f"still trying every {poll:g} s. Study {study.id} keeps its state on the server: "
+            f"follow it again with `lcw-sweep status {study.id} --wait`",
+            soft_wrap=True,
+        )
+
+    try:
+        if view is not None:
+            view.progress.start()
+        return api.wait(
+            study.id,
+            poll_s=poll,
+            timeout_s=timeout,
+            on_progress=view.update if view is not None else None,
+            on_outage=on_outage,
+        )
+    except KeyboardInterrupt:
+        if view is not None:
+            view.progress.stop()
+        err.print(
+            f"stopped waiting; study {study.id} keeps running "
+            f"(lcw-sweep status {study.id} --wait, lcw-sweep cancel {study.id})"
+        )
+        raise typer.Exit(130) from None
+    finally:
+        if view is not None:
+            view.progress.stop()
+
+
+def print_outcome(out: Console, api: Client, study: StudyPublic) -> None:
+    """A finished study: its status, the summary tables (unless it failed) and its first error."""
+    style = STUDY_STYLE.get(study.status, "")
+    out.print(f"study {study.id} [{style}]{study.status}[/]")
+    if study.status != "failed":
+        print_summary(out, api.summary(study.id))
+    print_failures(out, api, study)
+
+
+__all__ = [
+    "ProgressView",
+    "finished_count",
+    "follow",
+    "print_failures",
+    "print_outcome",
+    "study_table",
+]

@@ -84,7 +84,7 @@ def test_status_lists_and_shows_one_study(ray_server: str, finished_study: tuple
     assert one.returncode == 0, one.stderr
     assert "completed" in one.stdout and "digits / mlp" in one.stdout
 
-    data = json.loads(lcw("status", str(study_id), "--json", "--url", ray_server).stdout)
+    data = json.loads(lcw("status", str(study_id), "-f", "json", "--url", ray_server).stdout)
     assert data["id"] == study_id
     assert data["progress"]["total"] == 4
     assert data["progress"]["completed"] + data["progress"]["diverged"] == 4
@@ -99,14 +99,14 @@ def test_results_in_table_csv_and_json(ray_server: str, finished_study: tuple[in
     assert table.returncode == 0, table.stderr
     assert "test accuracy at the best setting" in table.stdout and "lcw - plain" in table.stdout
 
-    as_csv = lcw("results", sid, "--format", "csv", "--url", ray_server)
+    as_csv = lcw("results", sid, "--what", "cells", "--format", "csv", "--url", ray_server)
     assert as_csv.returncode == 0, as_csv.stderr
-    cells_block, comparisons_block = as_csv.stdout.split("\n\n")
-    cells = list(csv.DictReader(io.StringIO(cells_block)))
+    cells = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert sorted(c["method"] for c in cells) == ["lcw", "plain"]
     assert all(c["best_lr"] == "0.1" and c["n"] == "2" for c in cells)
     assert all(0 <= float(c["test_acc_mean"]) <= 1 for c in cells)
-    comparisons = list(csv.DictReader(io.StringIO(comparisons_block)))
+    comparisons_csv = lcw("results", sid, "-w", "comparisons", "-f", "csv", "--url", ray_server)
+    comparisons = list(csv.DictReader(io.StringIO(comparisons_csv.stdout)))
     assert [(c["method"], c["baseline"]) for c in comparisons] == [("lcw", "plain")]
 
     summary = json.loads(lcw("results", sid, "-f", "json", "--url", ray_server).stdout)
@@ -120,20 +120,20 @@ def test_results_in_table_csv_and_json(ray_server: str, finished_study: tuple[in
     trials = list(
         csv.DictReader(
             io.StringIO(
-                lcw("results", sid, "--per", "trial", "-f", "csv", "--url", ray_server).stdout
+                lcw("results", sid, "--what", "trials", "-f", "csv", "--url", ray_server).stdout
             )
         )
     )
     assert len(trials) == 4 and {t["seed"] for t in trials} == {"0", "1"}
 
     epochs = json.loads(
-        lcw("results", sid, "--per", "epoch", "-f", "json", "--url", ray_server).stdout
+        lcw("results", sid, "--what", "epochs", "-f", "json", "--url", ray_server).stdout
     )
     # Epoch 0 is the evaluation at init: 4 trials x (2 + 1) rows.
     assert len(epochs) == 12
     assert sorted({row["epoch"] for row in epochs}) == [0, 1, 2]
 
-    per_trial_table = lcw("results", sid, "--per", "trial", "--url", ray_server)
+    per_trial_table = lcw("results", sid, "--what", "trials", "--url", ray_server)
     assert per_trial_table.returncode == 0 and "4 trial rows" in per_trial_table.stdout
 
 
@@ -247,7 +247,7 @@ def test_no_server_says_where_it_looked_and_how_to_start_one() -> None:
 
 
 def test_every_client_command_has_help_with_an_example() -> None:
-    for command in ("submit", "status", "results", "cancel"):
+    for command in ("submit", "status", "results", "cancel", "delete"):
         proc = lcw(command, "--help")
         assert proc.returncode == 0, proc.stderr
         assert "Example: lcw-sweep " + command in proc.stdout
@@ -267,7 +267,7 @@ def test_wait_timeout_is_one_line_and_leaves_the_study_queued(
     study_id = proc.stdout.split()[2]
     assert proc.stderr.splitlines() == [
         f"error: study {study_id} did not finish within 1 s "
-        f"(it keeps running: lcw-sweep status {study_id})"
+        f"(it keeps running: lcw-sweep status {study_id} --wait)"
     ]
     status = json.loads(lcw("status", study_id, "--json", "--url", api_server).stdout)
     assert status["status"] == "queued"

@@ -115,14 +115,22 @@ def test_results_table_shows_p_adj_and_stars_by_it_only(seeded: Seeded) -> None:
 def test_results_csv_and_json_carry_the_new_columns(seeded: Seeded) -> None:
     url, study_id = seeded
     sid = str(study_id)
-    out = lcw("results", sid, "--format", "csv", "--url", url)
+    # One table per output: cells (the CSV default) and comparisons each load with one reader.
+    out = lcw("results", sid, "--what", "cells", "--format", "csv", "--url", url)
     assert out.returncode == 0, out.stderr
-    cells_block, comparisons_block = out.stdout.split("\n\n")
+    cells_block = out.stdout
+    assert lcw("results", sid, "-f", "csv", "--url", url).stdout == cells_block
+    assert "\n\n" not in cells_block and cells_block.count("best_lr") == 1
     cells = list(csv.DictReader(io.StringIO(cells_block)))
+    assert len(cells) == 6 and all(c["method"] in ("plain", "bn", "lcw") for c in cells)
     assert {"best_lr", "best_init_scale", "diverged", "stopped_early"} <= set(cells[0])
     lcw_cells = [c for c in cells if c["method"] == "lcw"]
     assert {c["best_init_scale"] for c in lcw_cells} == {"0.5"}
-    comparisons = list(csv.DictReader(io.StringIO(comparisons_block)))
+    comparisons_block = lcw("results", sid, "--what", "comparisons", "-f", "csv", "--url", url)
+    assert comparisons_block.returncode == 0, comparisons_block.stderr
+    assert "\n\n" not in comparisons_block.stdout
+    comparisons = list(csv.DictReader(io.StringIO(comparisons_block.stdout)))
+    assert len(comparisons) == 4
     assert {
         "p_value",
         "p_adjusted",
@@ -139,26 +147,40 @@ def test_results_csv_and_json_carry_the_new_columns(seeded: Seeded) -> None:
     assert raw_only["star"] == "" and raw_only["significant"] == "False"
     assert [c["star"] for c in comparisons].count("*") == 1
 
-    # --per comparison: the same rows alone (csv, json), or the comparisons table.
+    # --per comparison (the older spelling of --what comparisons): the same rows.
     alone = lcw("results", sid, "--per", "comparison", "-f", "csv", "--url", url)
     assert alone.returncode == 0, alone.stderr
-    assert alone.stdout == comparisons_block
+    assert alone.stdout == comparisons_block.stdout
     as_json = json.loads(
-        lcw("results", sid, "--per", "comparison", "-f", "json", "--url", url).stdout
+        lcw("results", sid, "--what", "comparisons", "-f", "json", "--url", url).stdout
     )
     assert [r["star"] for r in as_json] == [c["star"] for c in comparisons]
-    table = lcw("results", sid, "--per", "comparison", "--url", url)
+    table = lcw("results", sid, "--what", "comparisons", "--url", url)
     assert "p_adj" in table.stdout and "test accuracy at the best setting" not in table.stdout
+    only_cells = lcw("results", sid, "--what", "cells", "--url", url)
+    assert "test accuracy at the best setting" in only_cells.stdout
+    assert "Paired differences" not in only_cells.stdout
+    cells_json = json.loads(lcw("results", sid, "-w", "cells", "-f", "json", "--url", url).stdout)
+    assert [r["method"] for r in cells_json] == [c["method"] for c in cells]
+
+    # Two tables do not fit one CSV: --what summary asks for one of them.
+    both = lcw("results", sid, "--what", "summary", "-f", "csv", "--url", url)
+    assert both.returncode == 2 and both.stdout == ""
+    assert "--what cells or --what comparisons" in both.stderr
 
     # The summary's JSON has the adjustment block; trial rows have their init scale.
     summary = json.loads(lcw("results", sid, "-f", "json", "--url", url).stdout)
     assert summary["adjustment"]["family_size"] == 3
     trials = list(
         csv.DictReader(
-            io.StringIO(lcw("results", sid, "--per", "trial", "-f", "csv", "--url", url).stdout)
+            io.StringIO(lcw("results", sid, "--what", "trials", "-f", "csv", "--url", url).stdout)
         )
     )
     assert {t["init_scale"] for t in trials} == {"0.5", "1.0"}
+    # The trial id is the one trial number: no second (expansion index) column.
+    assert "id" in trials[0] and "index" not in trials[0]
+    with Client(url) as api:
+        assert [int(t["id"]) for t in trials] == [t.id for t in api.iter_trials(study_id)]
 
 
 def test_python_client_comparison_rows(seeded: Seeded) -> None:
