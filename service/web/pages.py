@@ -34,6 +34,7 @@ from lcw import catalog
 from service import vocabulary
 from service.api.deps import SettingsDep, StoreDep
 from service.api.public import study_public, trial_public
+from service.compare import CompareQueryError, compare_studies, parse_study_ids
 from service.errors import NotFoundError
 from service.failures import describe
 from service.models import utcnow
@@ -57,6 +58,8 @@ _SECURITY_HEADERS = {
 }
 _MEDIA = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 _YEAR = 365 * 24 * 3600
+
+COMPARE_CHOICES = 50  # other studies offered by a study page's "compare with..." control
 
 EXAMPLE_SPEC = """\
 # One trial per method x depth x width x activation x learning rate x seed.
@@ -325,6 +328,8 @@ def study_page(
         "other_activations": [
             a for a in catalog.ACTIVATIONS if a not in study.spec.get("activations", [])
         ],
+        # The "compare with..." control: the latest other studies.
+        "compare_with": [s for s in store.list_studies(limit=COMPARE_CHOICES).data if s.id != sid],
         **table,
     }
     return _render(request, "study.html", context)
@@ -367,6 +372,23 @@ def cell_view(
     if cell not in views.cells_of(summary):
         return JSONResponse({"detail": f"study {sid} has no cell {cell}"}, status_code=404)
     return JSONResponse(views.cell_data(store, sid, summary, cell))
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, store: StoreDep) -> HTMLResponse:
+    """Studies side by side: their shared cells and accuracy over depth (GET /api/compare)."""
+    raw = request.query_params.getlist("studies")
+    ids: list[int] = []
+    try:
+        ids = parse_study_ids(raw)
+        compared = compare_studies(store, ids).model_dump(mode="json")
+        error, status = None, 200
+    except CompareQueryError as exc:
+        compared, error, status = None, exc.message, 422
+    except NotFoundError as exc:
+        compared, error, status = None, exc.message, 404
+    context = {"compared": compared, "error": error, "status": status, "query": ",".join(raw)}
+    return _render(request, "compare.html", context, status=status)
 
 
 @router.get("/trials/{trial_id}", response_class=HTMLResponse)

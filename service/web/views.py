@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lcw import catalog
+from service.compare import cell_label, cells_of, strongest_baseline
 from service.records import Page, StudyRecord, TrialRecord
 from service.store import TRIAL_SORT_KEYS, Store
 from service.summary import CellSummary, Summary
@@ -104,14 +105,6 @@ def trial_page(store: Store, study_id: int, query: TableQuery) -> Page[TrialReco
     )
 
 
-def cells_of(summary: Summary) -> list[Cell]:
-    """The study's cells (depth, width, activation) in the summary's order."""
-    seen: dict[Cell, None] = {}
-    for c in summary.cells:
-        seen.setdefault((c.depth, c.width, c.activation), None)
-    return list(seen)
-
-
 def default_cell(summary: Summary) -> Cell | None:
     """The cell to show first: the deepest sigmoid one (else of the first activation), where
     the methods differ most."""
@@ -121,13 +114,6 @@ def default_cell(summary: Summary) -> Cell | None:
     activations = [c[2] for c in cells]
     first = "sigmoid" if "sigmoid" in activations else activations[0]
     return max((c for c in cells if c[2] == first), key=lambda c: (c[0] or 0, c[1] or 0))
-
-
-def cell_label(cell: Cell) -> str:
-    depth, width, activation = cell
-    if depth is None:
-        return activation
-    return f"depth {depth} · width {width} · {activation}"
 
 
 Setting = tuple[float, float | None]  # (lr, init_scale)
@@ -275,6 +261,8 @@ def page_config(study: StudyRecord, summary: Summary, *, auth: bool) -> dict[str
         "methods": methods,
         "activations": list(catalog.ACTIVATIONS),
         "targets": [m for m in ("lcw", "bn_lcw") if m in methods],
+        # The heatmap opens on the strongest baseline (service.compare), not on the weakest.
+        "default_baseline": strongest_baseline(summary),
         "cells": [
             {"depth": d, "width": w, "activation": a, "label": cell_label((d, w, a))}
             for d, w, a in cells

@@ -56,12 +56,19 @@ def test_study_page_renders_every_chart(site: Served, page: Any, page_log: PageL
         "grad-norm",
     }
     assert page.locator(".chart-empty").count() == 0
-    # The heatmap shows the summary's paired difference of lcw - plain at depth 20, sigmoid.
+    # The heatmap shows the summary's paired difference of lcw - plain at depth 20, sigmoid
+    # (the page opens on the strongest baseline, bn; plain is chosen here).
     summary = site.store.summary(site.seeded.main)
     diff = next(
         c.mean_diff
         for c in summary.comparisons
         if (c.method, c.baseline, c.depth, c.activation) == ("lcw", "plain", 20, "sigmoid")
+    )
+    assert page.locator("#baseline-select").input_value() == "bn"
+    page.select_option("#baseline-select", "plain")
+    page.wait_for_function(
+        "() => document.querySelector('[data-chart=\"heatmap-lcw\"]')"
+        ".closest('figure').textContent.includes('lcw − plain')"
     )
     assert f"+{diff:.3f}" in page.locator('[data-chart="heatmap-lcw"]').inner_text()
     # Another baseline redraws the heatmaps.
@@ -196,7 +203,7 @@ def test_trial_table_numbers_sort_filter_and_pages(
     rows = _rows(page)
     assert len(rows) == 50
     for row, t in zip(rows, expected, strict=True):
-        assert row[0] == str(t.index) and row[1] == t.method and row[2] == str(t.depth)
+        assert row[0] == str(t.id) and row[1] == t.method and row[2] == str(t.depth)
         assert row[5] == f"{t.lr:g}" and row[6] == f"{t.init_scale:g}" and row[7] == str(t.seed)
         assert row[8] == t.status.replace("_", " ")
         assert row[10:13] == [_fmt(t.train_loss), _fmt(t.val_acc), _fmt(t.test_acc)]
@@ -206,7 +213,7 @@ def test_trial_table_numbers_sort_filter_and_pages(
     page.click('#trial-table a.sort[data-sort="test_acc"]')
     page.wait_for_function("() => location.search.includes('sort=test_acc')")
     best = site.store.list_trials(sid, limit=3, order_by="test_acc", descending=True).data
-    assert [r[0] for r in _rows(page)[:3]] == [str(t.index) for t in best]
+    assert [r[0] for r in _rows(page)[:3]] == [str(t.id) for t in best]
     assert _rows(page)[0][12] == _fmt(best[0].test_acc)
 
     # Filters: the failed lcw trial, then the diverged one.
@@ -221,13 +228,14 @@ def test_trial_table_numbers_sort_filter_and_pages(
         "() => location.search.includes('status=diverged') && !location.search.includes('method')"
     )
     diverged = site.store.get_trial(site.seeded.diverged_trial)
-    assert _rows(page)[0][0] == str(diverged.index)
+    assert _rows(page)[0][0] == str(diverged.id)
 
     # Pages: the second page of the unfiltered table, in expansion order.
     page.goto(f"{site.url}/studies/{sid}")
     page.click("#trial-table a.page-link")
     page.wait_for_function("() => location.search.includes('page=2')")
-    assert _rows(page)[0][0] == "50"
+    second = site.store.list_trials(sid, limit=1, offset=50).data[0]
+    assert second.index == 50 and _rows(page)[0][0] == str(second.id)
     assert page_log.errors == []
 
 

@@ -125,11 +125,18 @@ def test_star_follows_the_adjusted_p_and_a_ci_across_zero_is_faded(
     assert _cell(few, "n").inner_text() == "4"
     assert page.locator("#comparisons-table").get_by_text(NOT_TESTABLE).count() == 1
 
-    # The heatmap against plain: a star on the significant cell only, the CI-across-0 cell
-    # faded (a near-grey background) with its number.
+    # The heatmap against plain (the page opens on the strongest baseline, bn here): a star on
+    # the significant cell only, the CI-across-0 cell faded (a near-grey background) with its
+    # number.
+    assert page.locator("#baseline-select").input_value() == "bn"
+    page.select_option("#baseline-select", "plain")
+    page.wait_for_function(
+        "() => document.querySelector('[data-chart=\"heatmap-lcw\"]')"
+        ".closest('figure').textContent.includes('lcw − plain')"
+    )
     sig_cell, ns_cell = _heat(page, "sigmoid"), _heat(page, "relu")
     assert "heat-sig" in (sig_cell.get_attribute("class") or "")
-    assert sig_cell.inner_text().strip().endswith("*")
+    assert sig_cell.locator(".heat-value").inner_text().strip().endswith("*")
     ns_class = ns_cell.get_attribute("class") or ""
     assert "heat-ns" in ns_class and "heat-sig" not in ns_class
     assert f"{c.mean_diff:+.3f}" in ns_cell.inner_text() and "*" not in ns_cell.inner_text()

@@ -17,19 +17,38 @@ window.LCWCharts = (function () {
     }, extra || {});
   }
 
-  /** 1-2-5 ticks spanning `values` on a log axis (decades only when the span is wide). */
+  /** Ticks with labels for a log axis over `values`, and the axis range they sit in.
+   * The coarsest of 1 / 1-3 / 1-2-5 / 1..9 per decade that puts at least 3 ticks inside the
+   * range; a span too narrow for any (losses from 0.25 to 0.35) gets evenly spaced round values.
+   * The range is set with them: plotly's own log autorange can leave every tick outside it. */
   function logTicks(values) {
     const v = values.filter((x) => x !== null && x !== undefined && x > 0 && isFinite(x));
     if (!v.length) return {};
-    const lo = Math.floor(Math.log10(Math.min(...v))), hi = Math.ceil(Math.log10(Math.max(...v)));
-    const steps = hi - lo > 3 ? [1] : (hi - lo > 2 ? [1, 3] : [1, 2, 5]);
-    const every = Math.max(1, Math.ceil((hi - lo) / 6)); // at most ~7 decade ticks
-    const ticks = [];
-    for (let e = lo; e <= hi; e += every) for (const s of steps) ticks.push(s * Math.pow(10, e));
-    const min = Math.min(...v) / 1.6, max = Math.max(...v) * 1.6;
-    const inside = ticks.filter((t) => t >= min && t <= max);
-    const text = inside.map((t) => (t >= 1e-3 && t < 1e4 ? String(Number(t.toPrecision(2))) : t.toExponential(0).replace("e", "e")));
-    return { tickvals: inside, ticktext: text };
+    const min = Math.min(...v), max = Math.max(...v);
+    const span = Math.log10(max) - Math.log10(min);
+    const pad = Math.max(0.04, 0.06 * span);
+    const range = [Math.log10(min) - pad, Math.log10(max) + pad];
+    const [a, b] = [Math.pow(10, range[0]), Math.pow(10, range[1])];
+    const inside = (t) => t >= a * (1 - 1e-9) && t <= b * (1 + 1e-9);
+    let ticks = [];
+    for (const steps of [[1], [1, 3], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
+      const every = steps.length === 1 ? Math.max(1, Math.ceil(span / 7)) : 1; // at most ~8 decades
+      const out = [];
+      for (let e = Math.floor(range[0]); e <= Math.ceil(range[1]); e += every) {
+        for (const s of steps) out.push(s * Math.pow(10, e));
+      }
+      ticks = out.filter(inside);
+      if (ticks.length >= 3) break;
+    }
+    if (ticks.length < 3) {  // under a decade with few round values: a linear 1-2-5 step
+      const rough = (b - a) / 6, mag = Math.pow(10, Math.floor(Math.log10(rough)));
+      const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= rough);
+      ticks = [];
+      for (let t = Math.ceil(a / step) * step; t <= b; t += step) ticks.push(Number(t.toPrecision(6)));
+    }
+    const text = ticks.map((t) => (t >= 1e-4 && t < 1e5 ? String(Number(t.toPrecision(3)))
+      : t.toExponential(2).replace(/\.?0+e/, "e")));
+    return { tickvals: ticks, ticktext: text, range: range };
   }
 
   // The margins of a chart without a plotly legend (a group legend in HTML above it).

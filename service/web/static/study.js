@@ -6,6 +6,8 @@
   const { data, el, request, duration, poll, setProgress, withResult, studyFinished } = window.LCW;
   const C = window.LCWCharts;
   const T = window.LCWTables;
+  const H = window.LCWHeatmap;
+  const P = window.LCWProvisional;
   const config = data("page-config");
   const sid = config.study_id;
   const colors = config.colors;
@@ -151,6 +153,7 @@
       const chartKey = "comparison-" + key.replace("|", "-");
       keep.add(chartKey);
       const div = chartDiv(holder, chartKey);
+      let provisional = false;
       const fixed = cells.every((c) => c.depth === null);
       const traces = [];
       const methods = [...new Set(cells.map((c) => c.method))].sort(byMethod);
@@ -159,6 +162,8 @@
           .sort((a, b) => (a.depth || 0) - (b.depth || 0));
         if (!pts.length) continue;
         const visible = shownIn(legend, m);
+        const open = pts.map((c) => P.unfinished(c) > 0);
+        if (open.some(Boolean)) provisional = true;
         const x = pts.map((c) => (fixed ? m : c.depth));
         const lo = pts.map((c) => (c.test_acc_ci95 ? c.test_acc_ci95[0] : c.test_acc_mean));
         const hi = pts.map((c) => (c.test_acc_ci95 ? c.test_acc_ci95[1] : c.test_acc_mean));
@@ -172,19 +177,23 @@
         traces.push({
           x: x, y: pts.map((c) => c.test_acc_mean), name: m, legendgroup: m, visible: visible, type: "scatter",
           mode: fixed ? "markers" : "lines+markers",
-          line: { color: color(m), width: 2.2 }, marker: { color: color(m), size: 7 },
+          line: { color: color(m), width: 2.2 },
+          marker: { color: open.map((o) => (o ? "#ffffff" : color(m))), size: open.map((o) => (o ? 9 : 7)),
+            line: { color: color(m), width: open.map((o) => (o ? 2 : 0)) } },
           error_y: fixed ? { type: "data", symmetric: false, array: hi.map((h, i) => h - pts[i].test_acc_mean),
             arrayminus: lo.map((l, i) => pts[i].test_acc_mean - l), color: color(m) } : undefined,
           customdata: pts.map((c) => [
             c.test_acc_ci95 ? "[" + C.fmt(c.test_acc_ci95[0]) + ", " + C.fmt(c.test_acc_ci95[1]) + "]" : (c.ci95_note || "no CI"),
             T.settingLabel(c.best_lr, c.best_init_scale), c.n, c.diverged, c.stopped_early || 0,
+            P.unfinished(c) ? "<br><b>" + P.label(P.unfinished(c)) + "</b>" : "",
           ]),
           hovertemplate: "<b>" + m + "</b> · depth %{x}<br>test acc %{y:.3f}<br>95% CI %{customdata[0]}" +
             "<br>chosen %{customdata[1]} · n=%{customdata[2]}<br>diverged %{customdata[3]} · " +
-            "stopped early %{customdata[4]} (not in the mean)<extra></extra>",
+            "stopped early %{customdata[4]} (not in the mean)%{customdata[5]}<extra></extra>",
         });
       }
       const [activation, width] = key.split("|");
+      chartNote(div, provisional ? PROVISIONAL_NOTE : "");
       if (!traces.length) { C.empty(div, "No results for " + activation + " yet"); continue; }
       const depths = [...new Set(cells.map((c) => c.depth).filter((d) => d !== null))].sort((a, b) => a - b);
       const logX = depths.length > 2 && depths[depths.length - 1] / depths[0] >= 8;
@@ -225,8 +234,11 @@
     const current = baselineSelect.value;
     baselineSelect.replaceChildren(...options.map((m) => el("option", { value: m, text: m })));
     const nonTarget = options.filter((m) => !config.targets.includes(m));
+    // The strongest baseline by mean test accuracy (the server's choice: service.compare), so the
+    // page opens on the question that matters, not on the weakest method.
+    const strongest = config.default_baseline;
     baselineSelect.value = options.includes(current) ? current
-      : (options.includes("plain") ? "plain" : (nonTarget[0] || options[0] || ""));
+      : (options.includes(strongest) ? strongest : (nonTarget[0] || options[0] || ""));
   }
 
   function drawHeatmaps() {
@@ -247,7 +259,7 @@
         C.empty(div, target + " vs " + baseline + ": no paired seeds with results yet");
         continue;
       }
-      C.table(div, T.heatmapTable(summary, target, baseline, rows, { byActivation, groupLabel }),
+      C.table(div, H.table(summary, target, baseline, rows, { byActivation, groupLabel }),
         target + " − " + baseline + " (test accuracy)");
     }
     if (!targets.length) {
@@ -272,6 +284,7 @@
   const SCALE_GLYPHS = ["●", "■", "◆", "▲", "✚", "★"];
   const SCALE_DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
   const scaleOf = (scale) => (scale === undefined ? null : scale);
+  const PROVISIONAL_NOTE = "open markers: provisional, trials of that point still run";
 
   /** A line of text under a chart (its key), or none. */
   function chartNote(div, text) {
@@ -301,6 +314,7 @@
       keep.add(chartKey);
       const div = chartDiv(holder, chartKey);
       const traces = [];
+      let provisional = false;
       // A point is a setting (lr, init scale): each init scale of the chart is its own series
       // (one marker symbol and dash per scale, named in the chart's note), so nothing is merged.
       const scales = [...new Set(groups.get(key).flatMap((c) => c.lrs.map((l) => scaleOf(l.init_scale))))]
@@ -311,38 +325,45 @@
         if (!lrs.length) continue;
         const visible = shownIn(legend, c.method);
         const chosen = (l) => l.lr === c.best_lr && scaleOf(l.init_scale) === scaleOf(c.best_init_scale);
+        const open = (l) => P.ofSetting(l) > 0;
+        if (lrs.some(open)) provisional = true;
         for (const [i, scale] of scales.entries()) {
           const pts = lrs.filter((l) => scaleOf(l.init_scale) === scale);
           if (!pts.length) continue;
           const label = several ? " " + T.scaleLabel(scale) : "";
           traces.push({
             type: "scatter", mode: "lines+markers", name: c.method + label, legendgroup: c.method, visible: visible,
-            x: pts.map((l) => l.lr), y: pts.map((l) => l.test_acc_mean),
+            // y: the validation accuracy the choice is made on; test accuracy is in the hover only.
+            x: pts.map((l) => l.lr), y: pts.map((l) => l.val_acc_mean),
             line: { color: color(c.method), width: 2, dash: SCALE_DASHES[i % SCALE_DASHES.length] },
-            marker: { color: color(c.method), symbol: SCALE_SYMBOLS[i % SCALE_SYMBOLS.length],
+            marker: { color: pts.map((l) => (open(l) ? "#ffffff" : color(c.method))), symbol: SCALE_SYMBOLS[i % SCALE_SYMBOLS.length],
               size: pts.map((l) => (chosen(l) ? 12 : 7)),
-              line: { color: pts.map((l) => (chosen(l) ? "#1d2125" : "#fff")), width: pts.map((l) => (chosen(l) ? 2 : 1)) } },
+              line: { color: pts.map((l) => (chosen(l) ? "#1d2125" : (open(l) ? color(c.method) : "#fff"))),
+                width: pts.map((l) => (chosen(l) || open(l) ? 2 : 1)) } },
             customdata: pts.map((l) => [l.n, l.diverged, l.failed, chosen(l) ? " · chosen" : "",
-              T.settingLabel(l.lr, l.init_scale), l.stopped_early || 0]),
-            hovertemplate: "<b>" + c.method + "</b> · %{customdata[4]}%{customdata[3]}<br>test acc %{y:.3f}" +
+              T.settingLabel(l.lr, l.init_scale), l.stopped_early || 0, C.fmt(l.test_acc_mean),
+              open(l) ? "<br><b>" + P.label(P.ofSetting(l)) + "</b>" : ""]),
+            hovertemplate: "<b>" + c.method + "</b> · %{customdata[4]}%{customdata[3]}<br>val acc %{y:.3f}" +
+              " (chooses the setting)<br>test acc %{customdata[6]}" +
               "<br>n=%{customdata[0]} · diverged %{customdata[1]} · stopped early %{customdata[5]}" +
-              " · failed %{customdata[2]}<extra></extra>",
+              " · failed %{customdata[2]}%{customdata[7]}<extra></extra>",
           });
         }
         const div_ = lrs.filter((l) => l.diverged > 0);
         if (div_.length) {
           traces.push({
             type: "scatter", mode: "markers", name: c.method + " diverged", legendgroup: c.method, visible: visible,
-            x: div_.map((l) => l.lr), y: div_.map((l) => (l.test_acc_mean === null ? 0 : l.test_acc_mean)),
+            x: div_.map((l) => l.lr), y: div_.map((l) => (l.val_acc_mean === null ? 0 : l.val_acc_mean)),
             marker: { symbol: "x-thin-open", size: 15, color: color(c.method), line: { width: 2.5, color: color(c.method) } },
             customdata: div_.map((l) => [l.diverged, T.settingLabel(l.lr, l.init_scale)]),
             hovertemplate: "<b>" + c.method + "</b> · %{customdata[1]}<br>%{customdata[0]} diverged<extra></extra>",
           });
         }
       }
-      chartNote(div, several ? "init scale: " + scales.map((scale, i) =>
+      chartNote(div, [several ? "init scale: " + scales.map((scale, i) =>
         SCALE_GLYPHS[i % SCALE_GLYPHS.length] + " " + T.scaleLabel(scale)).join(" · ") +
-        " — the large outlined marker is each method's chosen setting" : "");
+        " — the large outlined marker is each method's chosen setting" : "", provisional ? PROVISIONAL_NOTE : ""]
+        .filter(Boolean).join(" · "));
       const [depth, width] = key.split("|");
       const title = (depth === "null" ? activation : "depth " + depth + (widthsOf().length > 1 ? " · width " + width : "")) + " · " + activation;
       if (!traces.length) { C.empty(div, title + ": no results yet"); continue; }
@@ -350,7 +371,7 @@
       const xticks = budget.length <= 8 ? { tickvals: budget, ticktext: budget.map((v) => String(v)) } : C.logTicks(budget);
       C.draw(div, traces, layout(title, {
         xaxis: Object.assign({ type: "log", title: { text: "learning rate" } }, xticks),
-        yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
+        yaxis: { title: { text: "validation accuracy" }, range: [0, 1.02] },
       }));
     }
     pruneCharts(holder, keep);
@@ -383,7 +404,10 @@
       renderLegend(diagLegend);
       return;
     }
-    const label = cellData.label;
+    const cell = cellData.cell || {};
+    const running = cell.activation === undefined ? 0 : P.ofCell(summary, cell.depth, cell.width, cell.activation);
+    // A cell with trials still to run: every chart of it says "provisional" in its caption.
+    const label = cellData.label + (running ? " (" + P.label(running) + ")" : "");
     const curves = Object.entries(cellData.curves).sort((a, b) => byMethod(a[0], b[0]));
     const curveTrace = (metric) => curves.map(([m, c]) => ({
       type: "scatter", mode: "lines+markers", name: m, legendgroup: m, visible: shownIn(curveLegend, m), x: c.epoch, y: c[metric],
@@ -439,9 +463,19 @@
         yaxis: Object.assign({ title: { text: "‖∇W‖ (log)" }, type: "log" }, C.logTicks(values("grad_norm"))),
       }));
     } else {
-      [shiftDiv, gradDiv].forEach((d) => C.empty(d, "No diagnostics recorded for " + label));
+      [shiftDiv, gradDiv].forEach((d) => C.empty(d, diagnosticsAbsent(cellData.label, running)));
     }
     renderLegend(diagLegend);
+  }
+
+  /** Why a cell has no diagnostics to draw: off in the spec, or not measured yet. */
+  function diagnosticsAbsent(label, running) {
+    if (study.spec && study.spec.diagnostics === false) {
+      return "Diagnostics are off in this study's spec (diagnostics: false), so activation shift and " +
+        "gradient norms were not measured. A study with diagnostics: true records them per layer at init and every epoch.";
+    }
+    if (running) return "Not measured yet: no trial of " + label + " at its chosen setting has recorded an epoch (" + P.label(running) + ").";
+    return "No diagnostics were recorded for " + label + " (its trials ran without them).";
   }
 
   async function loadCell() {

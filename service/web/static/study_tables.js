@@ -1,6 +1,6 @@
 // The study page's result tables, from the summary (GET /api/studies/{id}/summary): the
-// adjustment line, every cell at its chosen setting, every paired comparison, and the heatmap
-// tables of a method minus a baseline (study.js places them).
+// adjustment line, every cell at its chosen setting, every paired comparison (study.js places
+// them; heatmap.js draws the heatmaps).
 "use strict";
 
 window.LCWTables = (function () {
@@ -10,6 +10,7 @@ window.LCWTables = (function () {
   const NOT_TESTABLE = (minPairs) => "Not testable (n < " + minPairs + ")";
 
   const { fmt, signed } = window.LCWCharts;  // charts.js loads first (study.html)
+  const P = window.LCWProvisional;  // and provisional.js
 
   /** A p-value in two significant digits (scientific below 0.001). */
   function fmtP(p) {
@@ -90,8 +91,13 @@ window.LCWTables = (function () {
     return depth === null ? "—" : depth + " × " + width;
   }
 
-  function num(text, col, extra) {
-    return el("td", Object.assign({ class: "num", "data-col": col, text: text }, extra || {}));
+  function num(text, col, extra, ...children) {
+    return el("td", Object.assign({ class: "num", "data-col": col, text: text }, extra || {}), ...children);
+  }
+
+  /** The visible "provisional" mark beside a number whose cell still has trials to run. */
+  function provisionalMark(unfinished) {
+    return el("span", { class: "prov-mark", title: P.label(unfinished), text: " provisional" });
   }
 
   function countCell(n, col, label) {
@@ -104,6 +110,7 @@ window.LCWTables = (function () {
       "95% CI", "n", "diverged", "stopped early"];
     const numeric = new Set(["depth × width", "best lr", "init scale", "val acc", "test acc", "n", "diverged", "stopped early"]);
     const rows = cells.map((c) => el("tr", {
+      class: P.unfinished(c) ? "provisional" : null,
       "data-method": c.method, "data-activation": c.activation,
       "data-depth": c.depth === null ? "" : String(c.depth), "data-width": c.width === null ? "" : String(c.width),
     },
@@ -113,7 +120,7 @@ window.LCWTables = (function () {
     num(c.best_lr === null ? "—" : String(c.best_lr), "best_lr"),
     num(c.best_init_scale === null || c.best_init_scale === undefined ? "—" : scaleLabel(c.best_init_scale), "best_init_scale"),
     num(fmt(c.val_acc_mean), "val_acc"),
-    num(fmt(c.test_acc_mean), "test_acc"),
+    num(fmt(c.test_acc_mean), "test_acc", {}, P.unfinished(c) ? provisionalMark(P.unfinished(c)) : null),
     num(fmtCI(c.test_acc_ci95, c.ci95_note), "ci95", { class: "num" + (c.test_acc_ci95 ? "" : " note") }),
     num(String(c.n), "n"),
     countCell(c.diverged, "diverged", "diverged trials (in the means: they ran the whole budget)"),
@@ -148,12 +155,13 @@ window.LCWTables = (function () {
     ];
   }
 
-  function comparisonRow(summary, r, cellLabel) {
+  function comparisonRow(summary, r, cellLabel, unfinished) {
     const v = verdict(r);
     const diff = el("td", { class: "num " + diffClass(r, v), "data-col": "mean_diff" }, signed(r.mean_diff));
     if (v.significant) diff.append(el("span", { class: "star", title: "p adj < " + (summary.adjustment || { alpha: 0.05 }).alpha, text: " *" }));
+    if (unfinished) diff.append(provisionalMark(unfinished));
     return el("tr", {
-      class: (v.significant ? "sig" : "") + (v.faded ? " ns" : "") + (v.testable ? "" : " untestable"),
+      class: (v.significant ? "sig" : "") + (v.faded ? " ns" : "") + (v.testable ? "" : " untestable") + (unfinished ? " provisional" : ""),
       "data-method": r.method, "data-baseline": r.baseline, "data-activation": r.activation,
       "data-depth": r.depth === null ? "" : String(r.depth), "data-width": r.width === null ? "" : String(r.width),
     },
@@ -170,7 +178,8 @@ window.LCWTables = (function () {
   }
 
   function comparisonsTable(summary, order, cellLabel) {
-    const rows = [...summary.comparisons].sort(order).map((r) => comparisonRow(summary, r, cellLabel));
+    const idx = P.index(summary);
+    const rows = [...summary.comparisons].sort(order).map((r) => comparisonRow(summary, r, cellLabel, P.ofComparison(idx, r)));
     const head = [
       ["comparison", false], ["cell", false], ["settings", false], ["n", true], ["Δ test acc", true], ["95% CI", true],
       ["p (" + (TESTS[(summary.adjustment || {}).primary_test] || "paired t") + ")", true],
@@ -181,67 +190,8 @@ window.LCWTables = (function () {
       el("tbody", {}, ...rows));
   }
 
-  // A table, not a plotly heatmap: the numbers are the point, it reads as text (screen readers,
-  // copy and paste, ctrl-F), and the page then needs only plotly's basic bundle.
-  const NEUTRAL = [244, 244, 241], NEG = [47, 99, 168], POS = [196, 81, 45];
-
-  /** The cell's background for `value` on a diverging scale of +-zmax (blue below 0, red above). */
-  function diverging(value, zmax) {
-    const t = Math.max(-1, Math.min(1, value / zmax));
-    const end = t < 0 ? NEG : POS, w = Math.abs(t);
-    const rgb = NEUTRAL.map((n, i) => Math.round(n + (end[i] - n) * w));
-    return { background: "rgb(" + rgb.join(",") + ")", dark: w > 0.55 };
-  }
-
-  /** The cell's background for a difference drawn as not significant (95% CI includes 0):
-   * the same hue, a fifth of the saturation, never dark. */
-  function faded(value, zmax) {
-    const shade = diverging(value, zmax * 5);
-    return { background: shade.background, dark: false };
-  }
-
-  /** The heatmap of `target` minus `baseline` (the comparisons `rows`): a depth x cell table
-   * of colored differences, and its scale. `order`: the page's byActivation and groupLabel. */
-  function heatmapTable(summary, target, baseline, rows, order) {
-    const { byActivation, groupLabel } = order;
-    const cols = [...new Set([...rows].sort((a, b) => byActivation(a.activation, b.activation) || (a.width || 0) - (b.width || 0))
-      .map((r) => groupLabel(r.activation, r.width)))];
-    const depths = [...new Set(rows.map((r) => r.depth))].sort((a, b) => (a || 0) - (b || 0));
-    const at = new Map(rows.map((r) => [r.depth + "|" + groupLabel(r.activation, r.width), r]));
-    const zmax = Math.max(0.01, ...rows.filter((r) => r.mean_diff !== null).map((r) => Math.abs(r.mean_diff)));
-    const adjName = adjustmentName(summary);
-    const head = el("tr", {}, el("th", { scope: "col", text: "" }), ...cols.map((c) => el("th", { scope: "col", text: c })));
-    const body = depths.map((d) => el("tr", {},
-      el("th", { scope: "row", text: d === null ? "fixed" : "depth " + d }),
-      ...cols.map((col) => {
-        const r = at.get(d + "|" + col);
-        if (!r || r.mean_diff === null) return el("td", { class: "heat-none", text: "—" });
-        const v = verdict(r); // the star follows the adjusted p, the fading the CI
-        const shade = v.faded ? faded(r.mean_diff, zmax) : diverging(r.mean_diff, zmax);
-        const p = r.p_value !== null ? fmtP(r.p_value) + " · p adj (" + adjName + ") " + fmtP(r.p_adjusted) +
-          " · signed-rank " + fmtP(r.p_signed_rank) : (r.p_value_note || "—");
-        const cell = el("td", {
-          class: "heat" + (v.significant ? " heat-sig" : "") + (v.faded ? " heat-ns" : "") +
-            (v.testable ? "" : " heat-untestable") + (shade.dark ? " heat-dark" : ""),
-          "data-depth": d === null ? "" : String(d), "data-activation": r.activation,
-          title: target + " − " + baseline + " · " + (d === null ? "fixed" : "depth " + d) + " · " + col +
-            "\nΔ test acc " + signed(r.mean_diff, 3) + "\n95% CI " + fmtCI(r.ci95, r.ci95_note) +
-            (v.faded ? " (includes 0)" : "") + "\np " + p + " · n=" + r.n +
-            "\n" + settingLabel(r.method_lr, r.method_init_scale) + " vs " + settingLabel(r.baseline_lr, r.baseline_init_scale),
-        }, el("span", { class: "heat-value", text: signed(r.mean_diff, 3) + (v.significant ? " *" : "") }));
-        if (!v.testable) cell.append(el("span", { class: "heat-note", text: NOT_TESTABLE(minPairs(summary)) }));
-        cell.style.background = shade.background;
-        return cell;
-      })));
-    const scale = el("div", { class: "heat-scale", "aria-hidden": "true" },
-      el("span", { text: signed(-zmax, 3) }), el("span", { class: "heat-bar" }), el("span", { text: signed(zmax, 3) }),
-      el("span", { class: "heat-key", text: "* p adj (" + adjName + ") < " + (summary.adjustment ? summary.adjustment.alpha : 0.05) +
-        " · faded: 95% CI includes 0" }));
-    return [el("table", { class: "heatmap" }, el("thead", {}, head), el("tbody", {}, ...body)), scale];
-  }
-
   return {
-    verdict, fmtP, fmtCI, scaleLabel, settingLabel, minPairs, adjustmentName, NOT_TESTABLE,
-    renderAdjustment, cellsTable, comparisonsTable, heatmapTable,
+    verdict, fmtP, fmtCI, scaleLabel, settingLabel, minPairs, adjustmentName, NOT_TESTABLE, provisionalMark,
+    renderAdjustment, cellsTable, comparisonsTable,
   };
 })();

@@ -30,8 +30,11 @@
   const shiftDiv = document.getElementById("chart-shift");
   const gradDiv = document.getElementById("chart-grad");
   if (!withDiag.length) {
-    C.empty(shiftDiv, "No diagnostics recorded (diagnostics: false in the spec)");
-    C.empty(gradDiv, "No diagnostics recorded");
+    const why = meta.diagnostics === false
+      ? "Diagnostics are off for this trial (diagnostics: false in its study's spec): activation shift and gradient norms were not measured."
+      : "Not measured yet: no epoch of this trial has recorded diagnostics.";
+    C.empty(shiftDiv, why);
+    C.empty(gradDiv, why);
     return;
   }
   const first = withDiag[0];
