@@ -46,6 +46,7 @@ from lcw.dataset_files import (
     DatasetNotFoundError,
     cache_dir,
     data_dir,
+    file_versions,
     read_idx,
     require,
     write_idx,
@@ -98,7 +99,6 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 def _load_idx_set(name: str, root: Path) -> Arrays:
-    require(name, root)
     x_tr = read_idx(root / "train-images-idx3-ubyte.gz")
     y_tr = read_idx(root / "train-labels-idx1-ubyte.gz")
     x_te = read_idx(root / "t10k-images-idx3-ubyte.gz")
@@ -127,7 +127,6 @@ def _cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_cifar10(root: Path) -> Arrays:
-    require("cifar10", root)
     base = root / "cifar-10-batches-py"
     parts = [_cifar_batch(p, b"labels") for p in sorted(base.glob("data_batch_*"))]
     x_te, y_te = _cifar_batch(base / "test_batch", b"labels")
@@ -140,7 +139,6 @@ def _load_cifar10(root: Path) -> Arrays:
 
 
 def _load_cifar100(root: Path) -> Arrays:
-    require("cifar100", root)
     base = root / "cifar-100-python"
     x_tr, y_tr = _cifar_batch(base / "train", b"fine_labels")
     x_te, y_te = _cifar_batch(base / "test", b"fine_labels")
@@ -224,7 +222,8 @@ def _scale(x: np.ndarray, name: str, train_idx: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _load_cpu(name: str, root: str) -> Dataset:
+def _load_cpu(name: str, root: str, files: tuple[tuple[int, int], ...]) -> Dataset:
+    """`name` from `root`, cached by the (size, mtime) of its `files`: a changed file reloads."""
     x, y, x_te, y_te = LOADERS[name](Path(root))
     n_val, n_test = SPLITS[name]
     info = catalog.DATASETS[name]
@@ -270,7 +269,11 @@ def load_dataset(
         from lcw.fetch import fetch_dataset
 
         fetch_dataset(name, root=base)
-    ds = _load_cpu(name, str(folder))
+    files: tuple[tuple[int, int], ...] = ()
+    if not catalog.DATASETS[name].shipped:
+        require(name, folder)  # before any parsing: missing, truncated or damaged files
+        files = file_versions(name, folder)
+    ds = _load_cpu(name, str(folder), files)
     ds = ds.limit_train(train_limit)
     return ds if str(device) == "cpu" else ds.to(device)
 

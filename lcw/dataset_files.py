@@ -320,6 +320,12 @@ def require(name: str, folder: Path) -> None:
         raise error
 
 
+def file_versions(name: str, folder: Path) -> tuple[tuple[int, int], ...]:
+    """(size, mtime_ns) of each of `name`'s files in `folder`: what a cache of it is keyed by."""
+    stats = [(folder / spec.path).stat() for spec in source(name).files]
+    return tuple((st.st_size, st.st_mtime_ns) for st in stats)
+
+
 def statuses(root: str | os.PathLike[str] | None = None, *, level: Level = "cheap",
              names: Iterable[str] | None = None) -> list[DatasetStatus]:  # fmt: skip
     """Every dataset's (or `names`') state, in catalogue order."""
@@ -339,6 +345,7 @@ __all__ = [
     "compute_digests",
     "data_dir",
     "file_digests",
+    "file_versions",
     "folder_status",
     "inspect",
     "mismatch",
