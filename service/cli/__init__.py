@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli import client, lifecycle, report, results, server, train, worker
+from service.cli import client, data, lifecycle, report, results, server, train, worker
 
 app = typer.Typer(
     name="lcw-sweep",
@@ -39,5 +39,5 @@ def main(
     """Hyperparameter sweeps that measure when linearly constrained weights help."""
 
 
-for module in (train, server, worker, client, results, lifecycle, report):
+for module in (train, server, worker, client, results, lifecycle, report, data):
     module.register(app)
