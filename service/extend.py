@@ -34,6 +34,7 @@ from lcw import catalog
 from service.errors import SpecError
 from service.schemas import StudyCreate, StudyExtend
 from service.spec import PlannedTrial, check_spec, expand, parse_spec
+from service.spec_hints import with_suggestions
 
 # Axes an extension adds values to; seeds and lr_search.trials_per_cell grow a count instead.
 LIST_AXES = ("methods", "depths", "widths", "activations", "learning_rates", "init_scales")
@@ -53,7 +54,10 @@ def _check_values(request: Mapping[str, Any]) -> None:
     search = request.get("lr_search")
     if isinstance(search, dict) and "trials_per_cell" in search:
         values["lr_search"] = {"trials_per_cell": search["trials_per_cell"]}
-    StudyExtend.model_validate(values)
+    try:
+        StudyExtend.model_validate(values)
+    except ValidationError as exc:  # a misspelt method: "(did you mean 'lcw'?)"
+        raise with_suggestions(exc, StudyExtend) from None
 
 
 def _identity(t: PlannedTrial) -> tuple[Any, ...]:
