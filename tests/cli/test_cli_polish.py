@@ -177,7 +177,7 @@ def test_a_spec_file_that_does_not_parse_names_file_line_and_column(
     as_json = tmp_path / "broken.json"
     as_json.write_text('{"name": "broken",\n  "methods": [}')
     proc = lcw("submit", str(as_json), "--url", url)
-    assert proc.stderr.splitlines() == [f"error: {as_json}, line 2, column 16: Expecting value"]
+    assert proc.stderr.splitlines() == [f"error: {as_json}, line 2, column 15: Expecting value"]
     with Client(url) as api:
         assert api.studies().count == before  # nothing was sent
 
