@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from lcw import __version__
 from service import stats
-from service.api import compare, health, report, studies, trials
+from service.api import compare, datasets, health, report, studies, trials
 from service.config import Settings, get_settings
 from service.db import make_engine, upgrade_database
 from service.errors import install_handlers
@@ -252,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(trials.router)
     app.include_router(report.router)  # GET /api/studies/{id}/report
     app.include_router(compare.router)
+    app.include_router(datasets.router)
     app.include_router(health.router)
     app.include_router(pages.router)  # the web view: /, /studies/{id}, /trials/{id}, /static
 
