@@ -20,6 +20,7 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import MaxNLocator
 
 from service.summary import CellSummary, Summary
 from service.web.views import METHOD_COLORS, METHOD_ORDER, cell_label
@@ -233,6 +234,7 @@ def curves_figure(data: dict[str, Any]) -> Figure | None:
     acc.set_ylabel("test accuracy")
     for ax in (loss, acc):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     acc.legend(fontsize=8)
     c = data["cell"]
     title = f"Learning curves at the best learning rates: {data['label']}"
@@ -272,6 +274,7 @@ def diagnostics_figure(data: dict[str, Any]) -> Figure | None:
     for ax in (shift, grad):
         ax.set_yscale("log", nonpositive="mask")
         ax.set_xlabel("layer (1 = first hidden layer)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     shift.set_ylabel("activation shift")
     grad.set_ylabel("gradient norm")
     grad.legend(fontsize=8)

@@ -47,9 +47,7 @@ _TEMPLATE = """<!doctype html>
 {% macro table(t) -%}
 <table>
 <caption>{{ t.caption }}</caption>
-{% if t.columns | select | list %}<thead><tr>
-{%- for c in t.columns %}<th>{{ c }}</th>{% endfor -%}
-</tr></thead>{% endif %}
+<thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for row in t.rows %}<tr>
 {%- for v in row %}<td{% if loop.index0 in t.numeric %} class="num"{% endif %}>{{ v }}</td>

@@ -16,7 +16,7 @@ def _cell(text: str) -> str:
 
 
 def _table(t: Table) -> list[str]:
-    columns = [c or " " for c in t.columns]
+    columns = t.columns
     rule = ["---:" if i in t.numeric else "---" for i in range(len(columns))]
     lines = [f"**{_cell(t.caption)}**", ""]
     lines.append("| " + " | ".join(_cell(c) for c in columns) + " |")

@@ -70,7 +70,7 @@ def study_table(data: ReportData) -> Table:
         ["finished", fmt_time(s.finished_at)],
         ["report written", fmt_time(data.generated_at)],
     ]
-    return Table("Study", ["", ""], rows)
+    return Table("The study", ["field", "value"], rows)
 
 
 def generator_table(data: ReportData) -> Table:
