@@ -19,9 +19,15 @@ SHIPPED = [name for name, info in catalog.DATASETS.items() if info.shipped]
 # Error type -> the fix to try. Errors whose cause is in the study itself say so.
 FIXES = {
     "DatasetNotFoundError": (
-        "put the dataset's files in the workers' data directory (LCW_DATA_DIR), then requeue "
-        "the study's trials with `lcw-sweep retry ID`; or submit it on a dataset that ships "
-        f"with lcw-sweep ({', '.join(SHIPPED)})"
+        "put the dataset's files in the workers' data directory (LCW_DATA_DIR: `lcw-sweep data "
+        "fetch` on the nodes, or the volume they mount), then requeue the study's trials with "
+        "`lcw-sweep retry ID`; or submit it on a dataset that ships with lcw-sweep "
+        f"({', '.join(SHIPPED)})"
+    ),
+    "DatasetCorruptError": (
+        "a dataset file is truncated or damaged: fetch it again on the nodes (`lcw-sweep data "
+        "fetch`, which verifies every file) or repair the volume they mount, then requeue the "
+        "study's trials with `lcw-sweep retry ID`"
     ),
     "ConfigError": "the trial's configuration is invalid: fix the spec and submit a new study",
 }

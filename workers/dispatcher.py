@@ -58,6 +58,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from service.store import Store
+from workers.dataset_check import DatasetCheck
 from workers.leases import Leases
 from workers.metrics import DispatcherMetrics, embed
 from workers.outcomes import Outcomes
@@ -125,6 +126,8 @@ class Dispatcher:
         )  # fmt: skip
         self._placement = Placement(self._pool, pack_size=pack_size)
         self._outcomes = Outcomes(self.owner, self._pool, self._resolver, self._placement)
+        # A study's dataset, checked on the nodes once before its first trials run.
+        self._datasets = DatasetCheck(self._writes)
         self._leases = Leases(
             store,
             self.owner,
@@ -321,6 +324,7 @@ class Dispatcher:
 
     def _housekeep_now(self, now: float) -> None:
         self._leases.tend(now, claim=not self._draining)
+        self._datasets.check(self._held.backlog)  # before any claimed trial is placed
         ready = sum(w.ready for w in self._pool.workers)
         self._resolver.resolve_waiting(self._held.backlog, ready)
 

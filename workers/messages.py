@@ -107,15 +107,15 @@ class Permanent(StrEnum):
     """An error no retry can fix, and how far it reaches (``TrialError.permanent``)."""
 
     TRIAL = "trial"  # this trial's config (invalid, or a model that does not fit the data)
-    STUDY = "study"  # what every trial of the study needs (its dataset's files)
+    STUDY = "study"  # what every trial of the study needs (its dataset's files, missing or damaged)
 
 
 def permanence(exc: BaseException) -> Permanent | None:
     """Whether an exception from lcw is one a retry cannot fix (None: it may be transient)."""
     from lcw.config import ConfigError
-    from lcw.data import DatasetNotFoundError
+    from lcw.dataset_files import DatasetCorruptError, DatasetNotFoundError
 
-    if isinstance(exc, DatasetNotFoundError):
+    if isinstance(exc, DatasetNotFoundError | DatasetCorruptError):
         return Permanent.STUDY
     if isinstance(exc, ConfigError):
         return Permanent.TRIAL
