@@ -1,15 +1,22 @@
 """Connecting this process to Ray: a cluster's address, $RAY_ADDRESS, or a local Ray.
 
-``connect_ray`` is what ``lcw-sweep worker`` and the embedded dispatcher of ``lcw-sweep serve``
-call before they start a ``Dispatcher``. A process whose SIGTERM belongs to someone else (the
-API server: uvicorn's handler) imports Ray without abseil's failure-signal handler.
+``connect_ray`` is what ``lcw-sweep worker`` and ``lcw-sweep serve`` call before they start a
+``Dispatcher``. A process whose SIGTERM belongs to someone else (the API server: uvicorn's
+handler) imports Ray without abseil's failure-signal handler. A local Ray that it starts is
+stopped at exit by :func:`stop_local_ray`, every process of it included.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import importlib
+import logging
 import os
 import sys
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _NO_FAILURE_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
 
@@ -59,6 +66,9 @@ def connect_ray(
             ray.init(address=address, log_to_driver=True)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+            # Registered after ray.init's own shutdown hook, so it runs first (atexit is LIFO),
+            # and after it anything registered later (the dispatcher giving its trials back).
+            atexit.register(stop_local_ray)
     resources = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     return {
@@ -71,4 +81,39 @@ def connect_ray(
     }
 
 
-__all__ = ["connect_ray"]
+def stop_local_ray(*, grace_s: float = 3.0) -> set[int]:
+    """Shut Ray down in this process and end every process it started; returns the pids that
+    were still running after ``ray.shutdown()`` and had to be signalled.
+
+    ``ray.shutdown()`` is meant to end them, but a shutdown at interpreter exit does not
+    always get that far: a SIGTERM'd ``serve`` left Ray's log monitor and autoscaler monitor
+    running, and the raylet's dashboard and runtime-env agents (about 95 MB each) have been
+    seen to outlive it by a minute and a half. Every process this one started descends from
+    it, so they are listed before the shutdown, and whatever of them is left after it gets
+    SIGTERM, then SIGKILL after `grace_s`.
+    """
+    import ray
+
+    # psutil ships with Ray (ray/thirdparty_files), importable once ray is imported.
+    psutil = importlib.import_module("psutil")
+
+    try:
+        started = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        started = []
+    ray.shutdown()
+    _, alive = psutil.wait_procs(started, timeout=0.5)
+    left = {p.pid for p in alive}
+    for sig_name in ("terminate", "kill"):
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                getattr(proc, sig_name)()
+        _, alive = psutil.wait_procs(alive, timeout=grace_s)
+        if not alive:
+            break
+    if left:
+        log.info("stopped %d Ray processes that outlived ray.shutdown()", len(left))
+    return left
+
+
+__all__ = ["connect_ray", "stop_local_ray"]

@@ -63,6 +63,15 @@ def console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
+def database_shown(url: str) -> str:
+    """A database URL fit for a log line: without user name and password."""
+    from sqlalchemy.engine import make_url
+
+    return (
+        make_url(url)._replace(username=None, password=None).render_as_string(hide_password=False)
+    )
+
+
 def output_format(format: OutputFormat, as_json: bool) -> OutputFormat:
     """The chosen format; the older ``--json`` still works, with a note on stderr."""
     if as_json:
@@ -99,6 +108,7 @@ __all__ = [
     "UrlOption",
     "api_client",
     "console",
+    "database_shown",
     "output_format",
     "print_json",
 ]

@@ -36,8 +36,34 @@ def _start_dispatcher(settings: Settings) -> threading.Thread:
     return thread
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+def _connect_ray(settings: Settings) -> str:
+    """Connect to Ray in the main thread (Ray sets its signal handling up only there; the
+    dispatcher thread then finds it connected); returns where, for the start-up line.
+
+    A local Ray started here is stopped at exit with every process of it
+    (``workers.ray_connect.stop_local_ray``), after the dispatcher has given its trials back.
+    """
+    from workers.ray_connect import connect_ray
+
+    info = connect_ray(
+        address=settings.ray_address,
+        num_cpus=settings.ray_num_cpus,
+        failure_signal_handler=False,
+    )
+    where = "local Ray" if info["local"] else "Ray cluster"
+    return f"{where} at {info['address']} ({info['cpus']:g} CPU, {info['gpus']:g} GPU)"
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    """SIGTERM and SIGINT mean "stop": exit 0 through SystemExit, so atexit runs (the
+    dispatcher gives its trials back, the local Ray stops)."""
+    raise SystemExit(0)
+
+
+def _page_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"http://{shown}:{port}/"
 
 
 def serve(
@@ -49,12 +75,21 @@ def serve(
         bool, typer.Option("--no-worker", help="Serve the API only; run the dispatcher apart.")
     ] = False,
 ) -> None:
-    """Serve the REST API (and, unless --no-worker, the embedded trial dispatcher)."""
+    """Serve the REST API (and, unless --no-worker, the embedded trial dispatcher).
+
+    SIGTERM or SIGINT (Ctrl-C) stops it with exit code 0: the API finishes its requests, the
+    dispatcher gives its trials back to the queue, and a local Ray it started stops.
+    """
     import uvicorn
 
+    from service.cli.common import database_shown
     from service.config import get_settings
     from service.db import make_engine, upgrade_database
 
+    # Before anything slow: a stop signal during start-up exits 0 too. uvicorn installs its
+    # own handlers while it serves and, once shut down, raises the signal again to these.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
     settings = get_settings()
     if not _is_loopback(host) and not settings.api_tokens:
         typer.secho(
@@ -69,12 +104,22 @@ def serve(
     )
     upgrade_database(engine)
     engine.dispose()
+    ray_line = "none (--no-worker: run `lcw-sweep worker` for the trials)"
     if not no_worker:
-        _start_dispatcher(settings)
-        # uvicorn re-raises SIGTERM once it has shut down; with the default handler that
-        # kills the process before atexit runs. Exit through SystemExit instead, so the
-        # embedded dispatcher gives its trials back and Ray shuts down.
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            ray_line = _connect_ray(settings)
+        except Exception as exc:  # the API still serves; trials wait for a worker
+            ray_line = f"none (Ray did not start: {exc}); serving the API only"
+        else:
+            _start_dispatcher(settings)
+        # ray.init set Ray's own SIGTERM handler (exit status 15): ours again.
+        signal.signal(signal.SIGTERM, _exit_cleanly)
+        signal.signal(signal.SIGINT, _exit_cleanly)
+    database = database_shown(settings.effective_database_url)
+    typer.echo(
+        f"lcw-sweep serve: pages at {_page_url(host, port)}, database {database}, Ray: {ray_line}",
+        err=True,
+    )
     # keep-alive 30 s (uvicorn: 5 s): when a busy event loop handles an idle connection's
     # timer before the request that just arrived on it, the client sees "Server disconnected
     # without sending a response"; pollers (CLI, web page) reuse connections every 1-2 s.

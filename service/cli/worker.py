@@ -50,8 +50,7 @@ def worker_command(
     ] = 0,
 ) -> None:
     """Run queued trials on Ray until SIGTERM or SIGINT."""
-    from sqlalchemy.engine import make_url
-
+    from service.cli.common import database_shown
     from service.config import get_settings
     from workers.dispatcher import connect_ray, dispatcher_from_settings
 
@@ -67,7 +66,7 @@ def worker_command(
 
         serve_metrics(metrics_port, dispatcher.metrics.registry)
     dispatcher.start()
-    database = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+    database = database_shown(settings.effective_database_url)
     where = "local Ray" if info["local"] else "Ray cluster"
     typer.echo(
         f"lcw-sweep worker {dispatcher.owner}: {where} at {info['address']} "
