@@ -58,6 +58,7 @@ class ComparedStudy(BaseModel):
     baseline: str | None  # its strongest baseline (see the module docstring)
     adjustment: str  # how its p-values were adjusted (holm or bh)
     family_size: int  # over how many of its comparisons
+    min_pairs: int  # paired seeds a comparison needs to be tested
 
 
 class StudySide(BaseModel):
@@ -308,6 +309,7 @@ def compare_studies(store: Store, study_ids: Sequence[int]) -> StudiesCompared:
                 baseline=baseline,
                 adjustment=summary.adjustment.method,
                 family_size=summary.adjustment.family_size,
+                min_pairs=summary.adjustment.min_pairs,
             )
         )
         sides.append([_side(summary, cell, method, baseline) for cell in shared])
