@@ -1,5 +1,8 @@
 """`lcw-sweep data list | fetch | verify` as a user runs them, against a real local HTTP mirror
-of small files in the real formats (their digests substituted through LCW_DATASET_CHECKSUMS)."""
+of small files in the real formats (their digests substituted through LCW_DATASET_CHECKSUMS);
+and a real `lcw-sweep serve` whose data directory lacks mnist: GET /api/datasets says so, and a
+study on mnist fails once, at the dispatcher's check, with the message and fix that
+GET /api/studies/{id} (its trials) and `lcw-sweep status ID` show."""
 
 from __future__ import annotations
 
@@ -7,9 +10,13 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from cli_helpers import clean_env, lcw
+from cli_helpers import clean_env, lcw, serve, study_spec
 from dataset_mirror import IDX_FILES, Published, publish, serving
+from testkit import wait_until
+
+FINISHED = ("failed", "completed", "cancelled")
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +109,52 @@ def test_fetch_errors_name_what_was_wrong(
     assert shipped.returncode == 1 and "ships with lcw-sweep, nothing to fetch" in shipped.stderr
     unknown = lcw("data", "verify", "imagenet", env=env)
     assert unknown.returncode == 1 and "'imagenet' is not one of" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_a_study_on_a_missing_dataset_fails_at_the_dispatchers_check(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    spec = study_spec("no files", dataset="mnist", depths=[1], widths=[8], seeds=2, epochs=1,
+                      diagnostics=False, max_retries=3)  # fmt: skip
+    with (
+        serve(tmp_path, LCW_DATA_DIR=str(data)) as (url, started),
+        httpx.Client(base_url=url, timeout=30) as api,
+    ):
+        listed = api.get("/api/datasets").json()
+        by_name = {d["name"]: d for d in listed["data"]}
+        assert listed["count"] == 7 and by_name["digits"]["state"] == "shipped"
+        mnist = by_name["mnist"]
+        assert mnist["state"] == "missing" and mnist["folder"] == str(data / "mnist")
+        assert mnist["fix"] == "lcw-sweep data fetch mnist"
+        assert [f["state"] for f in mnist["files"]] == ["missing"] * 4
+
+        sid = api.post("/api/studies", json=spec).json()["id"]
+
+        def finished() -> bool:
+            return api.get(f"/api/studies/{sid}").json()["status"] in FINISHED
+
+        wait_until(finished, timeout=120, interval=0.2, what=f"study {sid} to finish")
+        study = api.get(f"/api/studies/{sid}").json()
+        assert study["status"] == "failed", study
+        assert study["progress"]["failed"] == study["progress"]["total"] == 4
+        trials = api.get(f"/api/studies/{sid}/trials").json()["data"]
+        errors = {t["error"] for t in trials}
+        assert len(errors) == 1  # one message for the whole study, from one check
+        (error,) = errors
+        assert error.startswith("DatasetNotFoundError: dataset 'mnist': missing ")
+        assert "checked by the dispatcher before the study's trials ran" in error
+        assert all(t["attempt"] <= 1 for t in trials)  # no retry, though max_retries is 3
+        for t in trials:  # none reached an actor: no run info, no epoch
+            detail = api.get(f"/api/trials/{t['id']}").json()
+            assert detail["run_info"] is None and detail["metrics"] == []
+        assert "study 1 fails before its trials ran" in started.log("serve")
+
+        status = lcw("status", str(sid), "--url", url)
+        assert status.returncode == 0, status.stderr
+        out = " ".join(status.stdout.split())  # rich wraps long lines
+        assert "4 of 4 trials failed (every trial)" in out
+        assert "DatasetNotFoundError: dataset 'mnist': missing" in out
+        assert "checked by the dispatcher before the study's trials ran" in out
+        assert "fix: put the dataset's files in the workers' data directory" in out
+        assert "lcw-sweep data fetch" in out and f"lcw-sweep retry {sid}" in out
