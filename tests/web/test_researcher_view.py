@@ -38,6 +38,8 @@ class Trained:
     few: int  # 2 seeds: none testable
     live: int  # half trained; the rest held by `held` until a test trains them
     held: list[ClaimedTrial]
+    no_diagnostics: int  # diagnostics: false in the spec
+    half: int  # depth 2 trained, depth 3 still running
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     # Depth 2 finishes, and seed 0 of depth 4; seed 1 of depth 4 stays running.
     done = [c for c in claimed if c.config["depth"] == 2 or c.seed == 0]
     train_claimed(served.store, done)
-    yield Trained(served, grid, few, live, [c for c in claimed if c not in done])
+    small = {**GRID, "methods": ["plain", "lcw"], "learning_rates": [0.1], "seeds": 1}
+    no_diagnostics = train_study(
+        served.store, {**small, "name": "no-probes", "depths": [2], "diagnostics": False}
+    )
+    half = create(served.store, {**small, "name": "half", "depths": [2, 3]})
+    train_claimed(served.store, [c for c in claim(served.store) if c.config["depth"] == 2])
+    held = [c for c in claimed if c not in done]
+    yield Trained(served, grid, few, live, held, no_diagnostics, half)
     _stop(served)
 
 
@@ -227,6 +236,27 @@ def test_unfinished_cells_are_provisional_until_they_finish(
           .filter((t) => t.name).flatMap((t) => t.marker.color)"""
     )
     assert "#ffffff" not in colors
+    assert page_log.errors == []
+
+
+def test_empty_diagnostics_say_why(trained: Trained, page: Any, page_log: PageLog) -> None:
+    served = trained.served
+    _open(page, served, trained.no_diagnostics)
+    assert page.locator("#diag-off").is_visible()
+    for chart in ("#chart-shift", "#chart-grad"):
+        assert "Diagnostics are off in this study's spec" in page.inner_text(chart)
+    tid = served.store.list_trials(trained.no_diagnostics, limit=1).data[0].id
+    page.goto(f"{served.url}/trials/{tid}")
+    page.wait_for_function("() => document.querySelector('#chart-loss svg.main-svg')")
+    assert "Diagnostics are off for this trial" in page.inner_text("#chart-shift")
+    # Diagnostics on, but the cell's trials are still running: not measured yet.
+    _open(page, served, trained.half)
+    assert page.locator("#diag-off").count() == 0
+    assert "No diagnostics" not in page.inner_text("#chart-shift")
+    page.select_option("#cell-select", "3|16|sigmoid")
+    page.wait_for_function(READY)
+    for chart in ("#chart-shift", "#chart-grad"):
+        assert page.inner_text(chart).startswith("Not measured yet: no trial of depth 3")
     assert page_log.errors == []
 
 
