@@ -21,15 +21,14 @@ import json
 import random
 import statistics
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from sqlalchemy import create_engine, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 
+from benchmarks.common import postgres_database
 from service import significance, stats
 from service.config import Settings
 from service.db import make_engine, upgrade_database
@@ -49,21 +48,6 @@ SPEC: dict[str, Any] = {
     "epochs": EPOCHS,
 }  # 4 x 5 x 5 x 20 x 10 = 20,000 trials
 PENDING = 64  # trials left pending, spread over the cells: the "cold" repeats finish them
-
-
-@contextmanager
-def _postgres_url() -> Iterator[str]:
-    name = f"lcw_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test",
-                          isolation_level="AUTOCOMMIT")  # fmt: skip
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _seed(store: Store, url: str) -> int:
@@ -204,7 +188,7 @@ def run(*, repeats: int = 40, quick: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with TemporaryDirectory() as tmp:
         results["sqlite"] = _measure(f"sqlite:///{Path(tmp) / 'bench.db'}", repeats=repeats)
-    with _postgres_url() as url:
+    with postgres_database() as url:
         results["postgresql"] = _measure(url, repeats=repeats)
     return results
 

@@ -106,6 +106,7 @@ class Dispatcher:
         stop_grace_s: float = STOP_GRACE_S,
         pack_size: int | None = None,
         checkpoint_dir: str | None = None,
+        runner: Any = None,
     ) -> None:
         self.store = store
         self.owner = owner or make_owner()
@@ -122,7 +123,7 @@ class Dispatcher:
         # each actor's own default (workers.checkpoints).
         self._pool = Pool(
             self._held, self._writes, self.metrics, slots=slots or 1, stop_grace_s=stop_grace_s,
-            checkpoint_dir=checkpoint_dir,
+            checkpoint_dir=checkpoint_dir, runner=runner,
         )  # fmt: skip
         self._placement = Placement(self._pool, pack_size=pack_size)
         self._outcomes = Outcomes(self.owner, self._pool, self._resolver, self._placement)

@@ -92,7 +92,8 @@ class Leases:
 
     def _claim(self, now: float) -> None:
         placement = self.placement
-        per_actor = 2 if placement.pack_size == 1 else 1 + placement.pack_hint
+        # One running and one waiting per actor: a trial each, or a pack each when packing.
+        per_actor = 2 if placement.pack_size == 1 else 2 * placement.pack_hint
         room = per_actor * sum(w.ready for w in self.pool.workers) - len(self.held.trials)
         if room <= 0 or now < self._next_claim:
             return

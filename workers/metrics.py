@@ -32,7 +32,7 @@ OUTCOMES = (*RESULTS, "failed_attempt", "failed", "released")
 # The store calls timed by lcw_dispatcher_db_write_seconds (named as the Store's methods).
 WRITES = (
     "write_metrics",
-    "complete_trial",
+    "complete_trials",
     "fail_trial_attempt",
     "release_trials",
     "fail_pending",

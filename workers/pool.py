@@ -49,8 +49,12 @@ class Pool:
         slots: int,
         stop_grace_s: float,
         checkpoint_dir: str | None = None,
+        runner: Any = None,
     ) -> None:
         self.held = held
+        # The Ray actor class of the runners (None: workers.runner's TrialRunner); benchmarks
+        # swap in one that trains nothing to measure the control plane alone.
+        self.runner = runner
         self.checkpoint_dir = checkpoint_dir  # None: each actor's default (workers.checkpoints)
         self.writes = writes
         self.prom = metrics
@@ -116,7 +120,8 @@ class Pool:
         ):
             return None
         self._seq += 1
-        handle = runner_class().options(num_cpus=shape.cpu, num_gpus=shape.gpu).remote()
+        actor = self.runner or runner_class()
+        handle = actor.options(num_cpus=shape.cpu, num_gpus=shape.gpu).remote()
         w = Worker(handle=handle, shape=shape, name=f"runner-{self._seq}")
         self.workers.append(w)
         self.refs[handle.info.remote()] = ("ready", w)

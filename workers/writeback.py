@@ -26,7 +26,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.errors import NotFoundError, StoreError
-from service.store import ClaimedTrial, Store
+from service.store import ClaimedTrial, Completion, Store
 from workers.messages import Permanent
 from workers.metrics import DispatcherMetrics
 from workers.state import Held, Trial, first_line
@@ -152,20 +152,42 @@ class WriteBack:
             self.prom.rows_written.inc(written)
             self.rows = []
         while self.ops:
+            if self.ops[0].kind == "complete":
+                self._complete()
+                continue
             self._apply(self.ops[0])
             self.ops.popleft()
 
+    def _complete(self) -> None:
+        """The completions at the head of the queue, in one transaction (``complete_trials``)."""
+        ops: list[Op] = []
+        for op in self.ops:
+            if op.kind != "complete":
+                break
+            ops.append(op)
+        with self.prom.timed("complete_trials"):
+            stored = self.store.complete_trials(
+                self.owner, [Completion(op.trial_ids[0], **op.args) for op in ops]
+            )
+        for op in ops:
+            self.ops.popleft()
+            if op.trial_ids[0] in stored:
+                self.prom.trials[op.args["status"]].inc()
+            self._settled(op.trial_ids[0], final=op.trial_ids[0] in stored)
+
+    def _settled(self, trial_id: int, *, final: bool) -> None:
+        """`trial_id`'s operation is stored: it leaves Held (a final lr_search outcome teaches
+        its searcher)."""
+        t = self.held.trials.pop(trial_id, None)
+        if t is not None and final and t.claim.slot is not None and t.claim.lr_search:
+            self.on_final(t.claim)
+
     def _apply(self, op: Op) -> None:
-        trials = [self.held.trials.get(tid) for tid in op.trial_ids]
+        """A fail, fail_pending or release operation (completions: ``_complete``)."""
         final = False
         counts = self.prom.trials
         try:
-            if op.kind == "complete":
-                with self.prom.timed("complete_trial"):
-                    final = self.store.complete_trial(self.owner, op.trial_ids[0], **op.args)
-                if final:
-                    counts[op.args["status"]].inc()
-            elif op.kind == "fail":
+            if op.kind == "fail":
                 with self.prom.timed("fail_trial_attempt"):
                     status = self.store.fail_trial_attempt(self.owner, op.trial_ids[0], **op.args)
                 final = status == "failed"
@@ -192,12 +214,8 @@ class WriteBack:
                 counts["released"].inc(n)
         except NotFoundError:  # deleted meanwhile
             final = False
-        for t in trials:
-            if t is None:
-                continue
-            self.held.trials.pop(t.id, None)
-            if final and t.claim.slot is not None and t.claim.lr_search:
-                self.on_final(t.claim)
+        for tid in op.trial_ids:
+            self._settled(tid, final=final)
 
 
 __all__ = ["DB_BACKOFF_MAX_S", "Op", "WriteBack"]

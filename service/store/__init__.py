@@ -72,7 +72,7 @@ from __future__ import annotations
 
 from service.store.base import clean_json
 from service.store.lifecycle import Lifecycle
-from service.store.queue import ClaimedTrial, Queue
+from service.store.queue import ClaimedTrial, Completion, Queue
 from service.store.slots import SlotHistory, Slots
 from service.store.summary_cache import SummaryCache
 from service.store.summary_sql import OUTCOME_COLUMNS
@@ -87,6 +87,7 @@ __all__ = [
     "OUTCOME_COLUMNS",
     "TRIAL_SORT_KEYS",
     "ClaimedTrial",
+    "Completion",
     "SlotHistory",
     "Store",
     "clean_json",

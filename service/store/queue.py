@@ -3,11 +3,15 @@ release, expire (the state machine: ``service.store``'s docstring)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    Table,
+    bindparam,
     delete,
     func,
     literal,
@@ -50,6 +54,16 @@ class ClaimedTrial:
     seeds: int = 1  # the study's seeds per setting (ASHA judges a setting over all of them)
     checkpoint_every: int | None = None  # the study's checkpoint interval in epochs (None: auto)
     created_at: datetime | None = None  # when the trial was created (the queue-wait metric)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished run of a trial, for ``complete_trials``: its outcome, result and run info."""
+
+    trial_id: int
+    status: str  # completed | diverged | stopped_early
+    result: dict[str, Any]
+    run_info: dict[str, Any]
 
 
 def _held_by(owner: str) -> tuple[Any, ...]:
@@ -225,24 +239,31 @@ class Queue(Studies):
                         "diagnostics": clean_json(diag) if diag is not None else None,
                     },
                 )
-            for tid, epoch in sorted(restarts.items()):
-                s.execute(
-                    delete(TrialMetric)
-                    .where(TrialMetric.trial_id == tid, TrialMetric.epoch >= epoch)
-                    .execution_options(synchronize_session=False)
-                )
+            by_epoch: dict[int, list[int]] = defaultdict(list)  # one DELETE per first epoch
+            for tid, epoch in restarts.items():
+                by_epoch[epoch].append(tid)
+            for epoch, tids in sorted(by_epoch.items()):
+                for chunk in _chunks(sorted(tids), _IN_BATCH):
+                    s.execute(
+                        delete(TrialMetric)
+                        .where(TrialMetric.trial_id.in_(chunk), TrialMetric.epoch >= epoch)
+                        .execution_options(synchronize_session=False)
+                    )
             if not values:
                 return 0
             now = utcnow()
+            # One short statement executed for many rows (the driver's executemany; its
+            # rowcount sums the rows inserted): a multi-row VALUES list built per call is
+            # compiled by SQLAlchemy and parsed by the driver again on every call.
+            stmt = (
+                self._insert(TrialMetric.__table__)
+                .on_conflict_do_nothing(index_elements=["trial_id", "epoch"])
+                .execution_options(preserve_rowcount=True)
+            )
             written = 0
             for chunk in _chunks(list(values.values()), _METRIC_BATCH):
-                stmt = (
-                    self._insert(TrialMetric)
-                    .values([{**row, "created_at": now} for row in chunk])
-                    .on_conflict_do_nothing(index_elements=["trial_id", "epoch"])
-                    .returning(TrialMetric.id)
-                )
-                written += len(s.execute(stmt).all())
+                result = s.execute(stmt, [{**row, "created_at": now} for row in chunk])
+                written += max(result.rowcount, 0)
             return written
 
     def complete_trial(
@@ -260,18 +281,59 @@ class Queue(Studies):
         copied into columns for summaries. Returns False, changing nothing, when the owner no
         longer holds the trial.
         """
-        if status not in COMPLETE_STATUSES:
-            raise ValueError(f"status: '{status}' is not one of {sorted(COMPLETE_STATUSES)}")
+        done = self.complete_trials(owner, [Completion(trial_id, status, result, run_info)])
+        return trial_id in done
+
+    def complete_trials(self, owner: str, completions: Sequence[Completion]) -> set[int]:
+        """``complete_trial`` for many trials in one transaction (one refresh of their studies
+        and cells); returns the ids stored, those `owner` still held."""
+        for c in completions:
+            if c.status not in COMPLETE_STATUSES:
+                raise ValueError(f"status: '{c.status}' is not one of {sorted(COMPLETE_STATUSES)}")
+        if not completions:
+            return set()
         now = utcnow()
+        by_id = {c.trial_id: c for c in completions}
+        table = cast(Table, Trial.__table__)
         with self._write() as s:
-            held = (Trial.id == trial_id, *_held_by(owner))
-            changed = self._unlease(
-                s, held, now, status=status, result=clean_json(result),
-                run_info=clean_json(run_info), finished_at=now,
-                **{m: _num(result.get(m)) for m in FINAL_METRICS},
-            )  # fmt: skip
-            self._refresh_studies(s, changed, now)
-            return bool(changed)
+            # The trials `owner` still holds, locked; then one UPDATE executed for all of them.
+            held: list[tuple[int, int, str]] = []
+            for chunk in _chunks(sorted(by_id), _IN_BATCH):
+                held += (
+                    s.execute(
+                        select(Trial.id, Trial.study_id, Trial.cell_key)
+                        .where(Trial.id.in_(chunk), *_held_by(owner))
+                        .with_for_update()
+                    )
+                    .tuples()
+                    .all()
+                )
+            if held:
+                values: dict[str, Any] = {
+                    "status": bindparam("b_status"),
+                    "result": bindparam("b_result"),
+                    "run_info": bindparam("b_run_info"),
+                    **{m: bindparam(f"b_{m}") for m in FINAL_METRICS},
+                }
+                stmt = (
+                    update(table)
+                    .where(table.c.id == bindparam("b_id"), *_held_by(owner))
+                    .values(**values, finished_at=now, updated_at=now, lease_owner=None,
+                            lease_expires_at=None)
+                )  # fmt: skip
+                rows = [
+                    {
+                        "b_id": tid,
+                        "b_status": by_id[tid].status,
+                        "b_result": clean_json(by_id[tid].result),
+                        "b_run_info": clean_json(by_id[tid].run_info),
+                        **{f"b_{m}": _num(by_id[tid].result.get(m)) for m in FINAL_METRICS},
+                    }
+                    for tid, _, _ in held
+                ]
+                s.execute(stmt, rows)
+            self._refresh_studies(s, [(sid, key) for _, sid, key in held], now)
+        return {tid for tid, _, _ in held}
 
     def fail_trial_attempt(
         self, owner: str, trial_id: int, *, error: str, retry: bool = True

@@ -77,8 +77,9 @@ def test_names_and_values_after_a_study(store: Store, dispatch: Callable[..., St
         assert value("pack_size_bucket", le=f"{le:.1f}") == sum(len(r) <= le for r in runs)
     # Metric rows: exactly the stored ones (epoch 0 and every epoch after it, per trial).
     assert value("metric_rows_written_total") == sum(len(t.metrics) for t in trials) == n * 3
-    # Database writes: one complete_trial per trial, and the claims, renewals, metric batches.
-    assert value("db_write_seconds_count", operation="complete_trial") == n
+    # Database writes: completions batched (one complete_trials per tick that finished some:
+    # at least one, at most one per trial), and the claims, renewals, metric batches.
+    assert 1 <= value("db_write_seconds_count", operation="complete_trials") <= n
     for op in ("write_metrics", "claim_trials", "renew_leases", "release_expired"):
         assert value("db_write_seconds_count", operation=op) >= 1, op
         assert value("db_write_seconds_sum", operation=op) < wall, op

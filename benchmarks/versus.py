@@ -1,0 +1,100 @@
+"""The 64-trial grid (``benchmarks.grid``) through lcw-sweep and its peers, side by side.
+
+Each round runs, in turn: the warm ``Pool(2)`` baseline, lcw-sweep unpacked (``pack_size=1``)
+and packed (the automatic pack size), Ray Tune's ``Tuner`` with ``reuse_actors=True`` and
+Optuna with two processes on a journal storage (``benchmarks.peers``, each in a process of its
+own). Every figure is the round's wall time over the baseline's in that round; the table shows
+the medians over rounds. Every runner must report the baseline's test accuracies exactly (the
+same configs, and the same numbers bit for bit on CPU); a runner that does not is an error.
+
+lcw-sweep runs in this process (``benchmarks.sweep``: the real dispatcher, its warm actors,
+a SQLite queue), timed from submission to the study's terminal status as a client sees it.
+
+    python -m benchmarks.versus [--epochs 20] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+from benchmarks.grid import SLOTS, WarmPool, grid_configs, grid_spec
+from benchmarks.sweep import local_sweep, run_study
+
+PEERS = ("tune", "optuna")
+
+
+def _peer(name: str, epochs: int) -> dict[str, Any]:
+    """One peer's run of the grid, in a fresh process (``benchmarks.peers``)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peers", name, "--epochs", str(epochs)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _check(name: str, accs: list[float | None], expected: list[float | None]) -> None:
+    if accs != expected:
+        diff = sum(a != b for a, b in zip(accs, expected, strict=True))
+        raise AssertionError(f"{name}: {diff} of {len(accs)} test accuracies differ from Pool's")
+
+
+def run(*, epochs: int = 20, repeats: int = 3, peers: bool = True) -> dict[str, Any]:
+    """`repeats` interleaved rounds of every runner on the grid; medians of the ratios."""
+    configs = grid_configs(epochs=epochs)
+    pool = WarmPool(configs[0])
+    names = ["pool", "unpacked", "packed", *(PEERS if peers else ())]
+    rounds: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    try:
+        with local_sweep(SLOTS) as (store, dispatcher):
+            for pack_size in (1, None):  # warm both modes' actors (torch, trainer, dataset)
+                dispatcher.pack_size = pack_size
+                run_study(store, {**grid_spec(epochs=1), "name": "warm-up"})
+            for _ in range(repeats):
+                wall, expected = pool.run(configs)
+                rounds["pool"].append({"wall_s": wall})
+                for mode, pack_size in (("unpacked", 1), ("packed", None)):
+                    dispatcher.pack_size = pack_size
+                    r = run_study(store, grid_spec(epochs=epochs, name=mode))
+                    _check(mode, r.pop("test_acc"), expected)
+                    rounds[mode].append({**r, "ratio": r["wall_s"] / wall})
+                for name in PEERS if peers else ():
+                    p = _peer(name, epochs)
+                    _check(name, p.pop("test_acc"), expected)
+                    rounds[name].append({**p, "ratio": p["wall_s"] / wall})
+    finally:
+        pool.close()
+    out: dict[str, Any] = {
+        "what": "64-trial digits grid: wall time / a warm multiprocessing.Pool(2)'s",
+        "epochs": epochs,
+        "repeats": repeats,
+        "pool_s_median": statistics.median(r["wall_s"] for r in rounds["pool"]),
+    }
+    for name in names[1:]:
+        out[name] = {
+            "ratio_median": statistics.median(r["ratio"] for r in rounds[name]),
+            "ratio_min": min(r["ratio"] for r in rounds[name]),
+            "ratio_max": max(r["ratio"] for r in rounds[name]),
+            "wall_s_median": statistics.median(r["wall_s"] for r in rounds[name]),
+            "runs": rounds[name],
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-peers", action="store_true", help="only Pool and lcw-sweep")
+    args = parser.parse_args()
+    print(json.dumps(run(epochs=args.epochs, repeats=args.repeats, peers=not args.no_peers)))
+
+
+if __name__ == "__main__":
+    main()
