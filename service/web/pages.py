@@ -20,11 +20,9 @@ import hashlib
 import math
 import threading
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -40,7 +38,7 @@ from service.failures import describe
 from service.models import utcnow
 from service.store import Store
 from service.vocabulary import STUDY_FINISHED, TRIAL_RETRIABLE, TRIAL_STATUSES
-from service.web import views
+from service.web import formatting, views
 
 router = APIRouter(include_in_schema=False)
 
@@ -77,49 +75,6 @@ epochs: 5
 """
 
 
-# -- formatting ---------------------------------------------------------------------------------
-
-
-def fmt_num(value: float | None, digits: int = 4) -> str:
-    """A metric for the table: fixed decimals, an em dash when missing."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value:.{digits}f}"
-
-
-def fmt_lr(value: float | None) -> str:
-    return "—" if value is None else f"{value:g}"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """3 s, 4 min 05 s, 2 h 03 min, 3 d 4 h."""
-    if seconds is None:
-        return "—"
-    s = round(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s // 86400} d {s % 86400 // 3600} h"
-
-
-def fmt_ago(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return fmt_duration((utcnow() - value).total_seconds()) + " ago"
-
-
-def fmt_time(value: datetime | None) -> str:
-    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _pretty(value: Any) -> str:
-    """Nested config/run info as readable YAML (text; the template escapes it)."""
-    return yaml.safe_dump(value, sort_keys=False, default_flow_style=False, width=88).strip()
-
-
 # -- templates and assets (built on first use, one set per app) --------------------------------
 
 
@@ -142,9 +97,13 @@ class _Web:
             lstrip_blocks=True,
         )
         env.filters.update(
-            num=fmt_num, lr=fmt_lr, duration=fmt_duration, ago=fmt_ago, time=fmt_time
+            num=formatting.fmt_num,
+            lr=formatting.fmt_lr,
+            duration=formatting.fmt_duration,
+            ago=formatting.fmt_ago,
+            time=formatting.fmt_time,
+            pretty=formatting.pretty,
         )
-        env.filters["pretty"] = _pretty
         env.globals["static_url"] = self.static_url
         # The status vocabulary (``service.vocabulary``): the templates' groupings, and the
         # data island base.html hands to the scripts (common.js: LCW.vocabulary).
