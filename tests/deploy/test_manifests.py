@@ -26,7 +26,7 @@ from deploy_helpers import (
 
 COMPOSE_PATH = REPO / "docker-compose.yml"
 K8S = REPO / "deploy" / "k8s"
-OUR_SERVICES = ("migrate", "api", "ray-head", "ray-worker", "dispatcher")
+OUR_SERVICES = ("migrate", "api", "ray-head", "ray-worker", "dispatcher", "datasets")
 
 
 @pytest.fixture(scope="module")
@@ -426,3 +426,37 @@ def test_k8s_ray_pods_mount_a_shared_checkpoint_volume(
         assert mounts and not mounts[0].get("readOnly"), name
         source = volumes[mounts[0]["name"]]["persistentVolumeClaim"]["claimName"]
         assert source == "lcw-checkpoints", name
+
+
+def test_a_one_shot_fetch_fills_the_datasets_the_ray_nodes_mount(
+    services: dict[str, Any], k8s: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """`lcw-sweep data fetch` writes where the Ray nodes read (compose and k8s), and only there."""
+    fetch = services["datasets"]
+    assert fetch["profiles"] == ["datasets"]  # run on demand, not by `up`
+    ((program, command, args),) = [parse_argv(argv) for argv in _compose_argvs(fetch)]
+    assert (program, command) == ("lcw-sweep", "data fetch")
+    assert set(args["names"]) == {"mnist", "fashion_mnist", "cifar10", "cifar100"}
+    data_dir = _environment(fetch)["LCW_DATA_DIR"]
+    assert data_dir == _environment(services["ray-worker"])["LCW_DATA_DIR"]
+    (writes,) = [m for m in fetch["volumes"] if m.endswith(f":{data_dir}")]  # read-write
+    for node in ("ray-head", "ray-worker"):
+        assert f"{writes}:ro" in services[node]["volumes"], node  # same source, read-only
+
+    job = k8s[("Job", "lcw-datasets-fetch")]["spec"]["template"]["spec"]
+    (container,) = job["containers"]
+    ((program, command, args),) = [parse_argv(argv) for argv in _k8s_argvs(container)]
+    assert (program, command) == ("lcw-sweep", "data fetch")
+    assert set(args["names"]) == {"mnist", "fashion_mnist", "cifar10", "cifar100"}
+    env = {v["name"]: v["value"] for v in container["env"]}
+    _check_env_names(set(env), "Job lcw-datasets-fetch")
+    assert env["LCW_DATA_DIR"] == k8s[("ConfigMap", "lcw-config")]["data"]["LCW_DATA_DIR"]
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == env["LCW_DATA_DIR"] and not mount.get("readOnly")
+    volumes = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in job["volumes"]}
+    assert volumes[mount["name"]] == "lcw-datasets"
+    claim = k8s[("PersistentVolumeClaim", "lcw-datasets")]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # the Job writes, Ray pods read
+    assert container["image"] in {
+        c["image"] for pod in _pod_specs(k8s).values() for c in _containers(pod)
+    }
