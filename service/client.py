@@ -35,7 +35,7 @@ from service.client_errors import (
     describe_detail,
     reason_of,
 )
-from service.documents import DocumentError, decode_json, decode_yaml
+from service.documents import DocumentError, read_spec_file
 from service.schemas import (
     HealthPublic,
     StudiesPublic,
@@ -60,6 +60,9 @@ ExportFormat = Literal["csv", "json"]
 ReportFormat = Literal["zip", "html"]
 # Seconds a report may take to build (its figures are drawn on the server).
 REPORT_TIMEOUT_S = 300.0
+# Left out of result rows: the config (its fields are columns already) and the trial's index
+# in the study's expansion; the trial id is the one trial number (pages, API, CLI, exports).
+TRIAL_ROW_EXCLUDE = frozenset({"config", "index", "trial_index"})
 # Seconds one poll of `wait` may take: a server that stops answering is noticed this soon.
 POLL_TIMEOUT_S = 5.0
 
@@ -79,21 +82,16 @@ def normalize_url(url: str) -> str:
 
 
 def _spec_body(spec: dict[str, Any] | str | Path) -> tuple[bytes, str]:
-    """A spec as (body, content type): dicts go as JSON, files by their suffix, text as YAML.
-
-    A file is decoded here first, so that a syntax error names the file, line and column
-    (``study.yaml, line 3, column 9: mapping values are not allowed here``)."""
+    """A spec as (body, content type): dicts go as JSON, files by their suffix (decoded here
+    first, so that a syntax error names the file, line and column), text as YAML."""
     if isinstance(spec, dict):
         return json.dumps(spec).encode(), "application/json"
     if isinstance(spec, Path) or ("\n" not in spec and Path(spec).is_file()):
-        path = Path(spec)
-        text = path.read_text(encoding="utf-8")
-        is_json = path.suffix == ".json"
         try:
-            (decode_json if is_json else decode_yaml)(text)
+            text, _data, media_type = read_spec_file(Path(spec))
         except DocumentError as exc:
-            raise ClientError(exc.named(str(path))) from None
-        return text.encode(), "application/json" if is_json else "application/yaml"
+            raise ClientError(str(exc)) from None
+        return text.encode(), media_type
     return spec.encode(), "application/yaml"
 
 
@@ -301,7 +299,7 @@ class Client:
         summary's cells); "comparison": one row per paired comparison (raw, adjusted and
         signed-rank p, the star by the adjusted p); "trial": one row per trial with its final
         metrics; "epoch": one row per trial and epoch (the export, with the trial's config
-        columns).
+        columns). Trials are numbered by their id (``id`` / ``trial_id``) only.
         """
         rows: list[dict[str, Any]]
         if per == "cell":
@@ -310,10 +308,14 @@ class Client:
             rows = comparison_rows(self.summary(study_id))
         elif per == "trial":
             rows = [
-                t.model_dump(mode="json", exclude={"config"}) for t in self.iter_trials(study_id)
+                t.model_dump(mode="json", exclude=set(TRIAL_ROW_EXCLUDE))
+                for t in self.iter_trials(study_id)
             ]
         elif per == "epoch":
-            rows = json.loads(self.export(study_id, format="json"))
+            rows = [
+                {k: v for k, v in row.items() if k not in TRIAL_ROW_EXCLUDE}
+                for row in json.loads(self.export(study_id, format="json"))
+            ]
         else:
             raise ValueError(f"per must be 'cell', 'comparison', 'trial' or 'epoch', got {per!r}")
         return _dataframe(rows) if as_dataframe else rows
@@ -383,9 +385,9 @@ class Client:
 def load_spec_file(path: Path) -> dict[str, Any]:
     """Read a YAML/JSON spec file into a dict (no validation: the server does that)."""
     try:
-        data = decode_yaml(path.read_text(encoding="utf-8"))  # JSON is YAML too
+        _text, data, _media_type = read_spec_file(path)
     except DocumentError as exc:
-        raise ClientError(exc.named(str(path))) from None
+        raise ClientError(str(exc)) from None
     if not isinstance(data, dict):
         raise ClientError(f"{path}: a spec must be a mapping, got {type(data).__name__}")
     return data

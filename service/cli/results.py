@@ -28,7 +28,7 @@ from service.cli.common import (
 )
 from service.cli.study_view import print_failures
 from service.cli.tables import cells_table, print_summary, rows_table
-from service.client import Client, cell_rows, comparison_rows
+from service.client import TRIAL_ROW_EXCLUDE, Client, cell_rows, comparison_rows
 
 What = Literal["summary", "cells", "comparisons", "trials", "epochs"]
 _PER_TO_WHAT: dict[str, What] = {
@@ -36,8 +36,6 @@ _PER_TO_WHAT: dict[str, What] = {
     "trial": "trials",
     "epoch": "epochs",
 }
-# Trial rows drop the expansion index: the trial id is the one trial number (pages, API, CLI).
-_TRIAL_EXCLUDE = {"config", "index"}  # epochs: the export's trial_index column
 
 
 def write_csv(rows: list[dict[str, Any]]) -> str:
@@ -58,17 +56,14 @@ def _rows(api: Client, study_id: int, what: What, format: str) -> list[dict[str,
         return cell_rows(api.summary(study_id))
     if what == "comparisons":
         return comparison_rows(api.summary(study_id))
-    if what == "trials":
-        return [
-            t.model_dump(mode="json", exclude=_TRIAL_EXCLUDE) for t in api.iter_trials(study_id)
-        ]
-    # The export's own rows (CSV: its columns, without diagnostics), less the trial index.
-    rows: list[dict[str, Any]]
-    if format == "csv":
-        rows = list(csv.DictReader(io.StringIO(api.export(study_id, format="csv"))))
-    else:
-        rows = api.results(study_id, per="epoch")
-    return [{k: v for k, v in row.items() if k != "trial_index"} for row in rows]
+    if what == "epochs" and format == "csv":
+        # The export's own CSV columns (no per-layer diagnostics), less the trial index.
+        rows = csv.DictReader(io.StringIO(api.export(study_id, format="csv")))
+        return [{k: v for k, v in row.items() if k not in TRIAL_ROW_EXCLUDE} for row in rows]
+    rows_: list[dict[str, Any]] = api.results(
+        study_id, per="trial" if what == "trials" else "epoch"
+    )
+    return rows_
 
 
 def _resolve(what: What | None, per: str | None, format: str) -> What:

@@ -14,6 +14,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -23,7 +24,7 @@ import pytest
 import yaml
 from cli_helpers import BIN, REPO, clean_env, lcw, serve, study_spec, wait_healthy
 
-from service.client import Client
+from service.client import Client, ClientError
 
 TINY = study_spec("polish", depths=[2], widths=[16], seeds=2, epochs=2, diagnostics=False)
 
@@ -180,6 +181,22 @@ def test_a_spec_file_that_does_not_parse_names_file_line_and_column(
     assert proc.stderr.splitlines() == [f"error: {as_json}, line 2, column 15: Expecting value"]
     with Client(url) as api:
         assert api.studies().count == before  # nothing was sent
+
+
+def test_as_dataframe_names_the_extra_when_pandas_is_missing(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = int(
+        _json("submit", str(_write(tmp_path, "t.yaml", TINY)), "-f", "json", "--url", url)["id"]
+    )
+    with Client(url) as api:
+        frame = api.results(sid, per="trial", as_dataframe=True)  # pandas is a dev dependency
+        assert len(frame) == 4 and "id" in frame.columns and "index" not in frame.columns
+        monkeypatch.setitem(sys.modules, "pandas", None)  # what `import pandas` sees without it
+        with pytest.raises(ClientError) as info:
+            api.results(sid, per="trial", as_dataframe=True)
+        assert "pip install 'lcw-sweep[dataframe]'" in str(info.value)
+        assert len(api.results(sid, per="trial")) == 4  # rows need no pandas
 
 
 # -- the server dies under submit --wait --------------------------------------------------------
