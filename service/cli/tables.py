@@ -158,9 +158,9 @@ def print_summary(out: Console, summary: Summary, *, cells: bool = True) -> None
         out.print(f"[dim]{note}[/]", soft_wrap=True)
 
 
+# Trials by their id (per trial: "id", per epoch: "trial_id"), the one trial number.
 _ROW_COLUMNS = (
     "id",
-    "index",
     "trial_id",
     "method",
     "depth",
