@@ -39,5 +39,8 @@ window.LCWProvisional = (function () {
     return "provisional: " + n + " trial" + (n === 1 ? "" : "s") + " still to run";
   }
 
-  return { unfinished, index, ofComparison, ofSetting, ofCell, label };
+  // The line under a chart that has open (provisional) markers.
+  const NOTE = "open markers: provisional, trials of that point still run";
+
+  return { unfinished, index, ofComparison, ofSetting, ofCell, label, NOTE };
 })();
