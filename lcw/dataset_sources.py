@@ -1,9 +1,9 @@
 """Where the datasets that do not ship come from, and what their published files are.
 
 Checksums are the ones the standard loaders publish for these files: torchvision's MD5s
-(``torchvision/datasets/mnist.py`` and ``cifar.py``) and, where one is published, the SHA-256
-of torchvision's dataset prototypes (``torchvision/prototype/datasets``) and TensorFlow
-Datasets. Sizes are the published files' (the extracted CIFAR-100 files have none published).
+(``torchvision/datasets/mnist.py`` and ``cifar.py``) and the SHA-256 of torchvision's dataset
+prototypes (``torchvision/prototype/datasets/_builtin``) where there is one. Sizes are the
+published files' in bytes (none for the extracted CIFAR-100 files: their digests still hold).
 
 ``LCW_DATASET_CHECKSUMS`` names a JSON file that replaces catalogue entries (a private mirror
 with repacked files, tests): ``{"mnist": {"train-images-idx3-ubyte.gz": {"md5": "...",
@@ -144,9 +144,8 @@ def _overrides() -> dict[str, dict[str, dict[str, Any]]]:
             raise ValueError(
                 f"LCW_DATASET_CHECKSUMS: '{name}' is not one of {catalog.choices(_SOURCES)}"
             )
-        known = {f.path for f in _SOURCES[name].files}
-        if _SOURCES[name].archive is not None:
-            known.add(_SOURCES[name].archive.path)  # type: ignore[union-attr]
+        archive = _SOURCES[name].archive
+        known = {f.path for f in _SOURCES[name].files} | ({archive.path} if archive else set())
         for key, entry in (files or {}).items():
             if key not in known:
                 raise ValueError(
