@@ -122,8 +122,14 @@ def test_heatmap_opens_on_the_strongest_baseline_and_colors_only_what_the_ci_sup
                 assert _spread(cell) < 25 and "CI includes 0" in cell.inner_text()
             else:
                 colored.append((abs(r.mean_diff), cell))
-            # The star follows the adjusted p; no "not testable" at 6 seeds.
+            # The star follows the adjusted p, and the cell says which p it is; no "not
+            # testable" at 6 seeds.
             assert cell.inner_text().split("\n")[0].endswith("*") == r.significant
+            assert r.p_adjusted is not None
+            sign = "<" if r.significant else "≥"
+            assert f"p adj {float(f'{r.p_adjusted:.2g}'):g} {sign} 0.05" in cell.inner_text() or (
+                r.p_adjusted < 0.001 and f"{sign} 0.05" in cell.inner_text()
+            )
             assert NOT_TESTABLE not in cell.inner_text()
         # The scale is set by the colored differences alone: the largest of them is saturated,
         # whatever the size of a difference whose CI includes 0.

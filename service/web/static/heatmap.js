@@ -27,8 +27,13 @@ window.LCWHeatmap = (function () {
   /** The counts that stand beside a difference, as short lines of text. */
   function notes(summary, r, v, unfinished, stopped) {
     const out = [];
+    const alpha = summary.adjustment ? summary.adjustment.alpha : 0.05;
     if (!v.testable) out.push(T.NOT_TESTABLE(T.minPairs(summary)));
     else if (v.faded) out.push("CI includes 0");
+    // Why there is (or is not) a star: the adjusted p against alpha, in the cell.
+    if (v.testable && r.p_adjusted !== null && r.p_adjusted !== undefined) {
+      out.push("p adj " + T.fmtP(r.p_adjusted) + (v.significant ? " < " : " ≥ ") + alpha);
+    }
     if (r.method_diverged || r.baseline_diverged) out.push("diverged " + (r.method_diverged || 0) + " / " + (r.baseline_diverged || 0));
     if (stopped) out.push("stopped early " + stopped);
     if (unfinished) out.push("provisional");
