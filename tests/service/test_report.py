@@ -6,6 +6,10 @@ tiny digits study through the queue: plain vs LCW at depths 1 and 2, two learnin
 paired seeds (so the comparisons have raw and adjusted p-values), two epochs, diagnostics on;
 and a two-trial study with diagnostics off. The report's tables are checked against the summary
 the API serves, its figures are opened as PNGs, and the CLI writes the same files to disk.
+
+One fast test builds the report in-process of the study of tests/cli/significance_study.py,
+seeded through the store's queue API: every case of the star rule (significant; raw p < 0.05
+but not after Holm; a CI across 0; n < 6) and two init scales at one learning rate.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import httpx
 import pytest
 from cli_helpers import lcw, serve, study_spec
 from PIL import Image
+from significance_study import seed_significance_study
 
 from service.client import Client
+from service.db import make_engine, upgrade_database
+from service.report.build import build_report
 from service.schemas import SummaryPublic
-
-pytestmark = pytest.mark.slow
+from service.store import Store
 
 # 2 methods x 2 depths x 2 LRs x 6 seeds = 48 trials of a width-16 MLP, 2 epochs: seconds.
 REPORTED = study_spec(
@@ -85,6 +91,7 @@ def _table(markdown: str, caption_start: str) -> list[list[str]]:
     return rows[2:]  # less the header and the alignment rule
 
 
+@pytest.mark.slow
 def test_the_zip_holds_the_html_the_markdown_and_every_figure(archive: dict[str, bytes]) -> None:
     assert set(archive) == {"report.html", "report.md", *FIGURES}
     for name in FIGURES:
@@ -97,6 +104,7 @@ def test_the_zip_holds_the_html_the_markdown_and_every_figure(archive: dict[str,
     assert set(IMAGE.findall(markdown)) == FIGURES  # every ![](...) is a file of the zip
 
 
+@pytest.mark.slow
 def test_the_tables_are_the_summary_the_api_serves(
     server: str, studies: dict[str, int], archive: dict[str, bytes]
 ) -> None:
@@ -126,6 +134,7 @@ def test_the_tables_are_the_summary_the_api_serves(
     assert f"p_adj: Holm over {summary.adjustment.family_size} comparison" in markdown
 
 
+@pytest.mark.slow
 def test_the_report_states_the_spec_versions_and_hardware(
     archive: dict[str, bytes], studies: dict[str, int]
 ) -> None:
@@ -143,6 +152,7 @@ def test_the_report_states_the_spec_versions_and_hardware(
     assert versions[0][1] == metadata.version("torch") and versions[0][-1] == "48"
 
 
+@pytest.mark.slow
 def test_format_html_is_one_file_with_every_figure_inline(
     server: str, studies: dict[str, int], archive: dict[str, bytes]
 ) -> None:
@@ -159,6 +169,7 @@ def test_format_html_is_one_file_with_every_figure_inline(
     assert stamp.sub("", html) == stamp.sub("", archive["report.html"].decode())
 
 
+@pytest.mark.slow
 def test_a_study_without_diagnostics_says_so_instead_of_an_empty_figure(
     server: str, studies: dict[str, int]
 ) -> None:
@@ -172,6 +183,7 @@ def test_a_study_without_diagnostics_says_so_instead_of_an_empty_figure(
     assert "The study has one depth (1): each line is a single point." in markdown
 
 
+@pytest.mark.slow
 def test_a_missing_study_or_format_is_refused(server: str, studies: dict[str, int]) -> None:
     missing = _report(server, 999_999)
     assert missing.status_code == 404
@@ -181,6 +193,7 @@ def test_a_missing_study_or_format_is_refused(server: str, studies: dict[str, in
     assert "'zip' or 'html'" in bad.text
 
 
+@pytest.mark.slow
 def test_the_cli_writes_the_report_into_a_directory(
     server: str, studies: dict[str, int], archive: dict[str, bytes], tmp_path: Path
 ) -> None:
@@ -197,6 +210,7 @@ def test_the_cli_writes_the_report_into_a_directory(
             assert image.format == "PNG" and image.width > 0
 
 
+@pytest.mark.slow
 def test_the_cli_names_what_is_wrong(server: str, studies: dict[str, int], tmp_path: Path) -> None:
     missing = lcw("report", "999999", "--out", str(tmp_path / "r"), "--url", server)
     assert missing.returncode == 1
@@ -211,3 +225,35 @@ def test_the_cli_names_what_is_wrong(server: str, studies: dict[str, int], tmp_p
     assert proc.returncode == 1
     assert f"error: --out {below}: cannot write there (Not a directory)" in proc.stderr
     assert a_file.read_text() == "not a directory"
+
+
+def test_raw_and_adjusted_p_and_the_init_scale_axis_of_a_seeded_study(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'lcw.db'}")
+    upgrade_database(engine)
+    store = Store(engine)
+    study_id = seed_significance_study(store)
+    summary = store.summary(study_id)
+    report = build_report(store, study_id)
+    markdown = report.files()["report.md"].decode()
+    rows = {
+        (row[0], row[2]): row for row in _table(markdown, "Paired differences in test accuracy")
+    }
+    assert len(rows) == len(summary.comparisons) == 4
+    for c in summary.comparisons:
+        row = rows[(c.activation, f"{c.method} - {c.baseline}")]
+        if not c.testable:  # relu, lcw - bn: 4 pairs
+            assert row[6:10] == ["n<6"] * 4 and row[10] == ""
+            continue
+        assert row[6] == f"{c.p_value:.3g}" and row[7] == f"{c.p_adjusted:.3g}"
+    raw_only = rows[("sigmoid", "lcw - bn")]  # raw p < 0.05, Holm's > 0.05: no star
+    assert float(raw_only[6]) < 0.05 < float(raw_only[7]) and raw_only[10] == ""
+    assert rows[("sigmoid", "lcw - plain")][10] == "*"
+    # One learning rate, two init scales: sensitivity is drawn against the init scale.
+    titles = [f.title for f in report.figures if f.name.startswith("lr-")]
+    assert sorted(titles) == [
+        "Init-scale sensitivity: depth 5 · width 100 · relu",
+        "Init-scale sensitivity: depth 5 · width 100 · sigmoid",
+    ]
+    assert not any(f.name.startswith("layers-") for f in report.figures)
+    assert "Diagnostics were off for this study" in markdown
+    engine.dispose()
