@@ -78,6 +78,9 @@ def test_missing_dataset_fails_fast_says_why_then_retry_runs_it(
     assert "seeds" not in out  # no advice to add seeds: nothing finished
     with Client(url) as api:
         trials = list(api.iter_trials(sid))
+        first = api.first_error(sid)
+    # The trial is named by its id, the number its page and the API use.
+    assert first is not None and f"The first error, trial {first.id} (" in out
     assert [t.status for t in trials] == ["failed"] * 6
     # No retries: no trial was claimed a second time (the dispatcher claims ahead, so a trial
     # that waited for an actor has attempt 1 too, and failed with the first one's message).
