@@ -76,6 +76,7 @@ log = logging.getLogger("lcw.workers")
 
 TICK_S = 0.1  # longest wait in ray.wait; results wake the loop at once
 STOP_GRACE_S = 3.0  # a trial asked to stop gets this long to reach an epoch boundary
+WARM_TIMEOUT_S = 120.0  # serve waits this long at most for its actors before it listens
 
 
 def make_owner() -> str:
@@ -264,6 +265,17 @@ class Dispatcher:
         """The actors (``workers.state.Worker``: what each runs in ``trials``)."""
         return self._pool.workers
 
+    def wait_warm(self, timeout: float) -> int:
+        """Start the actors (``start``) and wait up to `timeout` for each to answer: an actor
+        answers once its process is up with torch and the trainer loaded, so the first study
+        runs as fast as later ones. Returns how many answered."""
+        import ray
+
+        self.start()
+        pending = [w.handle.info.remote() for w in self._pool.workers]
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout)
+        return len(ready)
+
     def actor_pids(self, *, timeout: float = 10.0) -> dict[int, int]:
         """Running trial id -> pid of the actor process running it (asks the actors)."""
         import ray
@@ -351,8 +363,11 @@ def dispatcher_from_settings(settings: Settings, *, slots: int | None = None) ->
     )
 
 
-def run_embedded(settings: Settings) -> None:
+def run_embedded(settings: Settings, warm: threading.Event | None = None) -> None:
     """The dispatcher inside ``lcw-sweep serve`` (a daemon thread): runs until process exit.
+
+    `warm` is set once its actors are up and warm (``Dispatcher.wait_warm``, at most
+    ``WARM_TIMEOUT_S``), or it could not start: ``serve`` waits for it before it listens.
 
     At exit (atexit runs before Ray's own shutdown, which registered earlier) it stops
     claiming, gives its trials back to the queue and kills its actors, so a later process
@@ -368,9 +383,14 @@ def run_embedded(settings: Settings) -> None:
         )
         dispatcher = dispatcher_from_settings(settings)
         embed(dispatcher.metrics)  # on the API's /metrics
+        answered = dispatcher.wait_warm(WARM_TIMEOUT_S)
+        log.info("embedded dispatcher: %d of %d actors warm", answered, dispatcher.workers)
     except Exception:
         log.exception("the embedded dispatcher could not start; serving the API only")
         return
+    finally:
+        if warm is not None:
+            warm.set()
 
     def _at_exit() -> None:
         stop.set()

@@ -117,9 +117,11 @@ class TrialRunner:
     """Runs one trial at a time (``run``) and hands out its epoch metrics (``drain``)."""
 
     def __init__(self) -> None:
-        # Imported here, once (lcw.train resolves lazily to the trainer module, and torch):
-        # the first trial then pays only for its dataset.
+        # Imported here, once, and eagerly (lcw.train alone would load the trainer and torch
+        # lazily, in the first trial): the actor answers its first call warm, and the first
+        # trial pays only for its dataset.
         import lcw
+        import lcw.trainer
 
         self._train = lcw.train
         self._train_pack = lcw.train_pack

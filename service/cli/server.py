@@ -26,13 +26,17 @@ def _is_loopback(host: str) -> bool:
 
 
 def _start_dispatcher(settings: Settings) -> threading.Thread:
-    """Run ``workers.dispatcher.run_embedded(settings)`` in a daemon thread."""
-    from workers.dispatcher import run_embedded  # Ray: loaded only when serving with a worker
+    """Run ``workers.dispatcher.run_embedded(settings)`` in a daemon thread; return once its
+    actors are warm (started with the server, so the first study is not slower than later
+    ones), or it could not start."""
+    from workers.dispatcher import WARM_TIMEOUT_S, run_embedded  # Ray: only with a worker
 
+    warm = threading.Event()
     thread = threading.Thread(
-        target=run_embedded, args=(settings,), name="lcw-dispatcher", daemon=True
+        target=run_embedded, args=(settings, warm), name="lcw-dispatcher", daemon=True
     )
     thread.start()
+    warm.wait(WARM_TIMEOUT_S + 10.0)
     return thread
 
 
