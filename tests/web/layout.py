@@ -22,7 +22,10 @@ _BOXES = """() => {
       'button, select, input:not([type=hidden]), .btn, .legend-item')]
     .filter(shown).filter((el) => !el.closest('.js-plotly-plot') && !el.closest('.table-scroll'))
     .map(box));
-  return {cards: cards.map(box), controls: controls,
+  // A chart's own legend must stay inside its card (plotly draws it past the chart's box).
+  const legends = cards.flatMap((card) => [...card.querySelectorAll('.js-plotly-plot g.legend')]
+    .filter(shown).map((g) => [box(card), box(g)]));
+  return {cards: cards.map(box), controls: controls, legends: legends,
           scrollWidth: document.documentElement.scrollWidth, width: innerWidth};
 }"""
 
@@ -45,6 +48,10 @@ def layout_problems(page: Any) -> list[str]:
         for b in cards[i + 1 :]:
             if _overlap(a, b):
                 problems.append(f"cards overlap: {a['name']} and {b['name']}")
+    for card, legend in found["legends"]:
+        inside = card["y"] <= legend["y"] and legend["y"] + legend["h"] <= card["y"] + card["h"]
+        if not inside or legend["x"] + legend["w"] > card["x"] + card["w"] + 1:
+            problems.append(f"a chart legend runs out of its card: {card['name']}")
     for group in found["controls"]:
         for i, a in enumerate(group):
             if a["x"] + a["w"] > found["width"] + 1:

@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const { data } = window.LCW;
+  const { data, el } = window.LCW;
   const C = window.LCWCharts;
   const compared = data("compare-data");
   if (!compared) return;
@@ -19,6 +19,15 @@
     groups.get(key).push(series);
   }
   const widths = new Set(compared.series.map((s) => s.width));
+  // One HTML key above the charts (a plotly legend under a narrow chart runs out of its card).
+  const roles = new Map(compared.series.map((s) => [s.study_id + "|" + s.role, s.method]));
+  const key = el("ul", { class: "compare-key", id: "compare-key" }, ...compared.studies.map((s) => {
+    const swatch = el("span", { class: "swatch", "aria-hidden": "true" });
+    swatch.style.setProperty("--c", colorOf.get(s.id));
+    return el("li", { "data-study-id": String(s.id) }, swatch, nameOf.get(s.id) + ": " +
+      (roles.get(s.id + "|method") || "no LCW") + " solid, " + (roles.get(s.id + "|baseline") || "no baseline") + " dotted");
+  }));
+  holder.before(key);
   for (const [key, list] of groups) {
     const [activation, width] = key.split("|");
     const div = document.createElement("div");
@@ -54,9 +63,7 @@
     const title = "Test accuracy · " + activation + (widths.size > 1 && width !== "null" ? " · width " + width : "");
     if (!traces.length) { C.empty(div, "No results in the shared cells yet", title); continue; }
     C.draw(div, traces, C.layout(title, {
-      height: 340,
-      legend: { orientation: "h", x: 0, y: -0.25, yanchor: "top" },
-      margin: { l: 52, r: 12, t: 12, b: 110 },
+      showlegend: false, margin: C.MARGIN_NO_LEGEND,
       xaxis: depths.length ? { title: { text: "depth (hidden layers)" }, tickvals: depths } : { type: "category" },
       yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
     }));
