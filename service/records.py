@@ -57,6 +57,9 @@ class StudyRecord:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Why its trials failed: the error of its most recently failed trial (None: none failed);
+    # a study failed at once (a missing dataset) shows the fix here.
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

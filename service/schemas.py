@@ -326,6 +326,7 @@ class StudyPublic(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    last_error: str | None = None  # the most recently failed trial's error (None: none failed)
 
 
 class StudyExtended(StudyPublic):

@@ -26,7 +26,7 @@ from service.store.base import _IN_BATCH, _chunks
 from service.store.notifications import Notifications
 from service.vocabulary import STUDY_FINISHED, TRIAL_RESULT
 
-_STUDY_COLUMNS = [name for name in field_names(StudyRecord) if name != "progress"]
+_STUDY_COLUMNS = [n for n in field_names(StudyRecord) if n not in ("progress", "last_error")]
 
 
 class Studies(Notifications):
@@ -152,14 +152,35 @@ class Studies(Notifications):
             out[sid].count(status, n)
         return out
 
-    def _record(self, study: Study, progress: Progress) -> StudyRecord:
-        """A study row as a record: its columns of the same names, and its `progress`."""
+    def _last_errors(self, s: Session, study_ids: Sequence[int]) -> dict[int, str]:
+        """Each study's most recently failed trial's error (studies with none are absent)."""
+        if not study_ids:
+            return {}
+        newest = (
+            select(func.max(Trial.id))
+            .where(
+                Trial.study_id.in_(study_ids),
+                Trial.status == "failed",
+                Trial.last_error.is_not(None),
+            )
+            .group_by(Trial.study_id)
+        )
+        rows = s.execute(select(Trial.study_id, Trial.last_error).where(Trial.id.in_(newest)))
+        return {sid: error for sid, error in rows.tuples() if error is not None}
+
+    def _record(self, study: Study, progress: Progress, last_error: str | None) -> StudyRecord:
+        """A study row as a record: its columns of the same names, its `progress`, and the
+        error of its most recently failed trial."""
         return StudyRecord(
-            **{name: getattr(study, name) for name in _STUDY_COLUMNS}, progress=progress
+            **{name: getattr(study, name) for name in _STUDY_COLUMNS},
+            progress=progress,
+            last_error=last_error,
         )
 
     def _study_record(self, s: Session, study: Study) -> StudyRecord:
-        return self._record(study, self._progress(s, [study.id])[study.id])
+        progress = self._progress(s, [study.id])[study.id]
+        error = self._last_errors(s, [study.id]).get(study.id) if progress.failed else None
+        return self._record(study, progress, error)
 
     def _get_study(self, s: Session, study_id: int) -> Study:
         study = s.get(Study, study_id)
@@ -196,8 +217,11 @@ class Studies(Notifications):
                     .offset(offset)
                 )
             )
-            progress = self._progress(s, [st.id for st in studies])
-            return Page([self._record(st, progress[st.id]) for st in studies], count)
+            ids = [st.id for st in studies]
+            progress = self._progress(s, ids)
+            errors = self._last_errors(s, [i for i in ids if progress[i].failed])
+            return Page([self._record(st, progress[st.id], errors.get(st.id)) for st in studies],
+                        count)  # fmt: skip
 
     def cancel_study(self, study_id: int) -> StudyRecord:
         """Cancel the study's pending and running trials; ConflictError when already finished."""

@@ -142,6 +142,7 @@ def test_a_study_on_a_missing_dataset_fails_at_the_dispatchers_check(tmp_path: P
         errors = {t["error"] for t in trials}
         assert len(errors) == 1  # one message for the whole study, from one check
         (error,) = errors
+        assert study["last_error"] == error  # the study itself says why it failed
         assert error.startswith("DatasetNotFoundError: dataset 'mnist': missing ")
         assert "checked by the dispatcher before the study's trials ran" in error
         assert all(t["attempt"] <= 1 for t in trials)  # no retry, though max_retries is 3

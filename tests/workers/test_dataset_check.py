@@ -72,6 +72,7 @@ def test_a_missing_dataset_fails_the_study_once_before_any_trial_runs_then_retry
     assert f"under {data / 'mnist'}" in first.message
     assert "lcw-sweep data fetch" in first.fix
     assert {t.error for t in trials} == {trials[0].error}  # one message for the whole study
+    assert study.last_error == trials[0].error  # the study record says why it failed
     assert check.checks == 1
     assert started.dispatcher.stats.get("completed", 0) == 0
 
@@ -79,6 +80,7 @@ def test_a_missing_dataset_fails_the_study_once_before_any_trial_runs_then_retry
     store.retry_study(sid)
     done = wait_study(store, sid, timeout=120)
     assert done.status == "completed", [t.error for t in trials_of(store, sid)]
+    assert done.last_error is None  # no trial failed any more
     assert check.checks == 2  # checked again after the retry, once for its six trials
     assert sid in check.passed
 
