@@ -14,16 +14,33 @@ import time
 from typing import Any
 
 from benchmarks.docs import ROOT, machine, write_block
+from benchmarks.table import table
+
+BENCHMARKS = (
+    "lcw_cost", "packing", "activation_cost", "overhead", "queries", "page_load", "versus",
+    "first_study", "capacity",
+)  # fmt: skip
 
 
-def run_all(*, quick: bool) -> dict[str, Any]:
-    from benchmarks import activation_cost, lcw_cost, overhead, packing, page_load, queries
+def run_all(*, quick: bool, only: tuple[str, ...] = BENCHMARKS) -> dict[str, Any]:
+    from benchmarks import (
+        activation_cost,
+        capacity,
+        first_study,
+        lcw_cost,
+        overhead,
+        packing,
+        page_load,
+        queries,
+        versus,
+    )
 
     out: dict[str, Any] = {
         "date": dt.date.today().isoformat(),
         "machine": machine(),
         "quick": quick,
     }
+    epochs = 2 if quick else 20
     for name, fn in (
         ("lcw_cost", lambda: lcw_cost.run(repeats=3 if quick else 5, quick=quick)),
         ("packing", lambda: packing.run(repeats=1 if quick else 3, quick=quick)),
@@ -31,100 +48,31 @@ def run_all(*, quick: bool) -> dict[str, Any]:
         ("overhead", lambda: overhead.run(repeats=1 if quick else 3)),
         ("queries", lambda: queries.run(quick=quick)),
         ("page_load", lambda: page_load.run(repeats=1 if quick else 3, quick=quick)),
+        ("versus", lambda: versus.run(epochs=epochs, repeats=1 if quick else 3, peers=not quick)),
+        ("first_study", lambda: first_study.run(repeats=1 if quick else 3, epochs=epochs)),
+        ("capacity", lambda: capacity.run(trials=200 if quick else 1000, repeats=1 + (not quick))),
     ):
+        if name not in only:
+            continue
         t0 = time.perf_counter()
         out[name] = fn()
         out[name + "_seconds"] = time.perf_counter() - t0
+        out[name + "_measured"] = {"date": out["date"], "machine": out["machine"]}
     return out
 
 
-def table(r: dict[str, Any]) -> str:
-    rows = [
-        f"Measured {r['date']} on {r['machine']} (`make bench`; medians of interleaved repeats).",
-        "",
-        "| what | figure | target |",
-        "|---|---|---|",
-    ]
-    for setup, label in (("mlp_d20_w100", "MLP depth 20 width 100, batch 100"),
-                         ("vgg11_32x32", "VGG-11 on 32x32, batch 32")):  # fmt: skip
-        c = r["lcw_cost"][setup]
-        rows.append(
-            f"| LCW step cost, {label}: projection / centering / basis | "
-            f"{c['projection']['ratio']:.3f}x / {c['centering']['ratio']:.3f}x / "
-            f"{c['basis']['ratio']:.3f}x plain | projection <= 1.05x |"
-        )
-    p = r["packing"]
-    rows.append(
-        f"| Packed trials, K={p['packs']} depth-20 sigmoid MLPs, 1 thread | "
-        f"{p['ratio']:.2f}x samples/s vs one by one | >= 3x |"
-    )
-    mm = p.get("matmul_gflops")
-    if isinstance(mm, dict):
-        rows.append(
-            "| Matmul bound on fusing: one trial's 100x100 layer, batch 100 / K=16 batched "
-            f"(1 thread) | {mm['alone']:.0f} / {mm['batched']:.0f} GFLOP/s | - |"
-        )
-    a = r.get("activation_cost")
-    if isinstance(a, dict):
-        rows.append(
-            "| SIMD-exact sigmoid (pack invariance), 16 depth-20 MLPs: trials alone / one pack "
-            f"| {a['alone_ratio']:.2f}x / {a['pack_ratio']:.2f}x nn.Sigmoid's time | - |"
-        )
-    o = r["overhead"]
-    for key, label, target in (
-        ("ratio_median", "32-trial digits study, unpacked", "<= 1.25"),
-        ("ratio_median_64", "64-trial digits study, unpacked", "<= 1.10"),
-        ("ratio_median_64_packed", "64-trial digits study, packed", "-"),
-    ):
-        ratio = o.get(key)
-        if isinstance(ratio, int | float):
-            rows.append(
-                f"| Orchestration overhead, {label} | {ratio:.3f} "
-                f"(wall / (compute / concurrency)) | {target} |"
-            )
-    speedup = o.get("packed_wall_speedup")
-    if isinstance(speedup, dict):  # keyed by trial count (int live, str after JSON)
-        speedup = {str(k): v for k, v in speedup.items()}.get("64")
-    if isinstance(speedup, int | float):
-        rows.append(f"| 64-trial study wall time, packed vs unpacked | {speedup:.2f}x faster | - |")
-    for db in ("sqlite", "postgresql"):
-        q = r["queries"][db]
-        kinds = ("summary_cold", "summary_warm", "summary_restart", "summary_full")
-        rows.append(
-            f"| 20k-trial study on {db}: summary p95 after a trial finishes / nothing changed "
-            "/ after a restart / full recomputation | "
-            + " / ".join(f"{q[k]['p95_ms']:.0f}" for k in kinds if k in q)
-            + " ms | <= 100 ms |"
-        )
-        trials = [q[k]["p95_ms"] for k in ("trials_page", "trials_filtered", "trials_deep_page")]
-        rows.append(
-            f"| 20k-trial study on {db}: trials p95 first page / filtered / page 381 | "
-            + " / ".join(f"{t:.0f}" for t in trials)
-            + " ms | <= 100 ms |"
-        )
-        first = q.get("summary_first")
-        if isinstance(first, dict):
-            rows.append(
-                f"| 20k-trial study on {db}: a study's first summary ever (every cell), p50 / p95 "
-                f"| {first['p50_ms']:.0f} / {first['p95_ms']:.0f} ms | - |"
-            )
-    pl = r.get("page_load")
-    if isinstance(pl, dict) and "first_visit" in pl:
-        rows.append(
-            "| Study page, 20k trials, chromium: first visit / repeat visit | "
-            f"{pl['first_visit']['median_s']:.2f} / {pl['repeat_visit']['median_s']:.2f} s | "
-            "<= 2 s |"
-        )
-        doc = next((e for e in pl["biggest_resources"] if e["type"] == "navigation"), None)
-        if doc is not None:
-            rows.append(
-                "| Study page, 20k trials: HTML (summary and one cell's curves inline) decoded "
-                f"/ sent gzipped | {doc['decoded_bytes'] / 1e3:.0f} / "
-                f"{doc['transfer_bytes'] / 1e3:.0f} KB | - |"
-            )
-    elif isinstance(pl, dict) and "skipped" in pl:
-        rows.append(f"| Study page, 20k trials, chromium | skipped: {pl['skipped']} | <= 2 s |")
-    return "\n".join(rows)
+def merged(old: dict[str, Any], new: dict[str, Any], only: tuple[str, ...]) -> dict[str, Any]:
+    """`old` results with the benchmarks in `only` replaced by `new`'s; each benchmark keeps
+    where and when it was measured (``<name>_measured``), and the table names it when that is
+    not the header's machine and date."""
+    out = dict(old)
+    for name in BENCHMARKS:
+        out.setdefault(name + "_measured", {"date": old["date"], "machine": old["machine"]})
+    for name in only:
+        for key in (name, name + "_seconds", name + "_measured"):
+            out[key] = new[key]
+    out["date"], out["machine"] = new["date"], new["machine"]
+    return out
 
 
 def main() -> None:
@@ -134,9 +82,19 @@ def main() -> None:
     parser.add_argument(
         "--table-only", action="store_true", help="re-render the table from results.json"
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=BENCHMARKS,
+        help="run these benchmarks only; the others' figures stay as results.json has them",
+    )
     args = parser.parse_args()
+    saved = ROOT / "benchmarks" / "results.json"
     if args.table_only:
-        results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+        results = json.loads(saved.read_text())
+    elif args.only:
+        only = tuple(args.only)
+        results = merged(json.loads(saved.read_text()), run_all(quick=args.quick, only=only), only)
     else:
         results = run_all(quick=args.quick)
     md = table(results)
