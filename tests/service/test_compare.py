@@ -112,3 +112,45 @@ def test_ids_may_carry_spaces(raw: str) -> None:
 
     assert parse_study_ids(raw) == [1, 2]
     assert parse_study_ids(["1", "2"]) == [1, 2]  # repeated ?studies= (the page's form)
+
+
+def _cell(method: str, depth: int, acc: float | None) -> dict[str, Any]:
+    return {"method": method, "depth": depth, "width": 16, "activation": "sigmoid",
+            "best_lr": 0.1, "best_init_scale": 1.0, "val_acc_mean": acc, "test_acc_mean": acc,
+            "test_acc_std": None, "test_acc_ci95": None, "ci95_note": None, "n": 6,
+            "diverged": 0, "stopped_early": 0, "lrs": []}  # fmt: skip
+
+
+def _pair(baseline: str, depth: int) -> dict[str, Any]:
+    return {"method": "lcw", "baseline": baseline, "depth": depth, "width": 16,
+            "activation": "sigmoid", "method_lr": 0.1, "baseline_lr": 0.1,
+            "method_init_scale": 1.0, "baseline_init_scale": 1.0, "n": 6, "mean_diff": 0.0,
+            "ci95": None, "ci95_note": None, "testable": True, "p_value": None,
+            "p_value_note": None, "p_adjusted": None, "p_signed_rank": None,
+            "p_signed_rank_adjusted": None, "significant": False, "method_diverged": 0,
+            "baseline_diverged": 0}  # fmt: skip
+
+
+def test_the_strongest_baseline_is_judged_on_the_cells_every_baseline_has() -> None:
+    from service.compare import strongest_baseline
+    from service.summary import Summary
+
+    adjustment = {"method": "holm", "family_size": 0, "alpha": 0.05, "primary_test": "paired_t",
+                  "robustness_test": "signed_rank_exact", "min_pairs": 6,
+                  "signed_rank_floor_adjusted": None, "note": ""}  # fmt: skip
+    # plain wins overall only through depth 2, which bn has no result in; on the cell both
+    # have (depth 20) bn is stronger, so bn is the baseline to beat.
+    cells = [_cell("plain", 2, 0.99), _cell("plain", 20, 0.10), _cell("bn", 2, None),
+             _cell("bn", 20, 0.80), _cell("lcw", 20, 0.70)]  # fmt: skip
+    summary = Summary.model_validate(
+        {
+            "study_id": 1,
+            "status": "running",
+            "cells": cells,
+            "comparisons": [_pair("plain", 20), _pair("bn", 20)],
+            "adjustment": adjustment,
+        }
+    )
+    assert strongest_baseline(summary) == "bn"
+    assert strongest_baseline(summary, [(2, 16, "sigmoid")]) == "plain"  # bn has nothing there
+    assert strongest_baseline(summary.model_copy(update={"comparisons": []})) is None
