@@ -55,6 +55,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from service.store import Store
@@ -363,11 +364,21 @@ def dispatcher_from_settings(settings: Settings, *, slots: int | None = None) ->
     )
 
 
-def run_embedded(settings: Settings, warm: threading.Event | None = None) -> None:
+@dataclass
+class WarmUp:
+    """How the embedded dispatcher's start went: ``done`` is set once its actors are up and
+    warm (``Dispatcher.wait_warm``, at most ``WARM_TIMEOUT_S``) or it could not start;
+    ``serve`` waits for it before it listens and names the counts in its start-up line."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    actors: int = 0
+    warm: int = 0
+
+
+def run_embedded(settings: Settings, warm: WarmUp | None = None) -> None:
     """The dispatcher inside ``lcw-sweep serve`` (a daemon thread): runs until process exit.
 
-    `warm` is set once its actors are up and warm (``Dispatcher.wait_warm``, at most
-    ``WARM_TIMEOUT_S``), or it could not start: ``serve`` waits for it before it listens.
+    `warm`: told when its actors are warm (``WarmUp``).
 
     At exit (atexit runs before Ray's own shutdown, which registered earlier) it stops
     claiming, gives its trials back to the queue and kills its actors, so a later process
@@ -384,13 +395,14 @@ def run_embedded(settings: Settings, warm: threading.Event | None = None) -> Non
         dispatcher = dispatcher_from_settings(settings)
         embed(dispatcher.metrics)  # on the API's /metrics
         answered = dispatcher.wait_warm(WARM_TIMEOUT_S)
-        log.info("embedded dispatcher: %d of %d actors warm", answered, dispatcher.workers)
+        if warm is not None:
+            warm.actors, warm.warm = dispatcher.workers, answered
     except Exception:
         log.exception("the embedded dispatcher could not start; serving the API only")
         return
     finally:
         if warm is not None:
-            warm.set()
+            warm.done.set()
 
     def _at_exit() -> None:
         stop.set()

@@ -25,19 +25,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _start_dispatcher(settings: Settings) -> threading.Thread:
+def _start_dispatcher(settings: Settings) -> str:
     """Run ``workers.dispatcher.run_embedded(settings)`` in a daemon thread; return once its
     actors are warm (started with the server, so the first study is not slower than later
-    ones), or it could not start."""
-    from workers.dispatcher import WARM_TIMEOUT_S, run_embedded  # Ray: only with a worker
+    ones) or it could not start, with the count for the start-up line."""
+    from workers.dispatcher import WARM_TIMEOUT_S, WarmUp, run_embedded  # Ray: with a worker
 
-    warm = threading.Event()
+    warm = WarmUp()
     thread = threading.Thread(
         target=run_embedded, args=(settings, warm), name="lcw-dispatcher", daemon=True
     )
     thread.start()
-    warm.wait(WARM_TIMEOUT_S + 10.0)
-    return thread
+    warm.done.wait(WARM_TIMEOUT_S + 10.0)
+    return f"{warm.warm} of {warm.actors} actors warm"
 
 
 def _connect_ray(settings: Settings) -> str:
@@ -115,7 +115,7 @@ def serve(
         except Exception as exc:  # the API still serves; trials wait for a worker
             ray_line = f"none (Ray did not start: {exc}); serving the API only"
         else:
-            _start_dispatcher(settings)
+            ray_line += f", {_start_dispatcher(settings)}"
         # ray.init set Ray's own SIGTERM handler (exit status 15): ours again.
         signal.signal(signal.SIGTERM, _exit_cleanly)
         signal.signal(signal.SIGINT, _exit_cleanly)

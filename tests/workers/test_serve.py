@@ -7,6 +7,7 @@ database and an empty ``LCW_DATA_DIR`` (the shipped datasets need none; ``mnist`
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +166,15 @@ def test_the_api_metrics_carry_the_embedded_dispatcher(server: tuple[httpx.Clien
         assert ran == stored, (status, ran, stored)
     assert ("lcw_dispatcher_trials_running", ()) in samples
     assert any(name == "lcw_http_request_duration_seconds_count" for name, _ in samples)
+
+
+def test_serve_listens_once_its_actors_are_warm(server: tuple[httpx.Client, Path]) -> None:
+    """The actors start with the server: its start-up line, printed before it listens, counts
+    them warm (up, with torch and the trainer loaded), so the first study pays no start-up
+    (``benchmarks.first_study`` measures it)."""
+    _, log = server
+    text = log.read_text()
+    warm = re.search(r"lcw-sweep serve: pages at .*, (\d+) of (\d+) actors warm\n", text)
+    assert warm is not None, text[-3000:]
+    assert warm.group(1) == warm.group(2) == "2"  # LCW_RAY_NUM_CPUS=2: two actors, both up
+    assert warm.end() < text.index("Uvicorn running on")
