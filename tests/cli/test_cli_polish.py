@@ -24,7 +24,7 @@ import pytest
 import yaml
 from cli_helpers import BIN, REPO, clean_env, lcw, serve, study_spec, wait_healthy
 
-from service.client import Client, ClientError
+from service.client import POLL_TIMEOUT_S, Client, ClientError, ServerUnreachableError
 
 TINY = study_spec("polish", depths=[2], widths=[16], seeds=2, epochs=2, diagnostics=False)
 
@@ -245,6 +245,7 @@ def test_a_server_killed_during_wait_is_reported_within_seconds(tmp_path: Path) 
             server.wait(10)
             seen, warned_at = _read_until(waiting, "stopped answering", timeout=15)
             assert warned_at - killed_at < 6.0, warned_at - killed_at
+            print(f"server killed: the CLI warned {warned_at - killed_at:.2f} s later")
             warning = seen.strip().splitlines()[-1]
             assert warning.startswith(f"warning: the server at {url} stopped answering")
             assert f"Study {study_id} keeps its state on the server" in warning
@@ -267,4 +268,64 @@ def test_a_server_killed_during_wait_is_reported_within_seconds(tmp_path: Path) 
                 waiting.kill()
                 waiting.wait(10)
         assert waiting.returncode == 1, err  # cancelled, not completed
+        assert f"study {study_id} cancelled" in out
+
+
+def test_wait_gives_up_after_the_outage_naming_the_study(tmp_path: Path) -> None:
+    with serve(tmp_path, extra_args=("--no-worker",)) as (own_url, started), Client(own_url) as api:
+        study = api.submit(_write(tmp_path, "tiny.yaml", TINY))
+        os.kill(started.procs[0].pid, signal.SIGKILL)
+        started.procs[0].wait(10)
+        heard: list[str | None] = []
+        began = time.monotonic()
+        with pytest.raises(ServerUnreachableError) as info:
+            api.wait(
+                study.id,
+                poll_s=0.2,
+                outage_s=2.0,
+                on_outage=lambda exc: heard.append(None if exc is None else exc.reason),
+            )
+        waited = time.monotonic() - began
+    assert heard == ["connection refused"]  # told once, when it stopped answering
+    assert 2.0 <= waited < 10.0, waited
+    message = str(info.value)
+    assert message.startswith(f"cannot reach the lcw-sweep server at {own_url} (connection refused")
+    assert f"study {study.id} is stored on the server" in message
+    assert f"`lcw-sweep status {study.id} --wait`" in message
+
+
+def test_a_server_that_hangs_during_wait_is_reported_within_the_poll_timeout(
+    tmp_path: Path,
+) -> None:
+    spec = _write(tmp_path, "tiny.yaml", TINY)
+    with serve(tmp_path, extra_args=("--no-worker",)) as (url, started):
+        server = started.procs[0]
+        waiting = subprocess.Popen(
+            [str(BIN / "lcw-sweep"), "submit", str(spec), "--wait", "--poll", "0.5", "--url", url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+            cwd=REPO,
+        )
+        try:
+            assert waiting.stdout is not None
+            study_id = int(waiting.stdout.readline().split()[2])
+            time.sleep(1.0)
+            os.kill(server.pid, signal.SIGSTOP)  # alive, accepting nothing: every poll hangs
+            stopped_at = time.monotonic()
+            seen, warned_at = _read_until(waiting, "stopped answering", timeout=20)
+            assert warned_at - stopped_at < POLL_TIMEOUT_S + 3.0, warned_at - stopped_at
+            assert "(timed out)" in seen and f"lcw-sweep status {study_id} --wait" in seen
+            os.kill(server.pid, signal.SIGCONT)
+            _read_until(waiting, "answers again", timeout=20)
+            with Client(url) as api:
+                api.cancel(study_id)
+            out, err = waiting.communicate(timeout=30)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait(10)
+        assert waiting.returncode == 1, err
         assert f"study {study_id} cancelled" in out
