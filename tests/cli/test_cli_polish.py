@@ -85,6 +85,34 @@ def test_every_write_prints_json_with_format_json(url: str, tmp_path: Path) -> N
     assert text.stdout.startswith(f"study {sid} cancelled: 6 trials cancelled")
 
 
+def test_status_wait_follows_a_submitted_study_to_its_end(url: str, tmp_path: Path) -> None:
+    sid = int(
+        _json("submit", str(_write(tmp_path, "t.yaml", TINY)), "-f", "json", "--url", url)["id"]
+    )
+    following = subprocess.Popen(
+        [str(BIN / "lcw-sweep"), "status", str(sid), "--wait", "--poll", "0.3", "--url", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=REPO,
+    )
+    try:
+        time.sleep(1.5)
+        assert following.poll() is None  # queued: still following
+        with Client(url) as api:
+            api.cancel(sid)
+        out, err = following.communicate(timeout=30)
+    finally:
+        if following.poll() is None:
+            following.kill()
+            following.wait(10)
+    assert following.returncode == 1, err  # it ended, but not completed
+    assert f"study {sid} cancelled" in out
+    no_id = lcw("status", "--wait", "--url", url)
+    assert no_id.returncode == 2 and "--wait follows one study: give its id" in no_id.stderr
+
+
 def test_delete_asks_first_then_deletes(url: str, tmp_path: Path) -> None:
     spec = _write(tmp_path, "tiny.yaml", TINY)
     sid = str(_json("submit", str(spec), "-f", "json", "--url", url)["id"])
