@@ -32,6 +32,7 @@ from service.client_errors import (
     ClientError,
     ServerUnreachableError,
     StudyTimeoutError,
+    api_error,
     describe_detail,
     reason_of,
 )
@@ -140,25 +141,13 @@ class Client:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise ServerUnreachableError(self.url, reason_of(exc)) from exc
         except httpx.TimeoutException as exc:
             raise ServerUnreachableError(self.url, "timed out") from exc
-        except httpx.TransportError as exc:
+        except httpx.TransportError as exc:  # refused, unknown host, dropped connection
             raise ServerUnreachableError(self.url, reason_of(exc)) from exc
         if response.is_error:
-            raise self._error(response)
+            raise api_error(response, has_token=self._has_token)
         return response
-
-    def _error(self, response: httpx.Response) -> APIError:
-        try:
-            detail = response.json().get("detail", response.text)
-        except (ValueError, AttributeError):
-            detail = response.text or response.reason_phrase
-        hint = ""
-        if response.status_code == 401:
-            hint = "pass --token or set LCW_TOKEN" if not self._has_token else "check the token"
-        return APIError(response.status_code, detail, hint=hint)
 
     # -- studies ---------------------------------------------------------------------------
 

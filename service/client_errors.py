@@ -55,6 +55,18 @@ def describe_detail(detail: Any) -> str:
     return " ".join(str(detail).split()) or "error"
 
 
+def api_error(response: httpx.Response, *, has_token: bool) -> APIError:
+    """The APIError of a 4xx/5xx response (a 401 says what to do about the token)."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text or response.reason_phrase
+    hint = ""
+    if response.status_code == 401:
+        hint = "check the token" if has_token else "pass --token or set LCW_TOKEN"
+    return APIError(response.status_code, detail, hint=hint)
+
+
 def reason_of(exc: httpx.TransportError) -> str:
     text = str(exc).lower()
     if "refused" in text:
@@ -69,6 +81,7 @@ __all__ = [
     "ClientError",
     "ServerUnreachableError",
     "StudyTimeoutError",
+    "api_error",
     "describe_detail",
     "reason_of",
 ]
