@@ -9,7 +9,10 @@ module per concept, each a layer of the class (``Store`` inherits them all):
                           derived from its trials; the cell versions (``study_cells``)
 ``trials.py``             pages of trials, one trial with its metrics, a cell's curves and
                           diagnostics, the streaming export
-``queue.py``              the lease queue the workers code against (``ClaimedTrial``)
+``queue.py``              the lease queue the workers code against (``ClaimedTrial``): claim,
+                          renew, fail, release, expire
+``results.py``            what runs send back: epoch metrics and completions (``Completion``),
+                          a tick's in one statement or transaction each
 ``slots.py``              lr_search slots: assign a setting once, read it, the history
 ``lifecycle.py``          after submission: extend a study, retry or resume it, fail its
                           pending trials on an error no retry fixes
@@ -72,7 +75,8 @@ from __future__ import annotations
 
 from service.store.base import clean_json
 from service.store.lifecycle import Lifecycle
-from service.store.queue import ClaimedTrial, Completion, Queue
+from service.store.queue import ClaimedTrial, Queue
+from service.store.results import Completion
 from service.store.slots import SlotHistory, Slots
 from service.store.summary_cache import SummaryCache
 from service.store.summary_sql import OUTCOME_COLUMNS
