@@ -63,7 +63,7 @@ ReportFormat = Literal["zip", "html"]
 REPORT_TIMEOUT_S = 300.0
 # Left out of result rows: the config (its fields are columns already) and the trial's index
 # in the study's expansion; the trial id is the one trial number (pages, API, CLI, exports).
-TRIAL_ROW_EXCLUDE = frozenset({"config", "index", "trial_index"})
+TRIAL_ROW_EXCLUDE = frozenset({"config", "index"})
 # Seconds one poll of `wait` may take: a server that stops answering is noticed this soon.
 POLL_TIMEOUT_S = 5.0
 

@@ -199,8 +199,7 @@ class Trials(Studies):
         ]
 
     EXPORT_TRIAL_COLUMNS = (
-        "trial_id",
-        "trial_index",
+        "trial_id",  # the trial's one number, as on the pages, the CLI and the API
         "status",
         "cell_key",
         "slot",
@@ -261,7 +260,6 @@ class Trials(Studies):
                 for t in trials:
                     base: dict[str, Any] = {
                         "trial_id": t.id,
-                        "trial_index": t.index,
                         "status": t.status,
                         "cell_key": t.cell_key,
                         "slot": t.slot,

@@ -151,6 +151,10 @@ def test_summary_export_and_metrics(client: TestClient) -> None:
     assert len(rows) == 12 * 2  # 12 trials x 2 epochs
     assert {"method", "lr", "seed", "optimizer.name", "epoch", "val_acc"} <= set(rows[0])
     assert rows[0]["epoch"] == "0" and rows[1]["epoch"] == "1"
+    # One trial number, the id (as the pages, the CLI and the trial API give it): no index.
+    assert next(iter(rows[0])) == "trial_id" and not {"trial_index", "index"} & set(rows[0])
+    ids = {t["id"] for t in client.get(f"/api/studies/{sid}/trials").json()["data"]}
+    assert {int(row["trial_id"]) for row in rows} == ids
     data = client.get(f"/api/studies/{sid}/export", params={"format": "json"}).json()
     assert len(data) == 24 and data[1]["val_acc"] == pytest.approx(0.1)
     assert client.get(f"/api/studies/{sid}/export", params={"format": "xml"}).status_code == 422
