@@ -41,27 +41,25 @@ trial, a dead actor (a SIGKILLed Ray worker) and a timeout are a failed attempt 
 dispatcher that lost a lease can never overwrite the trial's new run, and an unreachable
 database only delays the writes (the loop retries them with a backoff).
 
-Entry points: ``run_embedded(settings)`` (the thread ``lcw-sweep serve`` starts), and
-``connect_ray``, ``dispatcher_from_settings`` and ``Dispatcher.run`` (what ``lcw-sweep worker``,
-``service.cli.worker``, runs).
+Entry points (``workers.entry``): ``run_embedded(settings)`` (the thread ``lcw-sweep serve``
+starts), and ``connect_ray``, ``dispatcher_from_settings`` and ``Dispatcher.run`` (what
+``lcw-sweep worker``, ``service.cli.worker``, runs).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from service.store import Store
 from workers.dataset_check import DatasetCheck
 from workers.leases import Leases
-from workers.metrics import DispatcherMetrics, embed
+from workers.metrics import DispatcherMetrics
 from workers.outcomes import Outcomes
 from workers.placement import Placement
 from workers.pool import Pool
@@ -70,14 +68,10 @@ from workers.resolve import Resolver
 from workers.state import Held, Shape, Worker, first_line
 from workers.writeback import WriteBack
 
-if TYPE_CHECKING:
-    from service.config import Settings
-
 log = logging.getLogger("lcw.workers")
 
 TICK_S = 0.1  # longest wait in ray.wait; results wake the loop at once
 STOP_GRACE_S = 3.0  # a trial asked to stop gets this long to reach an epoch boundary
-WARM_TIMEOUT_S = 120.0  # serve waits this long at most for its actors before it listens
 
 
 def make_owner() -> str:
@@ -267,13 +261,13 @@ class Dispatcher:
         return self._pool.workers
 
     def wait_warm(self, timeout: float) -> int:
-        """Start the actors (``start``) and wait up to `timeout` for each to answer: an actor
-        answers once its process is up with torch and the trainer loaded, so the first study
-        runs as fast as later ones. Returns how many answered."""
+        """Start the actors (``start``) and wait up to `timeout` for each to warm up
+        (``TrialRunner.warm_up``: up, torch's lazy modules imported, a tiny trial and pack
+        trained), so the first study runs as fast as later ones. Returns how many did."""
         import ray
 
         self.start()
-        pending = [w.handle.info.remote() for w in self._pool.workers]
+        pending = [w.handle.warm_up.remote() for w in self._pool.workers]
         ready, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout)
         return len(ready)
 
@@ -343,92 +337,4 @@ class Dispatcher:
         self._resolver.resolve_waiting(self._held.backlog, ready)
 
 
-# -- entry points ---------------------------------------------------------------------------
-
-
-def dispatcher_from_settings(settings: Settings, *, slots: int | None = None) -> Dispatcher:
-    """A Dispatcher on the settings' database (Ray connects separately: ``connect_ray``)."""
-    from service.db import make_engine, upgrade_database
-
-    engine = make_engine(
-        settings.effective_database_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
-    if settings.migrate_on_start:  # as the API does: a worker may be the first one up
-        upgrade_database(engine)
-    return Dispatcher(
-        Store(engine),
-        lease_seconds=settings.lease_seconds,
-        slots=slots or settings.worker_slots,
-        pack_size=settings.pack_size,
-        checkpoint_dir=settings.effective_checkpoint_dir,
-    )
-
-
-@dataclass
-class WarmUp:
-    """How the embedded dispatcher's start went: ``done`` is set once its actors are up and
-    warm (``Dispatcher.wait_warm``, at most ``WARM_TIMEOUT_S``) or it could not start;
-    ``serve`` waits for it before it listens and names the counts in its start-up line."""
-
-    done: threading.Event = field(default_factory=threading.Event)
-    actors: int = 0
-    warm: int = 0
-
-
-def run_embedded(settings: Settings, warm: WarmUp | None = None) -> None:
-    """The dispatcher inside ``lcw-sweep serve`` (a daemon thread): runs until process exit.
-
-    `warm`: told when its actors are warm (``WarmUp``).
-
-    At exit (atexit runs before Ray's own shutdown, which registered earlier) it stops
-    claiming, gives its trials back to the queue and kills its actors, so a later process
-    starts them at once instead of waiting for the leases to lapse.
-    """
-    stop = threading.Event()
-    done = threading.Event()
-    try:
-        info = connect_ray(
-            address=settings.ray_address,
-            num_cpus=settings.ray_num_cpus,
-            failure_signal_handler=False,
-        )
-        dispatcher = dispatcher_from_settings(settings)
-        embed(dispatcher.metrics)  # on the API's /metrics
-        answered = dispatcher.wait_warm(WARM_TIMEOUT_S)
-        if warm is not None:
-            warm.actors, warm.warm = dispatcher.workers, answered
-    except Exception:
-        log.exception("the embedded dispatcher could not start; serving the API only")
-        return
-    finally:
-        if warm is not None:
-            warm.done.set()
-
-    def _at_exit() -> None:
-        stop.set()
-        dispatcher.wake()
-        done.wait(15.0)
-
-    atexit.register(_at_exit)
-    log.info(
-        "embedded dispatcher on Ray %s (%g CPUs, %g GPUs)",
-        info["address"],
-        info["cpus"],
-        info["gpus"],
-    )
-    try:
-        dispatcher.run(stop, grace_s=0.0)
-    except Exception:
-        log.exception("the embedded dispatcher stopped with an error")
-    finally:
-        done.set()
-
-
-__all__ = [
-    "Dispatcher",
-    "Shape",
-    "connect_ray",
-    "dispatcher_from_settings",
-    "make_owner",
-    "run_embedded",
-]
+__all__ = ["Dispatcher", "Shape", "connect_ray", "make_owner"]

@@ -26,10 +26,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def _start_dispatcher(settings: Settings) -> str:
-    """Run ``workers.dispatcher.run_embedded(settings)`` in a daemon thread; return once its
+    """Run ``workers.entry.run_embedded(settings)`` in a daemon thread; return once its
     actors are warm (started with the server, so the first study is not slower than later
     ones) or it could not start, with the count for the start-up line."""
-    from workers.dispatcher import WARM_TIMEOUT_S, WarmUp, run_embedded  # Ray: with a worker
+    from workers.entry import WARM_TIMEOUT_S, WarmUp, run_embedded  # Ray: only with a worker
 
     warm = WarmUp()
     thread = threading.Thread(

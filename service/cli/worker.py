@@ -52,7 +52,8 @@ def worker_command(
     """Run queued trials on Ray until SIGTERM or SIGINT."""
     from service.cli.common import database_shown
     from service.config import get_settings
-    from workers.dispatcher import connect_ray, dispatcher_from_settings
+    from workers.dispatcher import connect_ray
+    from workers.entry import dispatcher_from_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()

@@ -27,7 +27,7 @@ from wk_helpers import (
 
 from service.config import Settings
 from workers import packing
-from workers.dispatcher import dispatcher_from_settings
+from workers.entry import dispatcher_from_settings
 
 SPEC = study_spec(
     "packed",
