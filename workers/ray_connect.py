@@ -65,6 +65,10 @@ def connect_ray(
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
+            # Ray starts its worker processes at nice 15 by default, below this process, its
+            # own agents and the database: on a machine this busy the trials are the work, so
+            # a local Ray runs them at normal priority (an operator's setting wins).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
             # Registered after ray.init's own shutdown hook, so it runs first (atexit is LIFO),
             # and after it anything registered later (the dispatcher giving its trials back).
