@@ -101,9 +101,7 @@ def test_a_study_runs_through_the_cluster_topology(
     # Ray reports the head by the node's address: the port is the one we started it on.
     assert re.search(rf"Ray cluster at \S+:{ray_port} \(1 node", started.log("dispatcher"))
     # The database is named without credentials (no user, no password).
-    assert "database postgresql+psycopg://127.0.0.1:5432/lcw_t_" in started.log(
-        "dispatcher"
-    )
+    assert "database postgresql+psycopg://127.0.0.1:5432/lcw_t_" in started.log("dispatcher")
     spec = tmp_path / "topology.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
     proc = lcw(
