@@ -27,11 +27,9 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
-import threading
-import time
-from pathlib import Path
 from typing import Any
+
+from benchmarks.sweep import local_sweep, run_study
 
 SPEC: dict[str, Any] = {
     "name": "overhead",
@@ -54,67 +52,30 @@ CASES = {  # name -> (spec, pack_size): None is the automatic pack size
 }
 
 
-def _run_study(store: Any, spec: dict[str, Any], *, timeout_s: float = 600.0) -> dict[str, Any]:
-    from service.spec import plan_study
-
-    planned, trials = plan_study(spec, max_trials=100_000)
-    study, _ = store.create_study(planned, trials)
-    deadline = time.monotonic() + timeout_s
-    while store.get_study(study.id).status not in ("completed", "failed", "cancelled"):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"study {study.id} did not finish within {timeout_s:g} s")
-        time.sleep(0.05)
-    done = store.get_study(study.id)
-    page = store.list_trials(study.id, limit=10_000).data
-    compute = [store.get_trial(t.id).run_info["compute_seconds"] for t in page]
-    return {
-        "study_id": study.id,
-        "status": done.status,
-        "trials": len(page),
-        "wall_s": (done.finished_at - done.created_at).total_seconds(),
-        "compute_s": sum(compute),
+def _run_study(store: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """The study's wall time as the database records it, and its trials' compute."""
+    r = run_study(store, spec, poll_s=0.05)
+    return {k: r[k] for k in ("study_id", "status", "trials", "compute_s")} | {
+        "wall_s": r["db_wall_s"]
     }
 
 
 def run(*, repeats: int = 3, slots: int | None = None) -> dict[str, Any]:
     """Measure every case `repeats` times, interleaved; returns the figures and their medians."""
-    import ray
-
-    from service.db import make_engine, upgrade_database
-    from service.store import Store
-    from workers.dispatcher import Dispatcher, connect_ray
-
     slots = slots or min(os.cpu_count() or 1, 2)
-    started_ray = not ray.is_initialized()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CASES}
-    with tempfile.TemporaryDirectory(prefix="lcw-bench-") as tmp:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        upgrade_database(engine)
-        store = Store(engine)
-        connect_ray(num_cpus=slots)
-        dispatcher = Dispatcher(store, lease_seconds=60.0, slots=slots)
-        stop = threading.Event()
-        thread = threading.Thread(target=dispatcher.run, args=(stop,), daemon=True)
-        thread.start()
-        try:
-            warm_up = {**SPEC, "name": "warm-up", "methods": ["lcw"], "learning_rates": [0.1]}
-            for pack_size in (1, None):  # one study per mode: a pack of 2 on each actor
+    with local_sweep(slots) as (store, dispatcher):
+        warm_up = {**SPEC, "name": "warm-up", "methods": ["lcw"], "learning_rates": [0.1]}
+        for pack_size in (1, None):  # one study per mode: a pack of 2 on each actor
+            dispatcher.pack_size = pack_size
+            _run_study(store, {**warm_up, "seeds": 4})
+        for _ in range(repeats):
+            for name, (spec, pack_size) in CASES.items():
                 dispatcher.pack_size = pack_size
-                _run_study(store, {**warm_up, "seeds": 4})
-            for _ in range(repeats):
-                for name, (spec, pack_size) in CASES.items():
-                    dispatcher.pack_size = pack_size
-                    figures = _run_study(store, {**spec, "name": name})
-                    concurrency = dispatcher.slots
-                    figures["ratio"] = figures["wall_s"] / (figures["compute_s"] / concurrency)
-                    runs[name].append(figures)
-        finally:
-            stop.set()
-            dispatcher.wake()
-            thread.join(30)
-            engine.dispose()
-            if started_ray:
-                ray.shutdown()
+                figures = _run_study(store, {**spec, "name": name})
+                concurrency = dispatcher.slots
+                figures["ratio"] = figures["wall_s"] / (figures["compute_s"] / concurrency)
+                runs[name].append(figures)
     cases = {
         name: {
             "trials": len(CASES[name][0]["methods"])
