@@ -113,10 +113,6 @@ class _PackedOptimizer(torch.optim.Optimizer):
         for g in self.param_groups:
             g["lr"] = float(self.member_lr.max())
 
-    def _lr(self, p: Tensor) -> Tensor:
-        lr = torch.where(self.active, self.member_lr, torch.zeros_like(self.member_lr))
-        return lr.to(p.dtype).view(self.packs, *([1] * (p.dim() - 1)))
-
     def _member_grads(self, params: list[Tensor]) -> list[Tensor]:
         """Each parameter's gradient as (K, n), a frozen member's rows zeroed (in place).
 
@@ -124,12 +120,24 @@ class _PackedOptimizer(torch.optim.Optimizer):
         member's backward); zeroing it keeps its update exactly zero, so its weights stay as
         they are.
         """
-        grads = [p.grad.view(self.packs, -1) for p in params if p.grad is not None]
+        grads = [self._members(p.grad, p) for p in params if p.grad is not None]
         if not bool(self.active.all()):
-            frozen = ~self.active.view(self.packs, 1)
             for g in grads:
-                g.masked_fill_(frozen, 0.0)
+                g.masked_fill_(self._column(~self.active, g), 0.0)
         return grads
+
+    def _members(self, t: Tensor, p: Tensor) -> Tensor:
+        """`t` (parameter `p`, its gradient or its state) per member, a view: (K, n) for a
+        parameter of 1 or 2 dims, else (K, ...) with only dim 0 split (a channels_last
+        convolution weight cannot be flattened without a copy). The shape depends on `p` alone,
+        so a state made at one step fits the gradient of the next."""
+        if p.dim() <= 2:
+            return t.view(self.packs, -1)
+        return t.view(self.packs, t.shape[0] // self.packs, *t.shape[1:])
+
+    def _column(self, v: Tensor, like: Tensor) -> Tensor:
+        """A per-member (K,) tensor shaped to broadcast against `like` (K, ...)."""
+        return v.view(self.packs, *([1] * (like.dim() - 1)))
 
 
 class PackedSGD(_PackedOptimizer):
@@ -155,9 +163,9 @@ class PackedSGD(_PackedOptimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            neg_lr = -self._lr(params[0].view(self.packs, -1))  # (K, 1), for every parameter
+            neg_lr = -torch.where(self.active, self.member_lr, torch.zeros_like(self.member_lr))
             for p, g in zip(params, self._member_grads(params), strict=True):
-                pm, d = p.view(self.packs, -1), g
+                pm, d = self._members(p, p), g
                 if wd != 0:
                     d = d.add(pm, alpha=wd)
                 if mu != 0:
@@ -173,7 +181,7 @@ class PackedSGD(_PackedOptimizer):
                         d.add_(buf, alpha=mu)  # `d` is this step's temporary
                     else:
                         d = d.add(buf, alpha=mu)
-                pm.addcmul_(d, neg_lr)
+                pm.addcmul_(d, self._column(neg_lr.to(pm.dtype), pm))
 
 
 class PackedAdam(_PackedOptimizer):
@@ -207,14 +215,13 @@ class PackedAdam(_PackedOptimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            pm = [p.view(self.packs, -1) for p in params]
+            pm = [self._members(p, p) for p in params]
             g = self._member_grads(params)
             lr = torch.where(self.active, self.member_lr, torch.zeros_like(self.member_lr))
-            column = (self.packs, 1)
             if wd != 0:
                 if group["decoupled"]:
-                    factor = (1 - lr * wd).to(pm[0].dtype).view(column)
-                    torch._foreach_mul_(pm, [factor] * len(pm))
+                    factor = (1 - lr * wd).to(pm[0].dtype)
+                    torch._foreach_mul_(pm, [self._column(factor, x) for x in pm])
                 else:
                     g = list(torch._foreach_add(g, pm, alpha=wd))
             states = [self.state[p] for p in params]
@@ -235,10 +242,10 @@ class PackedAdam(_PackedOptimizer):
                 torch.sqrt(vi, out=di)
             torch._foreach_div_(denom, [(1 - b2**t) ** 0.5 for t in steps])
             torch._foreach_add_(denom, eps)
-            neg_step = {t: (-(lr / (1 - b1**t))).to(pm[0].dtype).view(column) for t in set(steps)}
+            neg_step = {t: (-(lr / (1 - b1**t))).to(pm[0].dtype) for t in set(steps)}
             update = [self._scratch(p, x, 1) for p, x in zip(params, pm, strict=True)]
             for mi, ui, t in zip(m, update, steps, strict=True):
-                torch.mul(mi, neg_step[t], out=ui)
+                torch.mul(mi, self._column(neg_step[t], mi), out=ui)
             torch._foreach_div_(update, denom)
             torch._foreach_add_(pm, update)
 

@@ -107,8 +107,8 @@ def member_state(model: nn.Module, k: int, packs: int) -> list[tuple[Tensor, Ten
     """(live view, copy) of member `k`'s slice of every member-major parameter and buffer."""
     out = []
     for t in [*model.parameters(), *model.buffers()]:
-        if t.dim() and t.shape[0] % packs == 0 and t.is_contiguous():
-            live = t.data.view(packs, -1)[k]
+        if t.dim() and t.shape[0] % packs == 0:
+            live = t.data.view(packs, -1, *t.shape[1:])[k]  # a view in any layout (NHWC too)
             out.append((live, live.clone()))
     return out
 

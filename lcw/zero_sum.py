@@ -27,8 +27,29 @@ from torch.utils.hooks import RemovableHandle
 
 
 def _rows(t: Tensor) -> Tensor:
-    """View a weight as (out, fan_in) rows."""
+    """A weight as (out, fan_in) rows, each row in its standard (in, kh, kw) order: a view when
+    the weight is contiguous, else a copy (for functions of the rows, not in-place edits)."""
     return t.reshape(t.shape[0], -1)
+
+
+def _memory_order(t: Tensor) -> tuple[int, ...]:
+    """A permutation of `t`'s dims, dim 0 first, in which `t` is contiguous: its own order, or
+    (out, kh, kw, in) for a channels_last convolution weight."""
+    if t.is_contiguous():
+        return tuple(range(t.dim()))
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return (0, 2, 3, 1)
+    raise ValueError(
+        f"weight: a zero-sum row must be one block of memory; this {tuple(t.shape)} tensor has "
+        f"strides {t.stride()} (allowed: contiguous, or channels_last for a convolution)"
+    )
+
+
+def _row_view(t: Tensor) -> Tensor:
+    """`t` as (out, fan_in) rows that are a view of its memory, so in-place edits reach `t`,
+    whatever its layout (a channels_last filter's row lists its elements in (kh, kw, in) order,
+    which a row's mean and the projection do not depend on)."""
+    return t.permute(_memory_order(t)).view(t.shape[0], -1)
 
 
 def zero_sum_dof(w: Tensor) -> int:
@@ -44,7 +65,7 @@ def zero_sum_dof(w: Tensor) -> int:
 
 def project_rows_(w: Tensor) -> Tensor:
     """Project every row of `w` (any shape, rows along dim 0) onto sum = 0, in place."""
-    r = _rows(w)
+    r = _row_view(w)
     r.sub_(r.mean(dim=1, keepdim=True))
     return w
 
@@ -155,7 +176,7 @@ def project_all_(tensors: list[Tensor]) -> None:
     """Project the rows of many tensors in place; same-shaped ones in one batched pass."""
     groups: dict[tuple[Any, ...], list[Tensor]] = {}
     for t in tensors:
-        r = _rows(t.data)
+        r = _row_view(t.data)
         groups.setdefault((r.shape, r.dtype, r.device), []).append(r)
     for rows in groups.values():
         if len(rows) == 1:
@@ -180,14 +201,17 @@ class _ProjectionPlan:
         self.buffers: list[Tensor] = []
         groups: dict[tuple[Any, ...], list[Tensor]] = {}
         for p in self.params:
-            groups.setdefault((_rows(p.data).shape, p.dtype, p.device), []).append(p)
+            groups.setdefault((_row_view(p.data).shape, p.dtype, p.device), []).append(p)
         for members in groups.values():
             if len(members) == 1:
-                self.buffers.append(_rows(members[0].data))
+                self.buffers.append(_row_view(members[0].data))
                 continue
-            buf = torch.stack([_rows(p.data) for p in members])  # (L, out, fan_in)
+            buf = torch.stack([_row_view(p.data) for p in members])  # (L, out, fan_in)
             for i, p in enumerate(members):
-                p.data = buf[i].view(p.shape)
+                # The same layout as before (channels_last stays channels_last), in the buffer.
+                order = _memory_order(p.data)
+                inverse = tuple(order.index(d) for d in range(len(order)))
+                p.data = buf[i].view([p.shape[d] for d in order]).permute(inverse)
             self.buffers.append(buf)
         self.ptrs = [p.data_ptr() for p in self.params]
 

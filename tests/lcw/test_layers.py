@@ -77,6 +77,29 @@ def test_rows_sum_to_zero_before_and_after_steps(kind: str, impl: str, opt: str)
     assert float(_rows(layer.weight).abs().sum()) > 0
 
 
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+def test_channels_last_filters_stay_zero_sum_and_channels_last(opt: str) -> None:
+    # A filter shape of its own (projected through a view of it) and two of one shape (moved
+    # into one buffer): a channels_last filter's row is not a (out, fan_in) view of it.
+    net = nn.Sequential(
+        LCWConv2d(3, 5, 3, padding=1), LCWConv2d(5, 5, 3, padding=1), LCWConv2d(5, 5, 3, padding=1)
+    ).to(memory_format=torch.channels_last)
+    optimizer = OPTIMIZERS[opt](net.parameters())
+    x = _input("conv").contiguous(memory_format=torch.channels_last)
+    before = [_rows(c.weight.detach()).clone() for c in net]
+    for _ in range(10):
+        loss = (net(x) ** 2).mean() + net(x).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        for conv in net:
+            assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+            w = _rows(conv.weight.detach())
+            assert w.sum(dim=1).abs().max() < 1e-5 * max(1.0, float(w.abs().max()))
+    for conv, w0 in zip(net, before, strict=True):
+        assert not torch.equal(_rows(conv.weight.detach()), w0)  # every filter trained
+
+
 def _trajectory(impl: str, opt: str, kind: str, steps: int = 100) -> list[torch.Tensor]:
     torch.manual_seed(0)
     layer = _make(kind, impl, torch.float64)
