@@ -8,12 +8,14 @@
 3. A VGG-19 bf16 channels_last step, fused pack of 8 vs one at a time.
 
     python -m benchmarks.gpu            # on a CUDA machine
+    python -m benchmarks.gpu --out F    # ... and save the figures as JSON in F
     python -m benchmarks.gpu --device cpu --quick   # smoke run of the same code (tests)
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -139,6 +141,8 @@ def run(*, device: str = "cuda", quick: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     out: dict[str, Any] = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "date": dt.date.today().isoformat(),
         "lcw_cost": lcw_cost(dev, quick=quick),
         "packing_mlp": packing(dev, quick=quick),
         "packing_vgg19": vgg19_pack(dev, quick=quick),
@@ -167,6 +171,10 @@ if __name__ == "__main__":
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out", help="also save the figures as JSON in this file")
     args = parser.parse_args()
     res = run(device=args.device, quick=args.quick)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(res, f, indent=2)
     print(json.dumps(res, indent=2) if args.json else table(res))
