@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import docs, run
+from benchmarks import docs, gpu_doc, run
 from examples import study_table
 from examples.paper import claims
 
@@ -22,6 +22,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "bench": lambda: run.table(json.loads((docs.ROOT / "benchmarks" / "results.json").read_text())),
     **{study_table.block(name): _study(name) for name in study_table.STUDIES},
     claims.BLOCK: lambda: claims.render(json.loads(claims.RESULTS.read_text())),
+    gpu_doc.BLOCK: lambda: gpu_doc.render(json.loads(gpu_doc.RESULTS.read_text())),
 }
 
 
@@ -44,3 +45,11 @@ def test_write_block_replaces_only_its_block(
     assert docs.read_block("x") == "new \\1 text" and docs.read_block("y") == "keep"
     assert "b \\1 $0" in readme.read_text()
     assert not docs.write_block("z", "nothing")
+
+
+def test_the_gpu_results_are_what_a_gpu_check_folder_merges_into(tmp_path: Path) -> None:
+    saved = json.loads(gpu_doc.RESULTS.read_text())
+    (tmp_path / "gpu_bench.json").write_text(json.dumps(saved["bench"]))
+    (tmp_path / "gpu_tests.json").write_text(json.dumps(saved["tests"]))
+    (tmp_path / "pytest.log").write_text(f"....\n==== {saved['pytest']} ====\n")
+    assert gpu_doc.merge(tmp_path) == saved
