@@ -140,7 +140,9 @@ def evaluate(
 def _env(device: torch.device) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {
-        "torch": torch.__version__,
+        # A plain str: torch's TorchVersion would make whoever unpickles a result (the
+        # dispatcher, which never needs torch) import torch, ~2 s of CPU.
+        "torch": str(torch.__version__),
         "device": str(device),
         "device_name": name or platform.machine(),
         "threads": torch.get_num_threads(),

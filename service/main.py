@@ -10,7 +10,6 @@ finished studies (``service.notify``). Nothing here imports torch.
 from __future__ import annotations
 
 import gc
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import asynccontextmanager
@@ -218,7 +217,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await run_in_threadpool(upgrade_database, engine)
-        threading.Thread(target=_settle, name="lcw-warm-up", daemon=True).start()
+        # Before the server answers: done in the background, it competed (~1 s of CPU) with
+        # the first study submitted right after start.
+        await run_in_threadpool(_settle)
         # Webhooks of finished studies (service.notify): sent from here, not the dispatcher.
         notifier = Notifier.from_settings(store, settings)
         notifier.start()

@@ -159,3 +159,22 @@ def test_torch_compile_trains_as_eager_does() -> None:
     for a, b in zip(losses[True], losses[False], strict=True):
         assert a == pytest.approx(b, rel=1e-4)
     assert losses[False][-1] < losses[False][0]  # it trained
+
+
+def test_a_result_unpickles_without_torch() -> None:
+    # The dispatcher receives results pickled by Ray and never needs torch: a torch object in
+    # a result (torch.__version__ is one) made it import torch, ~2 s of CPU mid-study.
+    import pickle
+    import subprocess
+    import sys
+
+    result = train(TrialConfig(dataset="digits", depth=1, width=8, epochs=1, train_limit=64))
+    code = (
+        "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=pickle.dumps(result.to_dict()),
+        capture_output=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.decode().strip() == "[]"
