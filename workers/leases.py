@@ -92,8 +92,10 @@ class Leases:
 
     def _claim(self, now: float) -> None:
         placement = self.placement
-        # One running and one waiting per actor: a trial each, or a pack each when packing.
+        # One running and one waiting per actor: a trial each, or a pack each when packing;
+        # short trials alone wait a few deep (workers.placement).
         per_actor = 2 if placement.pack_size == 1 else 2 * placement.pack_hint
+        per_actor = max(per_actor, 1 + placement.queue_hint)
         room = per_actor * sum(w.ready for w in self.pool.workers) - len(self.held.trials)
         if room <= 0 or now < self._next_claim:
             return

@@ -6,6 +6,12 @@ behind a busy actor of its shape that has nothing queued (the actor starts it th
 run ends). A trial whose shape the cluster can never hold fails; an idle actor of another shape
 is killed to make room for one that can.
 
+Trials shorter than a tick would leave an actor idle between the run it queued and the next
+tick: a trial alone (not packed) whose configuration measured under ``SHORT_S`` a run is queued
+``SHORT_QUEUE`` deep per actor instead of one, and the claim takes as many (``queue_hint``).
+Their leases are held a few milliseconds longer; a long trial still queues one deep, so a study
+submitted later, or a second dispatcher, never waits behind more than one run per actor.
+
 Packing (``workers.packing`` has the rule): waiting trials of one study whose resolved configs
 differ only in ``lr`` and ``seed`` (equal ``Trial.key``) start together as one pack on one
 actor, as many as ``packing.pack_limit`` allows for the actor's device, memory and the trials'
@@ -27,6 +33,9 @@ from workers.pool import Pool
 from workers.state import Held, Trial, Worker
 from workers.writeback import WriteBack
 
+SHORT_S = 0.05  # a trial measured shorter than this (seconds) queues SHORT_QUEUE deep
+SHORT_QUEUE = 4  # runs queued per actor behind the running one, for short trials
+
 
 class Placement:
     """Sends the backlog's resolved trials to actors (see the module docstring)."""
@@ -42,6 +51,8 @@ class Placement:
         self.pack_hint = pack_size or packing.CPU_CAP
         self.queue_more = True  # the latest claim got all it asked for: more may be pending
         self.member_seconds: dict[str, float] = {}  # packing.config_key -> seconds per member
+        # Runs queued per actor behind the running one, as the latest trial placed needed it.
+        self.queue_hint = 1
 
     def place(self, *, eager: bool = False) -> None:
         """Give every free actor its next trial; make actors for shapes that have none.
@@ -65,11 +76,15 @@ class Placement:
                 continue
             # Every actor of its shape busy: queue it behind one that has nothing queued (after
             # this tick's claim, and only a full pack: queued packs cannot grow any more).
-            busy = [w for w in pool.workers if w.trials and not w.next and w.shape == t.shape]
+            depth = self._queue_depth(t)
+            busy = [
+                w for w in pool.workers
+                if w.trials and len(w.queued) < depth and w.shape == t.shape
+            ]  # fmt: skip
             if busy:
                 pack = () if eager else self._pack_for(t, busy, eager=True)
                 if pack:
-                    pool.send(pack, busy[0])
+                    pool.send(pack, min(busy, key=lambda w: len(w.queued)))
                 continue
             if not pool.fits_cluster(t.shape):
                 self.writes.fail(
@@ -84,6 +99,15 @@ class Placement:
             other = [w for w in pool.workers if not w.trials and w.ready and w.shape != t.shape]
             if other:
                 pool.kill(min(other, key=lambda w: w.idle_since), "making room for another shape")
+
+    def _queue_depth(self, t: Trial) -> int:
+        """How many runs may wait behind an actor's running one for `t` (module docstring)."""
+        assert t.config is not None
+        alone = t.key is None or self.pack_size == 1
+        seconds = self.member_seconds.get(packing.config_key(t.config))
+        depth = SHORT_QUEUE if alone and seconds is not None and seconds < SHORT_S else 1
+        self.queue_hint = depth
+        return depth
 
     def _pack_for(self, t: Trial, idle: list[Worker], *, eager: bool) -> tuple[Trial, ...]:
         """`t` and the waiting trials that train with it (workers.packing has the rule); ()
@@ -111,4 +135,4 @@ class Placement:
         return tuple(mates[:size])
 
 
-__all__ = ["Placement"]
+__all__ = ["SHORT_QUEUE", "SHORT_S", "Placement"]

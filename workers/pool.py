@@ -4,7 +4,7 @@ Actors (``workers.runner.TrialRunner``) are warm, long-lived processes, one per 
 trial or pack, sized by each trial's resources (``num_cpus``, fractional ``num_gpus``) within
 the cluster's CPUs and GPUs. The pool makes them only where Ray has room now (an actor Ray
 cannot schedule would hold its trials hostage), tops itself up to ``slots`` actors, sends each
-actor its runs (``send``: the one it runs and the one queued behind it), keeps one ``drain``
+actor its runs (``send``: the one it runs and those queued behind it), keeps one ``drain``
 long poll outstanding per actor, and tracks every outstanding call in ``refs`` for the
 dispatcher's ``ray.wait``.
 
@@ -163,7 +163,7 @@ class Pool:
     def kill_all(self, why: str) -> None:
         """Kill every actor; what they run or have queued is given back (shutdown)."""
         for w in list(self.workers):
-            for t in w.trials + w.next:
+            for t in w.trials + tuple(x for run in w.queued for x in run):
                 if t.stopping is None:
                     t.stopping = "shutdown"
             self.kill(w, why)
@@ -173,9 +173,10 @@ class Pool:
         if w not in self.workers:
             return
         self.workers.remove(w)
-        pack, queued = w.trials, w.next
-        w.trials = w.next = ()
-        runs = [x for x in (pack, queued) if x]
+        pack = w.trials
+        queued = tuple(x for run in w.queued for x in run)
+        runs = [x for x in (pack, *w.queued) if x]
+        w.trials, w.queued = (), []
         for ref in [r for r, (_, obj) in self.refs.items() if obj is w or obj in runs]:
             del self.refs[ref]
         if any(t.stopping is None for t in pack):
@@ -227,7 +228,7 @@ class Pool:
         self.refs[ref] = ("run", pack)
         self.prom.pack_size.observe(len(pack))
         if w.trials:
-            w.next = pack
+            w.queued.append(pack)
         else:
             w.trials = pack
         for t in pack:
@@ -241,9 +242,9 @@ class Pool:
         w = pack[0].worker
         if w is not None:
             if w.trials is pack:
-                w.trials, w.next = w.next, ()
-            elif w.next is pack:
-                w.next = ()
+                w.trials = w.queued.pop(0) if w.queued else ()
+            elif any(run is pack for run in w.queued):
+                w.queued = [run for run in w.queued if run is not pack]
             w.idle_since = time.monotonic()
             for t in w.trials:  # asked to stop while queued: kill it if it started anyway
                 if t.stopping is not None and t.kill_at is None:

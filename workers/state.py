@@ -52,9 +52,10 @@ class Worker:
     shape: Shape
     name: str
     trials: tuple[Trial, ...] = ()  # what it runs now: one trial, or the members of a pack
-    # What it runs next, already sent: the actor starts it the moment `trials` ends (no round
-    # trip through the dispatcher between two trials).
-    next: tuple[Trial, ...] = ()
+    # What it runs next, already sent, in order: the actor starts each the moment the run
+    # before it ends (no round trip through the dispatcher between two runs). One run, or a few
+    # when trials are shorter than a tick (``workers.placement``).
+    queued: list[tuple[Trial, ...]] = field(default_factory=list)
     drain_ref: Any = None
     ready: bool = False  # its process is up (answered ``info``): only then does it get trials
     node: str | None = None  # Ray node id, from ``info``

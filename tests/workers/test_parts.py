@@ -31,7 +31,7 @@ from workers.messages import (
 )
 from workers.metrics import DispatcherMetrics
 from workers.outcomes import Outcomes
-from workers.placement import Placement
+from workers.placement import SHORT_QUEUE, SHORT_S, Placement
 from workers.pool import Pool
 from workers.resolve import Resolver
 from workers.state import Held, Trial, Worker
@@ -64,8 +64,8 @@ class _Remote:
     def __init__(self, calls: list[tuple[Any, ...]], name: str) -> None:
         self.calls, self.name = calls, name
 
-    def remote(self, *args: Any) -> str:
-        self.calls.append((self.name, *args))
+    def remote(self, *args: Any, **kwargs: Any) -> str:
+        self.calls.append((self.name, *args, *kwargs.items()))
         return f"ref-{len(self.calls)}"
 
 
@@ -255,3 +255,30 @@ def test_an_actors_reports_start_runs_queue_epochs_and_answer_rungs() -> None:
     handle = cast(_Handle, w.handle)
     assert handle.calls[0] == ("decide", "gone.1.9", True)
     assert handle.calls[1][0] == "drain"  # the next long poll
+
+
+@pytest.mark.parametrize(
+    ("seconds", "depth"), [(SHORT_S / 5, SHORT_QUEUE), (SHORT_S * 20, 1), (None, 1)]
+)
+def test_trials_shorter_than_a_tick_queue_deeper_behind_a_busy_actor(
+    seconds: float | None, depth: int
+) -> None:
+    _, held, _, pool, _, trials = _parts(12)
+    pool.cluster = {"CPU": 2.0, "GPU": 0.0}  # two actors' worth: no room for a third
+    placement = Placement(pool, pack_size=1)
+    if seconds is not None:  # what the trials of this configuration measured
+        assert trials[0].config is not None
+        placement.member_seconds[packing.config_key(trials[0].config)] = seconds
+    workers = [_on_actor(pool, held, (trials[0],)), _on_actor(pool, held, (trials[1],))]
+    placement.place()
+    assert [len(w.queued) for w in workers] == [depth, depth]
+    assert placement.queue_hint == depth  # what the next claim takes per actor, less one
+    assert len(held.backlog) == 10 - 2 * depth
+    # Runs start in the order they were queued, each when the one before it ends.
+    w = workers[0]
+    order = [run[0].id for run in w.queued]
+    for expected in order:
+        pool.ended(w.trials)
+        assert w.trials[0].id == expected
+    pool.ended(w.trials)
+    assert w.trials == () and w.queued == []
