@@ -7,10 +7,11 @@ run ends). A trial whose shape the cluster can never hold fails; an idle actor o
 is killed to make room for one that can.
 
 Trials shorter than a tick would leave an actor idle between the run it queued and the next
-tick: a trial alone (not packed) whose configuration measured under ``SHORT_S`` a run is queued
-``SHORT_QUEUE`` deep per actor instead of one, and the claim takes as many (``queue_hint``).
-Their leases are held a few milliseconds longer; a long trial still queues one deep, so a study
-submitted later, or a second dispatcher, never waits behind more than one run per actor.
+tick: a trial alone (not packed) is queued as deep as about ``QUEUE_S`` of its configuration's
+measured run time fills, at most ``QUEUE_MAX`` runs per actor instead of one, and the claim
+takes as many (``queue_hint``). A trial of ``QUEUE_S`` or more (or not measured yet) still
+queues one deep, so a study submitted later, or a second dispatcher, never waits behind more
+than about ``QUEUE_S`` of queued work per actor.
 
 Packing (``workers.packing`` has the rule): waiting trials of one study whose resolved configs
 differ only in ``lr`` and ``seed`` (equal ``Trial.key``) start together as one pack on one
@@ -33,8 +34,8 @@ from workers.pool import Pool
 from workers.state import Held, Trial, Worker
 from workers.writeback import WriteBack
 
-SHORT_S = 0.05  # a trial measured shorter than this (seconds) queues SHORT_QUEUE deep
-SHORT_QUEUE = 4  # runs queued per actor behind the running one, for short trials
+QUEUE_S = 0.2  # seconds of measured work queued per actor behind its run (short trials)
+QUEUE_MAX = 16  # runs queued per actor at most
 
 
 class Placement:
@@ -105,7 +106,9 @@ class Placement:
         assert t.config is not None
         alone = t.key is None or self.pack_size == 1
         seconds = self.member_seconds.get(packing.config_key(t.config))
-        depth = SHORT_QUEUE if alone and seconds is not None and seconds < SHORT_S else 1
+        depth = 1
+        if alone and seconds is not None:
+            depth = max(1, min(QUEUE_MAX, int(QUEUE_S / max(seconds, 1e-6))))
         self.queue_hint = depth
         return depth
 
@@ -135,4 +138,4 @@ class Placement:
         return tuple(mates[:size])
 
 
-__all__ = ["SHORT_QUEUE", "SHORT_S", "Placement"]
+__all__ = ["QUEUE_MAX", "QUEUE_S", "Placement"]

@@ -31,7 +31,7 @@ from workers.messages import (
 )
 from workers.metrics import DispatcherMetrics
 from workers.outcomes import Outcomes
-from workers.placement import SHORT_QUEUE, SHORT_S, Placement
+from workers.placement import QUEUE_MAX, QUEUE_S, Placement
 from workers.pool import Pool
 from workers.resolve import Resolver
 from workers.state import Held, Trial, Worker
@@ -258,12 +258,13 @@ def test_an_actors_reports_start_runs_queue_epochs_and_answer_rungs() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "depth"), [(SHORT_S / 5, SHORT_QUEUE), (SHORT_S * 20, 1), (None, 1)]
+    ("seconds", "depth"),
+    [(QUEUE_S / 4, 4), (QUEUE_S / 1000, QUEUE_MAX), (QUEUE_S, 1), (QUEUE_S * 20, 1), (None, 1)],
 )
 def test_trials_shorter_than_a_tick_queue_deeper_behind_a_busy_actor(
     seconds: float | None, depth: int
 ) -> None:
-    _, held, _, pool, _, trials = _parts(12)
+    _, held, _, pool, _, trials = _parts(2 * QUEUE_MAX + 4)  # two left over at any depth
     pool.cluster = {"CPU": 2.0, "GPU": 0.0}  # two actors' worth: no room for a third
     placement = Placement(pool, pack_size=1)
     if seconds is not None:  # what the trials of this configuration measured
@@ -273,7 +274,7 @@ def test_trials_shorter_than_a_tick_queue_deeper_behind_a_busy_actor(
     placement.place()
     assert [len(w.queued) for w in workers] == [depth, depth]
     assert placement.queue_hint == depth  # what the next claim takes per actor, less one
-    assert len(held.backlog) == 10 - 2 * depth
+    assert len(held.backlog) == 2 * QUEUE_MAX + 2 - 2 * depth
     # Runs start in the order they were queued, each when the one before it ends.
     w = workers[0]
     order = [run[0].id for run in w.queued]
