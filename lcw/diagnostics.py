@@ -95,10 +95,11 @@ def measure_layers(
     members: list[list[dict[str, Any]]] = [[] for _ in range(k)]
     with torch.no_grad():
         for i, (b, z, a, g) in enumerate(zip(blocks, preacts, outputs, grads, strict=True)):
-            zs, acts = _members(b.linear, z.detach().double(), k), _members(b.linear, a.detach(), k)
+            zs = _neurons(b.linear, z.detach().double(), k)
+            acts = _neurons(b.linear, a.detach(), k)
             gs = None if g is None else _applied(b.linear, g.detach()).reshape(k, -1)
-            for j in range(k):
-                members[j].append(_layer_row(i + 1, zs[j], acts[j], gs, j, activation))
+            for j, row in enumerate(_layer_rows(i + 1, zs, acts, gs, activation)):
+                members[j].append(row)
     return members[0] if packs is None else members
 
 
@@ -119,38 +120,56 @@ def _tracked(m: nn.Module) -> Tensor | None:
     return t.clone() if isinstance(t, Tensor) else None
 
 
-def _members(layer: nn.Module, t: Tensor, k: int) -> list[Tensor]:
-    """Split a block's activations into per-member (B, units, ...) tensors."""
+def _neurons(layer: nn.Module, t: Tensor, k: int) -> Tensor:
+    """A block's activations as (K, neurons, samples): each member's neuron x sample matrix.
+
+    Every member's matrix is laid out alike whatever K is (a view for linear layers, a copy for
+    convolutions), so a member's figures do not depend on its pack (``lcw.packed``).
+    """
     if getattr(layer, "member_major", False):  # (K, B, units): packed linear layers
-        return list(t.unbind(0))
-    n = t.shape[0]
-    split = t.view(n, k, -1, *t.shape[2:])  # (B, K * C, ...) -> (B, K, C, ...)
-    return [split[:, j] for j in range(k)]
+        return t.transpose(1, 2)
+    n = t.shape[0]  # (B, K * C, ...): a trial alone (K = 1) or a packed convolution
+    split = t.reshape(n, k, t.shape[1] // k, -1)  # (B, K, C, positions)
+    return split.permute(1, 2, 0, 3).reshape(k, t.shape[1] // k, -1)
 
 
-def _layer_row(
-    layer: int, z: Tensor, a: Tensor, g: Tensor | None, member: int, activation: str
-) -> dict[str, Any]:
-    zm = _neuron_matrix(z)
-    means, stds = zm.mean(dim=1), zm.std(dim=1)
-    within = float(stds.mean())
-    shift = float(means.std()) / within if within > 0 else math.inf
-    abs_mean = float(means.abs().mean()) / within if within > 0 else math.inf
-    return {
-        "layer": layer,
-        "shift": _finite(shift),
-        "abs_mean": _finite(abs_mean),
-        "grad_norm": None if g is None else _finite(float(g[member].norm())),
-        "saturated": _saturation(a, activation),
-    }
+def _layer_rows(
+    layer: int, z: Tensor, a: Tensor, g: Tensor | None, activation: str
+) -> list[dict[str, Any]]:
+    """Each member's row for this layer, from (K, neurons, samples) matrices.
+
+    The reductions over samples run for all members at once; those over one member's neurons
+    run member by member, on 1-D rows: torch reduces the rows of a (K, n) tensor with other
+    kernels (other rounding) than a lone 1-D row, and a member must not depend on K.
+    """
+    means, stds = z.mean(dim=2), z.std(dim=2)  # (K, neurons)
+    k = z.shape[0]
+    per_member = [(stds[j].mean(), means[j].std(), means[j].abs().mean()) for j in range(k)]
+    figures = torch.stack([torch.stack(x) for x in per_member]).tolist()  # one sync
+    norms = None if g is None else torch.stack([g[j].norm() for j in range(k)]).tolist()
+    saturated = _saturation(a, activation)
+    rows = []
+    for j, (w, s, m) in enumerate(figures):
+        rows.append({
+            "layer": layer,
+            "shift": _finite(s / w if w > 0 else math.inf),
+            "abs_mean": _finite(m / w if w > 0 else math.inf),
+            "grad_norm": None if norms is None else _finite(norms[j]),
+            "saturated": None if saturated is None else saturated[j],
+        })  # fmt: skip
+    return rows
 
 
-def _saturation(a: Tensor, activation: str) -> float | None:
+def _saturation(a: Tensor, activation: str) -> list[float] | None:
+    """Per member: the fraction of activation outputs in the flat tails (counts are exact)."""
     if activation == "sigmoid":
-        return float(((a < 0.01) | (a > 0.99)).float().mean())
-    if activation == "tanh":
-        return float((a.abs() > 0.99).float().mean())
-    return None
+        tails = (a < 0.01) | (a > 0.99)
+    elif activation == "tanh":
+        tails = a.abs() > 0.99
+    else:
+        return None
+    n = a[0].numel()
+    return [c / n for c in tails.flatten(1).sum(dim=1).tolist()]
 
 
 def depth_profile(
