@@ -74,7 +74,7 @@ def test_rows_sum_to_zero_before_and_after_steps(kind: str, impl: str, opt: str)
         w = _rows(layer.weight.detach())
         assert w.sum(dim=1).abs().max() < 1e-5 * max(1.0, float(w.abs().max()))
     # The weight moved: the test would fail if the layer were frozen.
-    assert float(_rows(layer.weight).abs().sum()) > 0
+    assert float(_rows(layer.weight.detach()).abs().sum()) > 0
 
 
 @pytest.mark.parametrize("opt", list(OPTIMIZERS))
