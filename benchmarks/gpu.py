@@ -30,6 +30,7 @@ from benchmarks.lcw_cost import step_fn
 from lcw import TrialConfig, catalog
 from lcw.data import load_dataset
 from lcw.packed import build_packed_model, build_packed_optimizer
+from lcw.trainer import to_channels_last
 
 
 def _sync(device: torch.device) -> None:
@@ -84,9 +85,8 @@ def _pack_throughput(
     k = len(cfgs)
     model = build_packed_model(cfgs, input_shape=data.input_shape, num_classes=10).to(device)
     opt = build_packed_optimizer(cfgs, model, device)
-    if cfgs[0].channels_last:  # as the trainer does (lcw.trainer)
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        model.channels_last = True
+    if cfgs[0].channels_last:
+        to_channels_last(model, packed=True)  # in place, as nn.Module.to is
     bf16 = cfgs[0].precision == "bf16"
     n = len(data.y_train)
     gen = torch.Generator(device="cpu").manual_seed(0)

@@ -42,13 +42,6 @@ from lcw.meanfield import predicted_profile
 from lcw.models import build_model
 
 
-def _neuron_matrix(z: Tensor) -> Tensor:
-    """(N, units) or (N, C, H, W) -> (neurons, samples)."""
-    if z.dim() == 2:
-        return z.t()
-    return z.transpose(0, 1).reshape(z.shape[1], -1)
-
-
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 

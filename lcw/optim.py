@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from lcw.config import TrialConfig
+from lcw.packed_layers import member_view
 
 ParamGroups = list[dict[str, Any]]
 
@@ -114,26 +115,18 @@ class _PackedOptimizer(torch.optim.Optimizer):
             g["lr"] = float(self.member_lr.max())
 
     def _member_grads(self, params: list[Tensor]) -> list[Tensor]:
-        """Each parameter's gradient as (K, n), a frozen member's rows zeroed (in place).
+        """Each parameter's gradient per member (``member_view``), a frozen member's zeroed
+        (in place).
 
         A frozen member's gradient is zero but may be non-finite (0 * inf in a diverged
         member's backward); zeroing it keeps its update exactly zero, so its weights stay as
         they are.
         """
-        grads = [self._members(p.grad, p) for p in params if p.grad is not None]
+        grads = [member_view(p.grad, self.packs) for p in params if p.grad is not None]
         if not bool(self.active.all()):
             for g in grads:
                 g.masked_fill_(self._column(~self.active, g), 0.0)
         return grads
-
-    def _members(self, t: Tensor, p: Tensor) -> Tensor:
-        """`t` (parameter `p`, its gradient or its state) per member, a view: (K, n) for a
-        parameter of 1 or 2 dims, else (K, ...) with only dim 0 split (a channels_last
-        convolution weight cannot be flattened without a copy). The shape depends on `p` alone,
-        so a state made at one step fits the gradient of the next."""
-        if p.dim() <= 2:
-            return t.view(self.packs, -1)
-        return t.view(self.packs, t.shape[0] // self.packs, *t.shape[1:])
 
     def _column(self, v: Tensor, like: Tensor) -> Tensor:
         """A per-member (K,) tensor shaped to broadcast against `like` (K, ...)."""
@@ -165,7 +158,7 @@ class PackedSGD(_PackedOptimizer):
                 continue
             neg_lr = -torch.where(self.active, self.member_lr, torch.zeros_like(self.member_lr))
             for p, g in zip(params, self._member_grads(params), strict=True):
-                pm, d = self._members(p, p), g
+                pm, d = member_view(p, self.packs), g
                 if wd != 0:
                     d = d.add(pm, alpha=wd)
                 if mu != 0:
@@ -215,7 +208,7 @@ class PackedAdam(_PackedOptimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            pm = [self._members(p, p) for p in params]
+            pm = [member_view(p, self.packs) for p in params]
             g = self._member_grads(params)
             lr = torch.where(self.active, self.member_lr, torch.zeros_like(self.member_lr))
             if wd != 0:

@@ -102,15 +102,21 @@ class LCWPackedLinear(_ZeroSumMixin, PackedLinear):
         self._setup_constraint(impl)
 
 
+def member_view(t: Tensor, packs: int) -> Tensor:
+    """A member-major tensor (dim 0: K blocks, one per member) as (K, rows, ...): a view in
+    any memory layout (only dim 0 is split, so a channels_last filter works too)."""
+    return t.view(packs, t.shape[0] // packs, *t.shape[1:])
+
+
 @torch.no_grad()
 def member_state(model: nn.Module, k: int, packs: int) -> list[tuple[Tensor, Tensor]]:
     """(live view, copy) of member `k`'s slice of every member-major parameter and buffer."""
     out = []
     for t in [*model.parameters(), *model.buffers()]:
         if t.dim() and t.shape[0] % packs == 0:
-            live = t.data.view(packs, -1, *t.shape[1:])[k]  # a view in any layout (NHWC too)
+            live = member_view(t.data, packs)[k]
             out.append((live, live.clone()))
     return out
 
 
-__all__ = ["LCWPackedLinear", "PackedLinear", "member_state", "packed_linear"]
+__all__ = ["LCWPackedLinear", "PackedLinear", "member_state", "member_view", "packed_linear"]

@@ -96,6 +96,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def to_channels_last(model: nn.Module, *, packed: bool) -> nn.Module:
+    """A conv model's weights in NHWC; a pack also lays out its activations so (``lcw.packed``)."""
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if packed:
+        model.channels_last = True  # type: ignore[assignment]
+    return model
+
+
 def cosine_scale(step: int, total: int) -> float:
     """Closed-form cosine annealing from 1 to 0 over `total` steps."""
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
@@ -224,11 +232,8 @@ def _run(
         net = build_model(cfg, input_shape=data.input_shape, num_classes=data.num_classes)
         model = _Single(net.to(device), channels_last=cfg.channels_last)
         opt = SingleOptimizer(build_optimizer(cfg, model), cfg.lr)
-    conv = cfg.model != "mlp"
-    if cfg.channels_last and conv:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        if packed:
-            model.channels_last = True  # type: ignore[assignment]
+    if cfg.channels_last and cfg.model != "mlp":
+        model = to_channels_last(model, packed=packed)
     # Training runs the compiled module when asked; evaluation and diagnostics (hooks) stay eager.
     forward: Any = torch.compile(model) if cfg.compile else model
     autocast = partial(
