@@ -6,39 +6,14 @@ import dataclasses
 
 import pytest
 import torch
+from step_curves import curves_alone, curves_packed, max_rel
 
 from lcw import OptimizerConfig, TrialConfig, catalog
-from lcw.data import Dataset, load_dataset
-from lcw.trainer import TrialResult, train, train_pack
+from lcw.data import load_dataset
+from lcw.trainer import train, train_pack
 
 # 1,000 training images in batches of 100: 10 steps an epoch, 10 epochs = 100 steps.
 BASE = dict(dataset="digits", depth=3, width=32, epochs=10, batch_size=100, train_limit=1000)
-
-
-def _curves_alone(cfgs: list[TrialConfig], data: Dataset | None = None) -> list[list[float]]:
-    out = []
-    for c in cfgs:
-        steps: list[float] = []
-        train(c, dataset=data, on_step=lambda _s, losses, st=steps: st.append(float(losses[0])))
-        out.append(steps)
-    return out
-
-
-def _curves_packed(
-    cfgs: list[TrialConfig], data: Dataset | None = None
-) -> tuple[list[list[float]], list[TrialResult]]:
-    steps: list[list[float]] = [[] for _ in cfgs]
-
-    def record(_s: int, losses: torch.Tensor) -> None:
-        for k, v in enumerate(losses.tolist()):
-            steps[k].append(v)
-
-    results = train_pack(cfgs, dataset=data, on_step=record)
-    return steps, results
-
-
-def _max_rel(a: list[float], b: list[float]) -> float:
-    return max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
 
 
 @pytest.mark.parametrize("method", list(catalog.METHODS))
@@ -50,11 +25,11 @@ def test_each_member_matches_its_trial_run_alone(method: str) -> None:
         TrialConfig(method=method, lr=lr, seed=seed, diagnostics=False, optimizer=opt, **BASE)
         for lr, seed in ((0.1, 0), (0.05, 1), (0.2, 2))
     ]
-    alone = _curves_alone(cfgs)
-    packed, results = _curves_packed(cfgs)
+    alone = curves_alone(cfgs)
+    packed, results = curves_packed(cfgs)
     for k in range(len(cfgs)):
         assert len(packed[k]) == len(alone[k]) == 100
-        assert _max_rel(packed[k], alone[k]) <= 1e-4, (method, k)
+        assert max_rel(packed[k], alone[k]) <= 1e-4, (method, k)
     assert all(r.env["pack_size"] == 3 for r in results)
     # Members really differ (different seeds and LRs), so the comparison is not trivial.
     assert packed[0] != packed[1]
@@ -76,9 +51,9 @@ def test_adam_members_match(optimizer: str) -> None:
         )
         for lr, s in ((1e-3, 0), (3e-3, 1))
     ]
-    alone, (packed, _) = _curves_alone(cfgs), _curves_packed(cfgs)
+    alone, (packed, _) = curves_alone(cfgs), curves_packed(cfgs)
     for k in range(2):
-        assert _max_rel(packed[k], alone[k]) <= 1e-4
+        assert max_rel(packed[k], alone[k]) <= 1e-4
 
 
 def test_epoch_metrics_and_diagnostics_match() -> None:
@@ -97,11 +72,11 @@ def test_epoch_metrics_and_diagnostics_match() -> None:
 def test_a_diverged_member_is_frozen_without_disturbing_the_others() -> None:
     good = TrialConfig(method="plain", activation="relu", lr=0.05, seed=0, **BASE)
     bad = TrialConfig(method="plain", activation="relu", lr=1e3, seed=1, **BASE)
-    alone = _curves_alone([good])[0]
-    packed, results = _curves_packed([good, bad])
+    alone = curves_alone([good])[0]
+    packed, results = curves_packed([good, bad])
     assert results[1].status == "diverged" and results[1].diverged_epoch == 1
     assert results[0].status == "completed"
-    assert _max_rel(packed[0], alone) <= 1e-4
+    assert max_rel(packed[0], alone) <= 1e-4
     assert [m["epoch"] for m in results[1].epochs] == [0, 1]
     assert len(results[0].epochs) == 11
 
@@ -135,19 +110,19 @@ def test_vgg_pack_uses_grouped_convolutions_and_matches(
                 optimizer=OptimizerConfig(name=optimizer))  # fmt: skip
     lr = 0.005 if optimizer == "sgd" else 1e-4
     cfgs = [TrialConfig(lr=lr, seed=s, channels_last=channels_last, **base) for s in (0, 1)]
-    alone = _curves_alone(cfgs, data)
-    packed, _ = _curves_packed(cfgs, data)
+    alone = curves_alone(cfgs, data)
+    packed, _ = curves_packed(cfgs, data)
     nchw = (
         alone
         if not channels_last
-        else _curves_alone([dataclasses.replace(c, channels_last=False) for c in cfgs], data)
+        else curves_alone([dataclasses.replace(c, channels_last=False) for c in cfgs], data)
     )
     # The memory layout changes the kernels' rounding only, never what is trained. Adam divides
     # by each gradient's running scale, which lifts rounding in small gradients (2.2e-4 measured).
     layout_bound = 1e-4 if optimizer == "sgd" else 1e-3
     for k in range(2):
-        assert _max_rel(packed[k], alone[k]) <= 1e-4
-        assert _max_rel(alone[k], nchw[k]) <= layout_bound
+        assert max_rel(packed[k], alone[k]) <= 1e-4
+        assert max_rel(alone[k], nchw[k]) <= layout_bound
 
 
 def test_trials_that_differ_in_architecture_cannot_be_packed() -> None:
