@@ -77,7 +77,7 @@ class Placement:
                 continue
             # Every actor of its shape busy: queue it behind one that has nothing queued (after
             # this tick's claim, and only a full pack: queued packs cannot grow any more).
-            depth = self._queue_depth(t)
+            depth = self.queue_hint = self._queue_depth(t)
             busy = [
                 w for w in pool.workers
                 if w.trials and len(w.queued) < depth and w.shape == t.shape
@@ -109,7 +109,6 @@ class Placement:
         depth = 1
         if alone and seconds is not None:
             depth = max(1, min(QUEUE_MAX, int(QUEUE_S / max(seconds, 1e-6))))
-        self.queue_hint = depth
         return depth
 
     def _pack_for(self, t: Trial, idle: list[Worker], *, eager: bool) -> tuple[Trial, ...]:
