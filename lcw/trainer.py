@@ -14,6 +14,8 @@ Config in, per-epoch metrics out through the callback, a result at the end. No d
   status ``diverged``: an outcome, not an error. Its final accuracies are measured on the model
   as it was when it diverged (non-finite logits count as wrong).
 * Determinism: the same config gives bitwise-identical metrics on CPU (single thread default).
+* Host memory: on a CPU, freed blocks are kept for reuse (``lcw.allocator``), so a pack's large
+  temporaries do not fault pages in every step; results do not depend on it.
 * ``on_epoch`` may return True to stop the trial after that epoch (status ``stopped_early``).
 * Checkpoints (``checkpoint=``, a ``lcw.checkpoint.CheckpointPlan``): the loop's state is saved
   at epoch ends and a later call resumes from it (``lcw.resume``); the callback then sees only
@@ -38,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lcw.allocator import reuse_freed_memory
 from lcw.augment import augment_generator, crop_flip
 from lcw.checkpoint import CheckpointPlan
 from lcw.config import TrialConfig, pack_key
@@ -213,6 +216,7 @@ def _run(
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
+        reuse_freed_memory()
     if dataset is None:
         data = load_dataset(
             cfg.dataset, device=device, root=cfg.data_dir, train_limit=cfg.train_limit

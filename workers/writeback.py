@@ -3,7 +3,10 @@
 Nothing on the actors' path waits for SQL. Epoch metrics (``rows``) and finished trials
 (``ops``: complete, fail or release) queue here, and ``flush`` writes them once a tick: the
 metrics in one ``write_metrics`` call first (a trial's rows before its outcome), then the
-operations in order, each dropped from the queue only once stored. A database error (SQLAlchemy's,
+operations in order, each dropped from the queue only once stored. Metrics alone (no outcome
+queued behind them) are written at most every ``METRICS_EVERY_S``: a page sees an epoch within
+that, and short trials' epochs cost a few writes a second instead of one a tick (each write is
+a transaction, on the cores the trials train on). A database error (SQLAlchemy's,
 or the store's error raised from one) leaves the rest queued and backs off (0.5 s, doubling up
 to ``DB_BACKOFF_MAX_S``); ``db`` runs the loop's other database work (renewals, claims) under
 the same backoff. The store fences every write by
@@ -34,6 +37,8 @@ from workers.state import Held, Trial, first_line
 log = logging.getLogger("lcw.workers")
 
 DB_BACKOFF_MAX_S = 10.0
+METRICS_EVERY_S = 1.0  # longest a queued epoch waits for a write when no outcome follows it
+METRICS_MAX_ROWS = 5000  # ... or until this many rows are queued
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class WriteBack:
         self.rows: list[tuple[int, dict[str, Any]]] = []
         self.ops: deque[Op] = deque()
         self.retry_at = 0.0  # no database work before this (monotonic time)
+        self.metrics_at = 0.0  # when metrics alone are written next (monotonic time)
         self.backoff = 0.0
         # Told of every trial with a slot and lr_search whose final outcome was stored.
         self.on_final: Callable[[ClaimedTrial], None] = _nothing
@@ -137,12 +143,17 @@ class WriteBack:
 
     def flush(self, *, now: bool = False) -> bool:
         """Store the queued metrics (one call), then the finished trials; True when all done.
+        Metrics with no operation queued wait until ``METRICS_EVERY_S`` after the last write
+        (or ``METRICS_MAX_ROWS`` are queued); False while they wait.
 
-        `now`: try at once, even while backing off (shutdown)."""
+        `now`: try at once, even while backing off (shutdown, an ASHA rung)."""
         if now:
             self.retry_at = 0.0
         if not self.rows and not self.ops:
             return True
+        due = self.metrics_at <= time.monotonic() or len(self.rows) >= METRICS_MAX_ROWS
+        if not (now or self.ops or due):
+            return False
         return self.db(self._flush_now)
 
     def _flush_now(self) -> None:
@@ -151,6 +162,7 @@ class WriteBack:
                 written = self.store.write_metrics(self.owner, self.rows)
             self.prom.rows_written.inc(written)
             self.rows = []
+            self.metrics_at = time.monotonic() + METRICS_EVERY_S
         while self.ops:
             if self.ops[0].kind == "complete":
                 self._complete()
@@ -218,4 +230,4 @@ class WriteBack:
             self._settled(tid, final=final)
 
 
-__all__ = ["DB_BACKOFF_MAX_S", "Op", "WriteBack"]
+__all__ = ["DB_BACKOFF_MAX_S", "METRICS_EVERY_S", "METRICS_MAX_ROWS", "Op", "WriteBack"]

@@ -34,6 +34,15 @@ def _num(value: Any) -> float | None:
 
 def clean_json(value: Any) -> Any:
     """Plain JSON data: non-finite floats -> None, tuples -> lists, numpy scalars -> Python."""
+    kind = type(value)  # exact types first: metrics are plain dicts, lists and floats
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is dict:
+        return {k if type(k) is str else str(k): clean_json(v) for k, v in value.items()}
+    if kind is list:
+        return [clean_json(v) for v in value]
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
     if isinstance(value, dict):
         return {str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

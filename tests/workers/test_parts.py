@@ -8,6 +8,7 @@ test_packing.py; these pin the contracts between the parts at the level of their
 from __future__ import annotations
 
 import pickle
+import time
 from typing import Any, cast
 
 import cloudpickle
@@ -35,7 +36,7 @@ from workers.placement import QUEUE_MAX, QUEUE_S, Placement
 from workers.pool import Pool
 from workers.resolve import Resolver
 from workers.state import Held, Trial, Worker
-from workers.writeback import DB_BACKOFF_MAX_S, WriteBack
+from workers.writeback import DB_BACKOFF_MAX_S, METRICS_EVERY_S, METRICS_MAX_ROWS, Op, WriteBack
 
 RUNNER = RunnerInfo(versions={"ray": "x"}, hostname="h", node_id="n", pid=42, platform="p")
 CONFIG = {"dataset": "digits", "model": "mlp", "depth": 3, "width": 8, "epochs": 1}
@@ -183,11 +184,36 @@ def test_the_write_behind_queue_keeps_its_order_and_backs_off_while_the_database
     store.down = ValueError("a bug")
     writes.metrics(a, {"epoch": 1})
     with pytest.raises(ValueError):
-        writes.flush()
+        writes.flush(now=True)
     for _ in range(10):
         store.down = OperationalError("SELECT 1", {}, Exception("refused"))
         writes.flush(now=True)
     assert writes.backoff == DB_BACKOFF_MAX_S
+
+
+def test_metrics_alone_are_written_once_a_second_and_at_once_before_an_outcome() -> None:
+    store, _, writes, _, _, (a, b) = _parts(2)
+    writes.metrics(a, {"epoch": 0})
+    assert writes.flush()  # the first rows: at once
+    started = time.monotonic()
+    writes.metrics(a, {"epoch": 1})
+    assert not writes.flush() and writes.rows  # within METRICS_EVERY_S of the last write
+    assert writes.metrics_at >= started + METRICS_EVERY_S - 0.05
+    writes.metrics_at = time.monotonic()  # ... and once it has passed
+    assert writes.flush() and not writes.rows
+    writes.metrics(a, {"epoch": 2})
+    writes.metrics(b, {"epoch": 0})
+    assert not writes.flush()
+    writes.finish(b, Op("release", (b.id,)))  # an outcome takes its trial's rows with it
+    assert writes.flush()
+    writes.metrics(a, {"epoch": 3})
+    writes.rows += [(a.id, {"epoch": 4 + i}) for i in range(METRICS_MAX_ROWS)]
+    assert writes.flush()  # a long queue is written without waiting
+    writes.metrics(a, {"epoch": 9999})
+    assert writes.flush(now=True)
+    assert [c[0] for c in store.calls] == ["metrics"] * 3 + ["release", "metrics", "metrics"]
+    assert store.calls[2] == ("metrics", [(a.id, 2), (b.id, 0)])
+    assert store.calls[-1] == ("metrics", [(a.id, 9999)])
 
 
 def test_a_pack_reply_completes_its_members_with_their_share_of_the_compute() -> None:
