@@ -48,7 +48,7 @@ def run_all(*, quick: bool, only: tuple[str, ...] = BENCHMARKS) -> dict[str, Any
         ("overhead", lambda: overhead.run(repeats=1 if quick else 3)),
         ("queries", lambda: queries.run(quick=quick)),
         ("page_load", lambda: page_load.run(repeats=1 if quick else 3, quick=quick)),
-        ("versus", lambda: versus.run(epochs=epochs, repeats=1 if quick else 3, peers=not quick)),
+        ("versus", lambda: versus.run(epochs=epochs, repeats=1 if quick else 5, peers=not quick)),
         ("first_study", lambda: first_study.run(repeats=1 if quick else 3, epochs=epochs)),
         ("capacity", lambda: capacity.run(trials=200 if quick else 1000, repeats=1 + (not quick))),
     ):

@@ -123,14 +123,16 @@ def _versus(r: dict[str, Any]) -> list[str]:
     v = r["versus"]
     rows = [
         f"| 64-trial digits grid, {v['epochs']} epochs: wall time / warm `Pool(2)` "
-        f"({v['pool_s_median']:.1f} s), lcw-sweep unpacked / packed | "
+        f"({v['pool_s_median']:.1f} s), lcw-sweep unpacked / packed, median of "
+        f"{v['repeats']} rounds | "
         f"{v['unpacked']['ratio_median']:.2f} / {v['packed']['ratio_median']:.2f} | "
         "<= 1.05 / <= 0.6 |"
     ]
     if "tune" in v and "optuna" in v:
         rows.append(
             "| The same grid through peers: Ray Tune `Tuner` (`reuse_actors=True`) / Optuna (2 "
-            f"processes, journal storage), / `Pool(2)` | {v['tune']['ratio_median']:.2f} / "
+            f"processes, journal storage), / `Pool(2)`, median of "
+            f"{v.get('peer_repeats', v['repeats'])} rounds | {v['tune']['ratio_median']:.2f} / "
             f"{v['optuna']['ratio_median']:.2f} | - |"
         )
     return rows
