@@ -128,6 +128,14 @@ def _versus(r: dict[str, Any]) -> list[str]:
         f"{v['unpacked']['ratio_median']:.2f} / {v['packed']['ratio_median']:.2f} | "
         "<= 1.05 / <= 0.6 |"
     ]
+    probes = [run["probe_s"] for name in v.get("probe_names", ()) for run in v[name]["runs"]]
+    probes += [run["probe_s"] for run in v.get("pool_runs", []) if "probe_s" in run]
+    if probes:
+        rows.append(
+            f"| The core's speed across those runs: a fixed matmul loop timed before each, "
+            f"slowest / fastest | {max(probes) / min(probes):.2f} "
+            f"({min(probes):.3f} to {max(probes):.3f} s) | - |"
+        )
     if "tune" in v and "optuna" in v:
         rows.append(
             "| The same grid through peers: Ray Tune `Tuner` (`reuse_actors=True`) / Optuna (2 "
