@@ -6,8 +6,9 @@ actors' outstanding calls for at most a tick. Each tick it
 1. collects what the actors sent (finished runs, epoch metrics from the ``drain`` long polls)
    and hands the next claimed trial to every actor that became free (no database on this path,
    so an actor never waits for SQL);
-2. writes the tick's metrics in one ``write_metrics`` call, then finishes trials
-   (``complete_trial`` / ``fail_trial_attempt`` / ``release_trials``);
+2. writes the queued metrics in one ``write_metrics`` call, then finishes trials
+   (``complete_trial`` / ``fail_trial_attempt`` / ``release_trials``); metrics with no outcome
+   behind them wait for a write until a second has passed since the last;
 3. renews its leases (learning of cancelled or lost trials from the answer), returns expired
    leases of dead dispatchers to the queue, and claims trials ahead: one waiting per slot (a
    pack's worth when packing), and sends each busy actor its next run at once: the actor
@@ -27,7 +28,7 @@ The loop is this module; each of its jobs is a part of its own, all sharing one
 * ``workers.placement``: which waiting trial or pack goes to which actor (``workers.packing``);
 * ``workers.outcomes``: what the actors sent (typed: ``workers.messages``) turned into store
   operations and run info;
-* ``workers.writeback``: those operations and the epoch metrics, written once a tick, retried
+* ``workers.writeback``: those operations and the epoch metrics, written each tick, retried
   with a backoff while the database is down;
 * ``workers.resolve``: each claimed trial's setting (its lr_search slot's LR, device, threads,
   ASHA rungs) and the ASHA verdicts;

@@ -172,7 +172,10 @@ class TrialRunner:
                 if wait is not None:
                     self._rungs[token] = wait
                 self._buffer.append(EpochReport(token, report, rung))
-                self._cond.notify_all()
+                # Wake a drain only when it has something to do: its first item, or a rung
+                # (it batches the rest for its linger without being woken every epoch).
+                if rung or len(self._buffer) == 1:
+                    self._cond.notify_all()
             if wait is not None:
                 wait.event.wait(RUNG_WAIT_S)
                 with self._cond:

@@ -1,4 +1,4 @@
-"""The write-behind queue: what the dispatcher owes the database, written once a tick, retried.
+"""The write-behind queue: what the dispatcher owes the database, written each tick, retried.
 
 Nothing on the actors' path waits for SQL. Epoch metrics (``rows``) and finished trials
 (``ops``: complete, fail or release) queue here, and ``flush`` writes them once a tick: the

@@ -1,6 +1,7 @@
 """What runs send back, stored: epoch metrics (``write_metrics``) and finished trials
-(``complete_trials``), both fenced by the lease owner. A dispatcher writes each tick's rows in
-one call and its completions in one transaction (``workers.writeback``).
+(``complete_trials``), both fenced by the lease owner. A dispatcher writes its queued rows in
+one call (at least once a second while trials run) and its completions in one transaction
+(``workers.writeback``).
 """
 
 from __future__ import annotations
