@@ -66,6 +66,20 @@ def train_one(config: dict[str, Any]) -> float | None:
     return lcw.train(config).test_acc
 
 
+def speed_probe() -> float:
+    """Seconds for a fixed loop of 400 (16, 100, 100) batched matmuls on one thread: this
+    core's speed just now (a pack's matmuls have that shape). Run in a pool process, which has
+    torch loaded and one thread already (``WarmPool.probe``)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 16, 100, 100, generator=gen)
+    t0 = time.perf_counter()
+    for _ in range(400):
+        torch.bmm(a, b)
+    return time.perf_counter() - t0
+
+
 class WarmPool:
     """The baseline: a warm ``multiprocessing.Pool(SLOTS)`` (``warm_pool``) mapping
     ``lcw.train`` over the configs, one at a time per process."""
@@ -78,6 +92,10 @@ class WarmPool:
         t0 = time.perf_counter()
         accs = self.pool.map(train_one, configs, chunksize=1)
         return time.perf_counter() - t0, accs
+
+    def probe(self) -> float:
+        """``speed_probe`` in one of the pool's idle processes."""
+        return float(self.pool.apply(speed_probe))
 
     def close(self) -> None:
         self.pool.terminate()

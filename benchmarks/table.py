@@ -124,12 +124,13 @@ def _versus(r: dict[str, Any]) -> list[str]:
     rows = [
         f"| 64-trial digits grid, {v['epochs']} epochs: wall time / warm `Pool(2)` "
         f"({v['pool_s_median']:.1f} s), lcw-sweep unpacked / packed, median of "
-        f"{v['repeats']} rounds | "
+        f"{len(v['unpacked']['runs'])} rounds | "
         f"{v['unpacked']['ratio_median']:.2f} / {v['packed']['ratio_median']:.2f} | "
         "<= 1.05 / <= 0.6 |"
     ]
-    probes = [run["probe_s"] for name in v.get("probe_names", ()) for run in v[name]["runs"]]
-    probes += [run["probe_s"] for run in v.get("pool_runs", []) if "probe_s" in run]
+    runs = [*v.get("pool_runs", []), *(run for x in v.values() if isinstance(x, dict)
+                                        for run in x.get("runs", []))]  # fmt: skip
+    probes = [run["probe_s"] for run in runs if "probe_s" in run]
     if probes:
         rows.append(
             f"| The core's speed across those runs: a fixed matmul loop timed before each, "
@@ -140,7 +141,7 @@ def _versus(r: dict[str, Any]) -> list[str]:
         rows.append(
             "| The same grid through peers: Ray Tune `Tuner` (`reuse_actors=True`) / Optuna (2 "
             f"processes, journal storage), / `Pool(2)`, median of "
-            f"{v.get('peer_repeats', v['repeats'])} rounds | {v['tune']['ratio_median']:.2f} / "
+            f"{len(v['tune']['runs'])} rounds | {v['tune']['ratio_median']:.2f} / "
             f"{v['optuna']['ratio_median']:.2f} | - |"
         )
     return rows

@@ -6,11 +6,12 @@ and packed (the automatic pack size), and in the first `peer_repeats` rounds Ray
 (``benchmarks.peers``, each in a process of its own). Every figure is the round's wall time
 over the baseline's in that round; the table shows the medians over rounds. lcw-sweep gets
 more rounds than its peers: one core's speed on a shared VM wanders by 10% or more within a
-minute, and a round's ratio carries that noise. Each run saves ``probe_s``, a fixed
-single-thread loop of batched matmuls timed just before it, so a round run on a slow minute
-shows as one. Every runner must report the baseline's test accuracies
-exactly (the same configs, and the same numbers bit for bit on CPU); a runner that does not is
-an error.
+minute (the saved ``pool_runs`` of one run span 13.0 to 16.0 s), and a round's ratio carries
+that noise. Each run saves ``probe_s``, a fixed single-thread loop of batched matmuls timed in
+a pool process just before it (``benchmarks.grid.speed_probe``): the core's speed as the run
+starts, not a slowdown that begins during it. Every runner must report the baseline's test
+accuracies exactly (the same configs, and the same numbers bit for bit on CPU); a runner that
+does not is an error.
 
 lcw-sweep runs in this process (``benchmarks.sweep``: the real dispatcher, its warm actors,
 a SQLite queue), timed as the database records it: from the study's creation to its last
@@ -26,7 +27,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any
 
 from benchmarks.grid import SLOTS, WarmPool, grid_configs, grid_spec
@@ -52,24 +52,6 @@ def _check(name: str, accs: list[float | None], expected: list[float | None]) ->
         raise AssertionError(f"{name}: {diff} of {len(accs)} test accuracies differ from Pool's")
 
 
-def speed_probe() -> float:
-    """Seconds for a fixed loop of 400 (16, 100, 100) batched matmuls on one thread: this
-    core's speed just now (a pack's matmuls have that shape)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gen = torch.Generator().manual_seed(0)
-        a, b = torch.randn(2, 16, 100, 100, generator=gen)
-        t0 = time.perf_counter()
-        for _ in range(400):
-            torch.bmm(a, b)
-        return time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(threads)
-
-
 def run(
     *, epochs: int = 20, repeats: int = 5, peer_repeats: int = 3, peers: bool = True
 ) -> dict[str, Any]:
@@ -85,19 +67,19 @@ def run(
                 dispatcher.pack_size = pack_size
                 run_study(store, {**grid_spec(epochs=1), "name": "warm-up"})
             for round_no in range(repeats):
-                probe = speed_probe()
+                probe = pool.probe()
                 wall, expected = pool.run(configs)
                 rounds["pool"].append({"wall_s": wall, "probe_s": probe})
                 for mode, pack_size in (("unpacked", 1), ("packed", None)):
                     dispatcher.pack_size = pack_size
-                    probe = speed_probe()
+                    probe = pool.probe()
                     r = run_study(store, grid_spec(epochs=epochs, name=mode), poll_s=0.25)
                     _check(mode, r.pop("test_acc"), expected)
                     # The database's own wall time (submission to the last completion): a
                     # client polling faster would only take CPU from the trials it times.
                     rounds[mode].append({**r, "ratio": r["db_wall_s"] / wall, "probe_s": probe})
                 for name in PEERS if peers and round_no < peer_repeats else ():
-                    probe = speed_probe()
+                    probe = pool.probe()
                     p = _peer(name, epochs)
                     _check(name, p.pop("test_acc"), expected)
                     rounds[name].append({**p, "ratio": p["wall_s"] / wall, "probe_s": probe})
@@ -107,10 +89,8 @@ def run(
         "what": "64-trial digits grid: wall time / a warm multiprocessing.Pool(2)'s",
         "epochs": epochs,
         "repeats": repeats,
-        "peer_repeats": min(peer_repeats, repeats) if peers else 0,
         "pool_s_median": statistics.median(r["wall_s"] for r in rounds["pool"]),
         "pool_runs": rounds["pool"],
-        "probe_names": names[1:],  # the runners whose runs carry a probe_s
     }
     for name in names[1:]:
         out[name] = {

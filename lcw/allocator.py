@@ -4,11 +4,10 @@ glibc's malloc serves a block above its mmap threshold (128 KiB at first, raised
 are freed) with a fresh ``mmap`` and gives it back on free; it also trims the heap's free top
 back to the system past a trim threshold. A packed trial's activations, gradients and
 diagnostics temporaries are such blocks ((16, 100, 100) float32 is 640 KiB), so every step
-maps them again and touches each page for the first time: hundreds of thousands of page
-faults per pack, seconds of kernel time on a VM, and timings that wander by whole percents
-from run to run. ``reuse_freed_memory`` raises both thresholds once per process, so those
-blocks come from the heap and stay there: after the first step, a pack allocates without
-faulting. Results do not change (only where memory comes from); the process keeps its peak
+maps them again and touches each page for the first time, a page fault each.
+``reuse_freed_memory`` raises both thresholds once per process, so those blocks come from the
+heap and stay there (``tests/lcw/test_allocator.py`` counts the faults of a pack with and
+without it). Results do not change (only where memory comes from); the process keeps its peak
 heap instead of returning it.
 
 It is a no-op where malloc is not glibc's (macOS, musl) and when ``LCW_MALLOC_TUNING=0``.
@@ -19,9 +18,9 @@ actors and a plain process pool alike) trains under the same allocator.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
+import platform
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -33,17 +32,9 @@ TRIM_THRESHOLD = 256 << 20  # free heap kept before trimming: more than a pack's
 def reuse_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds (see the module docstring), once per process;
     True when both were set."""
-    if os.environ.get("LCW_MALLOC_TUNING", "1") == "0":
+    if os.environ.get("LCW_MALLOC_TUNING", "1") == "0" or platform.libc_ver()[0] != "glibc":
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # noqa: B018  (glibc only: musl's mallopt does nothing)
-    except (OSError, AttributeError):
-        return False
+    mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

@@ -155,8 +155,8 @@ def _layer_rows(
 
 def _mean_std(z: Tensor) -> tuple[Tensor, Tensor]:
     """Mean and (unbiased) std over the last dim of (K, neurons, samples), in two passes:
-    ``Tensor.std``'s one-pass Welford kernel is about 8x slower on this (double) data, and each
-    figure is a plain sum over one member's own entries, whatever K is."""
+    ``Tensor.std``'s one-pass Welford kernel is several times slower on this (double) data,
+    and each figure is a plain sum over one member's own entries, whatever K is."""
     n = z.shape[2]
     means = z.sum(dim=2) / n
     centered = z - means.unsqueeze(2)

@@ -34,23 +34,14 @@ def _num(value: Any) -> float | None:
 
 def clean_json(value: Any) -> Any:
     """Plain JSON data: non-finite floats -> None, tuples -> lists, numpy scalars -> Python."""
-    kind = type(value)  # exact types first: metrics are plain dicts, lists and floats
-    if kind is float:
+    if isinstance(value, float):  # first: most of a metrics row is floats (np.float64 too)
         return value if math.isfinite(value) else None
-    if kind is dict:
-        return {k if type(k) is str else str(k): clean_json(v) for k, v in value.items()}
-    if kind is list:
-        return [clean_json(v) for v in value]
-    if value is None or kind is str or kind is int or kind is bool:
-        return value
     if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): clean_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean_json(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+    if value is None or isinstance(value, str | int):  # bool is an int
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
     item = getattr(value, "item", None)  # numpy scalar
     if callable(item):
         return clean_json(item())
