@@ -248,6 +248,12 @@ class Dispatcher:
         """Trials on an actor right now (each member of a pack)."""
         return {t.id for w in self._pool.workers for t in w.trials}
 
+    def epochs_received(self, trial_id: int) -> set[int]:
+        """Epochs of `trial_id` its actor has reported here: stored, or queued for the next
+        metrics write (``workers.writeback`` writes metrics alone at most once a second)."""
+        t = self._held.trials.get(trial_id)
+        return set() if t is None else set(t.written)
+
     def held_trial_ids(self) -> set[int]:
         """Every trial this dispatcher holds a lease on (waiting, running or finishing)."""
         return set(self._held.trials)

@@ -229,7 +229,9 @@ def test_a_sigkilled_actor_is_a_failed_attempt_and_the_trial_reruns(shared: Shar
     spec = {**LONG, "methods": ["lcw"], "seeds": 1, "depths": [20], "epochs": 6}
     sid = submit(store, spec)
     wait_until(lambda: d.running_trial_ids(), timeout=60, what="the trial to start")
-    wait_until(lambda: trials_of(store, sid)[0].metrics, timeout=60, what="epoch 0")
+    first = trials_of(store, sid)[0].id
+    # Epoch 0 as the dispatcher has it (the database may see it up to a second later).
+    wait_until(lambda: 0 in d.epochs_received(first), timeout=60, what="epoch 0")
     (pid,) = d.actor_pids().values()
     os.kill(pid, signal.SIGKILL)
     study = wait_study(store, sid, timeout=120)
